@@ -1,0 +1,33 @@
+# syntax=docker/dockerfile:1
+
+FROM python:3.11-slim AS builder
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# Generated *_pb2*.py files are committed, so protoc is not needed here.
+COPY pyproject.toml ./
+COPY protos/ protos/
+COPY server/ server/
+COPY storage/ storage/
+COPY ratelimit/ ratelimit/
+RUN pip install --upgrade pip && pip install .
+
+FROM python:3.11-slim AS runtime
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    SOCIALGRAPH_DATABASE_URL=sqlite:////data/socialgraph.db
+COPY --from=builder /opt/venv /opt/venv
+RUN groupadd --system --gid 10001 socialgraph \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /data --shell /usr/sbin/nologin socialgraph \
+    && mkdir -p /data \
+    && chown socialgraph:socialgraph /data
+WORKDIR /data
+VOLUME ["/data"]
+USER 10001:10001
+EXPOSE 50051
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import grpc,sys; from grpc_health.v1 import health_pb2, health_pb2_grpc; ch=grpc.insecure_channel('127.0.0.1:50051'); r=health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=3); sys.exit(0 if r.status==health_pb2.HealthCheckResponse.SERVING else 1)"]
+ENTRYPOINT ["socialgraph"]
+CMD ["serve", "--listen", "0.0.0.0:50051"]

@@ -1,0 +1,156 @@
+"""The relational schema.
+
+Every table is keyed first by a user id, so that a distributed SQL engine can
+shard all of it by user. Times are integer microseconds since the Unix epoch
+(UTC): one representation on every engine, and cheap keyset comparisons.
+
+Connections are stored as two directed rows (one per member) written and
+removed together, so each member's list is one index range. Pending requests
+carry the unordered pair (``user_low``, ``user_high``) so the database itself
+allows at most one pending request per pair.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Index,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+UUID_LEN = 36
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _user_id(name: str, **kw) -> Column:
+    return Column(name, String(UUID_LEN), nullable=False, **kw)
+
+
+users = Table(
+    "users",
+    metadata,
+    _user_id("user_id", primary_key=True),
+    Column("role", SmallInteger, nullable=False),
+    Column("display_name", Text, nullable=False, server_default=""),
+    Column("avatar_url", Text, nullable=False, server_default=""),
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    Index(None, "created_us"),
+)
+
+follows = Table(
+    "follows",
+    metadata,
+    _user_id("follower_id", primary_key=True),
+    _user_id("followee_id", primary_key=True),
+    Column("created_us", BigInteger, nullable=False),
+    CheckConstraint("follower_id <> followee_id", name="no_self"),
+    # Following list: the primary key serves lookups; this serves newest-first pages.
+    Index(None, "follower_id", "created_us", "followee_id"),
+    # Followers list and "followed by" lookups.
+    Index(None, "followee_id", "created_us", "follower_id"),
+    Index(None, "created_us"),
+)
+
+connections = Table(
+    "connections",
+    metadata,
+    _user_id("user_id", primary_key=True),
+    _user_id("other_id", primary_key=True),
+    Column("created_us", BigInteger, nullable=False),
+    CheckConstraint("user_id <> other_id", name="no_self"),
+    Index(None, "user_id", "created_us", "other_id"),
+    Index(None, "created_us"),
+)
+
+connection_requests = Table(
+    "connection_requests",
+    metadata,
+    Column("request_id", String(UUID_LEN), primary_key=True),
+    _user_id("requester_id"),
+    _user_id("recipient_id"),
+    _user_id("user_low"),
+    _user_id("user_high"),
+    Column("message", Text, nullable=False, server_default=""),
+    Column("created_us", BigInteger, nullable=False),
+    CheckConstraint("requester_id <> recipient_id", name="no_self"),
+    CheckConstraint("user_low < user_high", name="ordered_pair"),
+    UniqueConstraint("user_low", "user_high"),
+    Index(None, "recipient_id", "created_us", "request_id"),
+    Index(None, "requester_id", "created_us", "request_id"),
+    Index(None, "created_us"),
+)
+
+blocks = Table(
+    "blocks",
+    metadata,
+    _user_id("blocker_id", primary_key=True),
+    _user_id("blocked_id", primary_key=True),
+    Column("block_id", String(UUID_LEN), nullable=False, unique=True),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("created_us", BigInteger, nullable=False),
+    CheckConstraint("blocker_id <> blocked_id", name="no_self"),
+    Index(None, "blocker_id", "created_us", "blocked_id"),
+    Index(None, "blocked_id", "blocker_id"),
+    Index(None, "created_us"),
+)
+
+reports = Table(
+    "reports",
+    metadata,
+    Column("report_id", String(UUID_LEN), primary_key=True),
+    _user_id("reporter_id"),
+    _user_id("reported_id"),
+    Column("reason", SmallInteger, nullable=False),
+    Column("details", Text, nullable=False, server_default=""),
+    Column("status", SmallInteger, nullable=False),
+    Column("resolved_by", String(UUID_LEN), nullable=False, server_default=""),
+    Column("note", Text, nullable=False, server_default=""),
+    Column("created_us", BigInteger, nullable=False),
+    Column("resolved_us", BigInteger, nullable=True),
+    Index(None, "status", "created_us", "report_id"),
+    Index(None, "reported_id"),
+    Index(None, "created_us"),
+)
+
+# One row per user that ever took part in a write. The row is also the
+# user's lock: every write locks the rows of the users it touches, in user id
+# order, before it reads anything it decides on.
+user_counters = Table(
+    "user_counters",
+    metadata,
+    _user_id("user_id", primary_key=True),
+    Column("followers", BigInteger, nullable=False, server_default="0"),
+    Column("following", BigInteger, nullable=False, server_default="0"),
+    Column("connections", BigInteger, nullable=False, server_default="0"),
+    Column("incoming_requests", BigInteger, nullable=False, server_default="0"),
+    Column("outgoing_requests", BigInteger, nullable=False, server_default="0"),
+    Column("blocked", BigInteger, nullable=False, server_default="0"),
+    # Bumped by every change to the row; lets a cache refuse older values.
+    Column("version", BigInteger, nullable=False, server_default="0"),
+)
+
+COUNTER_COLUMNS = (
+    "followers",
+    "following",
+    "connections",
+    "incoming_requests",
+    "outgoing_requests",
+    "blocked",
+)
+

@@ -1,0 +1,612 @@
+"""The SQL implementation of ``Tx``, shared by SQLite and PostgreSQL.
+
+The two engines differ only in ``INSERT ... ON CONFLICT`` (each dialect has
+its own construct) and row locks (PostgreSQL takes ``FOR UPDATE``; SQLite
+already holds the database write lock from ``BEGIN IMMEDIATE``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable, Sequence
+
+from sqlalchemy import (
+    Connection,
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .schema import (
+    COUNTER_COLUMNS,
+    blocks,
+    connection_requests,
+    connections,
+    follows,
+    reports,
+    user_counters,
+    users,
+)
+from .types import (
+    Block,
+    ConnectionRequest,
+    CounterFix,
+    Counts,
+    Cursor,
+    FeedSource,
+    RelatedUser,
+    Relationship,
+    Removed,
+    Report,
+    ReportReason,
+    ReportStatus,
+    Role,
+    Totals,
+    User,
+)
+
+_LOCK_ATTEMPTS = 3
+
+
+class SqlTx:
+    """One transaction on one connection."""
+
+    def __init__(self, conn: Connection, *, postgres: bool) -> None:
+        self._c = conn
+        self._pg = postgres
+        self._insert = postgresql.insert if postgres else sqlite.insert
+
+    # ------------------------------------------------------------------ locks
+
+    def lock_users(self, user_ids: Iterable[str]) -> dict[str, Counts]:
+        ids = sorted(set(user_ids))
+        for _ in range(_LOCK_ATTEMPTS):
+            self._c.execute(
+                self._insert(user_counters)
+                .values([{"user_id": u} for u in ids])
+                .on_conflict_do_nothing(index_elements=["user_id"])
+            )
+            query = (
+                select(user_counters)
+                .where(user_counters.c.user_id.in_(ids))
+                .order_by(user_counters.c.user_id)
+            )
+            if self._pg:
+                query = query.with_for_update()
+            rows = {row.user_id: _counts(row) for row in self._c.execute(query)}
+            # A concurrent DeleteUser may remove a row between the insert and
+            # the lock; insert it again.
+            if len(rows) == len(ids):
+                return rows
+        raise RuntimeError("could not lock user counter rows")
+
+    def _bump(self, user_id: str | ColumnElement, **deltas: int) -> None:
+        values = {name: user_counters.c[name] + delta for name, delta in deltas.items()}
+        values["version"] = user_counters.c.version + 1
+        where = (
+            user_counters.c.user_id == user_id
+            if isinstance(user_id, str)
+            else user_counters.c.user_id.in_(user_id)
+        )
+        self._c.execute(update(user_counters).where(where).values(values))
+
+    # ------------------------------------------------------------------ users
+
+    def get_user(self, user_id: str) -> User | None:
+        row = self._c.execute(select(users).where(users.c.user_id == user_id)).first()
+        return _user(row) if row else None
+
+    def upsert_user(self, user: User, now_us: int) -> User:
+        stmt = self._insert(users).values(
+            user_id=user.user_id,
+            role=int(user.role),
+            display_name=user.display_name,
+            avatar_url=user.avatar_url,
+            created_us=now_us,
+            updated_us=now_us,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["user_id"],
+            set_={
+                "role": stmt.excluded.role,
+                "display_name": stmt.excluded.display_name,
+                "avatar_url": stmt.excluded.avatar_url,
+                "updated_us": stmt.excluded.updated_us,
+            },
+        ).returning(users)
+        return _user(self._c.execute(stmt).one())
+
+    def role_of(self, user_id: str) -> Role:
+        role = self._c.execute(select(users.c.role).where(users.c.user_id == user_id)).scalar()
+        return Role(role) if role is not None else Role.MEMBER
+
+    # ---------------------------------------------------------------- follows
+
+    def follow_since(self, follower_id: str, followee_id: str) -> int | None:
+        return self._c.execute(
+            select(follows.c.created_us).where(
+                follows.c.follower_id == follower_id, follows.c.followee_id == followee_id
+            )
+        ).scalar()
+
+    def insert_follow(self, follower_id: str, followee_id: str, now_us: int) -> None:
+        self._c.execute(
+            follows.insert().values(
+                follower_id=follower_id, followee_id=followee_id, created_us=now_us
+            )
+        )
+        self._bump(follower_id, following=1)
+        self._bump(followee_id, followers=1)
+
+    def delete_follow(self, follower_id: str, followee_id: str) -> bool:
+        result = self._c.execute(
+            delete(follows).where(
+                follows.c.follower_id == follower_id, follows.c.followee_id == followee_id
+            )
+        )
+        if not result.rowcount:
+            return False
+        self._bump(follower_id, following=-1)
+        self._bump(followee_id, followers=-1)
+        return True
+
+    # ------------------------------------------------------------ connections
+
+    def connected_since(self, user_id: str, other_id: str) -> int | None:
+        return self._c.execute(
+            select(connections.c.created_us).where(
+                connections.c.user_id == user_id, connections.c.other_id == other_id
+            )
+        ).scalar()
+
+    def insert_connection(self, user_id: str, other_id: str, now_us: int) -> None:
+        self._c.execute(
+            connections.insert(),
+            [
+                {"user_id": user_id, "other_id": other_id, "created_us": now_us},
+                {"user_id": other_id, "other_id": user_id, "created_us": now_us},
+            ],
+        )
+        self._bump(user_id, connections=1)
+        self._bump(other_id, connections=1)
+
+    def delete_connection(self, user_id: str, other_id: str) -> bool:
+        result = self._c.execute(
+            delete(connections).where(
+                or_(
+                    and_(connections.c.user_id == user_id, connections.c.other_id == other_id),
+                    and_(connections.c.user_id == other_id, connections.c.other_id == user_id),
+                )
+            )
+        )
+        if not result.rowcount:
+            return False
+        self._bump(user_id, connections=-1)
+        self._bump(other_id, connections=-1)
+        return True
+
+    def pending_request(self, requester_id: str, recipient_id: str) -> ConnectionRequest | None:
+        row = self._c.execute(
+            select(connection_requests).where(
+                connection_requests.c.requester_id == requester_id,
+                connection_requests.c.recipient_id == recipient_id,
+            )
+        ).first()
+        return _request(row) if row else None
+
+    def insert_request(self, request: ConnectionRequest) -> None:
+        low, high = sorted((request.requester_id, request.recipient_id))
+        self._c.execute(
+            connection_requests.insert().values(
+                request_id=request.request_id,
+                requester_id=request.requester_id,
+                recipient_id=request.recipient_id,
+                user_low=low,
+                user_high=high,
+                message=request.message,
+                created_us=request.created_us,
+            )
+        )
+        self._bump(request.requester_id, outgoing_requests=1)
+        self._bump(request.recipient_id, incoming_requests=1)
+
+    def delete_request(self, requester_id: str, recipient_id: str) -> bool:
+        result = self._c.execute(
+            delete(connection_requests).where(
+                connection_requests.c.requester_id == requester_id,
+                connection_requests.c.recipient_id == recipient_id,
+            )
+        )
+        if not result.rowcount:
+            return False
+        self._bump(requester_id, outgoing_requests=-1)
+        self._bump(recipient_id, incoming_requests=-1)
+        return True
+
+    # ----------------------------------------------------------------- blocks
+
+    def get_block(self, blocker_id: str, blocked_id: str) -> Block | None:
+        row = self._c.execute(
+            select(blocks).where(blocks.c.blocker_id == blocker_id, blocks.c.blocked_id == blocked_id)
+        ).first()
+        return _block(row) if row else None
+
+    def insert_block(self, block: Block) -> None:
+        self._c.execute(
+            blocks.insert().values(
+                block_id=block.block_id,
+                blocker_id=block.blocker_id,
+                blocked_id=block.blocked_id,
+                reason=block.reason,
+                created_us=block.created_us,
+            )
+        )
+        self._bump(block.blocker_id, blocked=1)
+
+    def delete_block(self, blocker_id: str, blocked_id: str) -> bool:
+        result = self._c.execute(
+            delete(blocks).where(blocks.c.blocker_id == blocker_id, blocks.c.blocked_id == blocked_id)
+        )
+        if not result.rowcount:
+            return False
+        self._bump(blocker_id, blocked=-1)
+        return True
+
+    def delete_blocks_against(self, blocked_id: str) -> int:
+        blockers = select(blocks.c.blocker_id).where(blocks.c.blocked_id == blocked_id)
+        self._bump(blockers, blocked=-1)
+        return self._c.execute(delete(blocks).where(blocks.c.blocked_id == blocked_id)).rowcount
+
+    # --------------------------------------------------------------- accounts
+
+    def delete_user(self, user_id: str) -> Removed:
+        """Removes every edge that involves ``user_id``, keeping the other
+        side's counters in step, then the user's counters and record."""
+        f, c, r, b = follows.c, connections.c, connection_requests.c, blocks.c
+        self._bump(select(f.followee_id).where(f.follower_id == user_id), followers=-1)
+        self._bump(select(f.follower_id).where(f.followee_id == user_id), following=-1)
+        self._bump(select(c.other_id).where(c.user_id == user_id), connections=-1)
+        self._bump(select(r.recipient_id).where(r.requester_id == user_id), incoming_requests=-1)
+        self._bump(select(r.requester_id).where(r.recipient_id == user_id), outgoing_requests=-1)
+        self._bump(select(b.blocker_id).where(b.blocked_id == user_id), blocked=-1)
+        execute = self._c.execute
+        removed = Removed(
+            follows=execute(
+                delete(follows).where(or_(f.follower_id == user_id, f.followee_id == user_id))
+            ).rowcount,
+            connections=execute(
+                delete(connections).where(or_(c.user_id == user_id, c.other_id == user_id))
+            ).rowcount
+            // 2,
+            requests=execute(
+                delete(connection_requests).where(
+                    or_(r.requester_id == user_id, r.recipient_id == user_id)
+                )
+            ).rowcount,
+            blocks=execute(
+                delete(blocks).where(or_(b.blocker_id == user_id, b.blocked_id == user_id))
+            ).rowcount,
+        )
+        execute(delete(user_counters).where(user_counters.c.user_id == user_id))
+        execute(delete(users).where(users.c.user_id == user_id))
+        return removed
+
+    # ---------------------------------------------------------------- reports
+
+    def insert_report(self, report: Report) -> None:
+        self._c.execute(reports.insert().values(**_report_values(report)))
+
+    def get_report(self, report_id: str) -> Report | None:
+        query = select(reports).where(reports.c.report_id == report_id)
+        if self._pg:
+            query = query.with_for_update()
+        row = self._c.execute(query).first()
+        return _report(row) if row else None
+
+    def update_report(self, report: Report) -> None:
+        self._c.execute(
+            update(reports)
+            .where(reports.c.report_id == report.report_id)
+            .values(**_report_values(report))
+        )
+
+    # ------------------------------------------------------------------ reads
+
+    def is_blocked_either_way(self, user_id: str, other_id: str) -> bool:
+        return bool(self._c.execute(select(_block_between(user_id, other_id))).scalar())
+
+    def relationships(self, user_id: str, other_ids: Sequence[str]) -> dict[str, Relationship]:
+        """Every relation between ``user_id`` and ``other_ids`` in one round trip."""
+        others = bindparam("others", expanding=True)
+        f, c, r, b = follows.c, connections.c, connection_requests.c, blocks.c
+        c2 = connections.alias("c2")
+
+        def tagged(tag: str, other, where, n=literal(1)) -> Select:
+            return select(literal(tag).label("tag"), other.label("other"), n.label("n")).where(*where)
+
+        query = union_all(
+            tagged("following", f.followee_id, [f.follower_id == user_id, f.followee_id.in_(others)]),
+            tagged("followed_by", f.follower_id, [f.followee_id == user_id, f.follower_id.in_(others)]),
+            tagged("connected", c.other_id, [c.user_id == user_id, c.other_id.in_(others)]),
+            tagged("outgoing", r.recipient_id, [r.requester_id == user_id, r.recipient_id.in_(others)]),
+            tagged("incoming", r.requester_id, [r.recipient_id == user_id, r.requester_id.in_(others)]),
+            tagged("blocking", b.blocked_id, [b.blocker_id == user_id, b.blocked_id.in_(others)]),
+            tagged("blocked_by", b.blocker_id, [b.blocked_id == user_id, b.blocker_id.in_(others)]),
+            tagged(
+                "mutual",
+                c2.c.user_id,
+                [c.user_id == user_id, c2.c.other_id == c.other_id, c2.c.user_id.in_(others)],
+                func.count(),
+            )
+            .select_from(connections.join(c2, c2.c.other_id == c.other_id))
+            .group_by(c2.c.user_id),
+        )
+        found: dict[str, dict] = defaultdict(dict)
+        for tag, other, n in self._c.execute(query, {"others": list(set(other_ids))}):
+            found[other][tag] = n
+        return {
+            other: Relationship(
+                other_user_id=other,
+                following="following" in found[other],
+                followed_by="followed_by" in found[other],
+                connected="connected" in found[other],
+                outgoing_request_pending="outgoing" in found[other],
+                incoming_request_pending="incoming" in found[other],
+                blocking="blocking" in found[other],
+                blocked_by="blocked_by" in found[other],
+                mutual_connections_count=int(found[other].get("mutual", 0)),
+            )
+            for other in set(other_ids)
+        }
+
+    def counts(self, user_ids: Sequence[str]) -> dict[str, Counts]:
+        rows = self._c.execute(
+            select(user_counters).where(user_counters.c.user_id.in_(set(user_ids)))
+        )
+        return {row.user_id: _counts(row) for row in rows}
+
+    def blocked_among(self, user_id: str, candidate_ids: Sequence[str]) -> set[str]:
+        candidates = bindparam("candidates", expanding=True)
+        b = blocks.c
+        query = union_all(
+            select(b.blocked_id).where(b.blocker_id == user_id, b.blocked_id.in_(candidates)),
+            select(b.blocker_id).where(b.blocked_id == user_id, b.blocker_id.in_(candidates)),
+        )
+        return set(self._c.execute(query, {"candidates": list(set(candidate_ids))}).scalars())
+
+    def mutual_connections(
+        self, user_id: str, other_id: str, limit: int
+    ) -> tuple[int, list[RelatedUser]]:
+        c = connections.c
+        c2 = connections.alias("c2")
+        shared = (c.user_id == user_id, c2.c.user_id == other_id)
+        joined = connections.join(c2, c2.c.other_id == c.other_id)
+        count = self._c.execute(
+            select(func.count()).select_from(joined).where(*shared)
+        ).scalar_one()
+        rows = self._c.execute(
+            _related(c.other_id, c.created_us, joined)
+            .where(*shared)
+            .order_by(c.created_us.desc(), c.other_id.desc())
+            .limit(limit)
+        )
+        return count, [_related_user(row) for row in rows]
+
+    def list_followers(self, user_id, after, limit, viewer_id):
+        f = follows.c
+        query = _related(f.follower_id, f.created_us, follows).where(f.followee_id == user_id)
+        return self._page_of_users(query, f.created_us, f.follower_id, after, limit, viewer_id)
+
+    def list_following(self, user_id, after, limit, viewer_id):
+        f = follows.c
+        query = _related(f.followee_id, f.created_us, follows).where(f.follower_id == user_id)
+        return self._page_of_users(query, f.created_us, f.followee_id, after, limit, viewer_id)
+
+    def list_connections(self, user_id, after, limit, viewer_id):
+        c = connections.c
+        query = _related(c.other_id, c.created_us, connections).where(c.user_id == user_id)
+        return self._page_of_users(query, c.created_us, c.other_id, after, limit, viewer_id)
+
+    def _page_of_users(self, query, created, key, after, limit, viewer_id) -> list[RelatedUser]:
+        if viewer_id is not None:
+            query = query.where(~_block_between(viewer_id, key))
+        rows = self._c.execute(_keyset(query, created, key, after, limit))
+        return [_related_user(row) for row in rows]
+
+    def list_requests(self, user_id, incoming, after, limit) -> list[ConnectionRequest]:
+        r = connection_requests.c
+        owner = r.recipient_id if incoming else r.requester_id
+        query = select(connection_requests).where(owner == user_id)
+        rows = self._c.execute(_keyset(query, r.created_us, r.request_id, after, limit))
+        return [_request(row) for row in rows]
+
+    def list_blocked(self, user_id, after, limit) -> list[Block]:
+        b = blocks.c
+        query = select(blocks).where(b.blocker_id == user_id)
+        rows = self._c.execute(_keyset(query, b.created_us, b.blocked_id, after, limit))
+        return [_block(row) for row in rows]
+
+    def list_feed_sources(self, user_id, after, limit) -> list[FeedSource]:
+        f, c = follows.c, connections.c
+        connected = (
+            select(literal(1))
+            .where(c.user_id == user_id, c.other_id == f.followee_id)
+            .exists()
+        )
+        query = select(f.followee_id, connected.label("connected"), f.created_us).where(
+            f.follower_id == user_id
+        )
+        rows = self._c.execute(_keyset(query, f.created_us, f.followee_id, after, limit))
+        return [FeedSource(row.followee_id, bool(row.connected), row.created_us) for row in rows]
+
+    def list_reports(self, status, after, limit) -> list[Report]:
+        r = reports.c
+        query = select(reports).where(r.status == int(status))
+        rows = self._c.execute(_keyset(query, r.created_us, r.report_id, after, limit))
+        return [_report(row) for row in rows]
+
+    def totals(self, since_us: int | None) -> Totals:
+        def count(table, *where) -> Select:
+            clauses = list(where)
+            if since_us is not None:
+                clauses.append(table.c.created_us >= since_us)
+            return select(func.count()).select_from(table).where(*clauses).scalar_subquery()
+
+        row = self._c.execute(
+            select(
+                count(users),
+                count(follows),
+                count(connections, connections.c.user_id < connections.c.other_id),
+                count(connection_requests),
+                count(blocks),
+                count(reports, reports.c.status == int(ReportStatus.OPEN)),
+            )
+        ).one()
+        return Totals(*row)
+
+    # ------------------------------------------------------------ maintenance
+
+    def recount(self) -> list[CounterFix]:
+        if self._pg:
+            # Edge writes hold row locks on user_counters until they commit;
+            # this waits for them and keeps new ones out while we count.
+            self._c.exec_driver_sql("LOCK TABLE user_counters IN EXCLUSIVE MODE")
+        f, c, r, b = follows.c, connections.c, connection_requests.c, blocks.c
+        sources = {
+            "followers": (f.followee_id, follows),
+            "following": (f.follower_id, follows),
+            "connections": (c.user_id, connections),
+            "incoming_requests": (r.recipient_id, connection_requests),
+            "outgoing_requests": (r.requester_id, connection_requests),
+            "blocked": (b.blocker_id, blocks),
+        }
+        actual: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTER_COLUMNS, 0))
+        for column, (owner, table) in sources.items():
+            for user_id, n in self._c.execute(
+                select(owner, func.count()).select_from(table).group_by(owner)
+            ):
+                actual[user_id][column] = n
+        stored = {row.user_id: row for row in self._c.execute(select(user_counters))}
+        fixes: list[CounterFix] = []
+        for user_id in sorted(set(actual) | set(stored)):
+            truth = actual.get(user_id) or dict.fromkeys(COUNTER_COLUMNS, 0)
+            row = stored.get(user_id)
+            wrong = {
+                column: n
+                for column, n in truth.items()
+                if (getattr(row, column) if row is not None else 0) != n
+            }
+            if row is None and not any(truth.values()):
+                continue
+            if row is None:
+                self._c.execute(user_counters.insert().values(user_id=user_id, **truth))
+            elif wrong:
+                self._c.execute(
+                    update(user_counters)
+                    .where(user_counters.c.user_id == user_id)
+                    .values(**wrong, version=user_counters.c.version + 1)
+                )
+            fixes.extend(
+                CounterFix(user_id, column, getattr(row, column) if row is not None else 0, n)
+                for column, n in wrong.items()
+            )
+        return fixes
+
+
+# ---------------------------------------------------------------- query parts
+
+
+def _block_between(user_id, other_id) -> ColumnElement[bool]:
+    b = blocks.c
+    return (
+        select(literal(1))
+        .where(
+            or_(
+                and_(b.blocker_id == user_id, b.blocked_id == other_id),
+                and_(b.blocker_id == other_id, b.blocked_id == user_id),
+            )
+        )
+        .exists()
+    )
+
+
+def _related(key, created, from_) -> Select:
+    return select(
+        key.label("user_id"),
+        created.label("since_us"),
+        func.coalesce(users.c.display_name, "").label("display_name"),
+        func.coalesce(users.c.avatar_url, "").label("avatar_url"),
+    ).select_from(from_.outerjoin(users, users.c.user_id == key))
+
+
+def _keyset(query: Select, created, key, after: Cursor | None, limit: int) -> Select:
+    """Newest first; strictly after the cursor, so concurrent inserts and
+    deletes never repeat or skip an item that stays for the whole walk."""
+    if after is not None:
+        query = query.where(tuple_(created, key) < tuple_(after.created_us, after.key))
+    return query.order_by(created.desc(), key.desc()).limit(limit)
+
+
+# ------------------------------------------------------------------- row maps
+
+
+def _counts(row) -> Counts:
+    return Counts(row.user_id, *(int(getattr(row, name)) for name in COUNTER_COLUMNS))
+
+
+def _user(row) -> User:
+    return User(row.user_id, Role(row.role), row.display_name, row.avatar_url, row.created_us)
+
+
+def _related_user(row) -> RelatedUser:
+    return RelatedUser(row.user_id, row.since_us, row.display_name, row.avatar_url)
+
+
+def _request(row) -> ConnectionRequest:
+    return ConnectionRequest(
+        row.request_id, row.requester_id, row.recipient_id, row.message, row.created_us
+    )
+
+
+def _block(row) -> Block:
+    return Block(row.block_id, row.blocker_id, row.blocked_id, row.reason, row.created_us)
+
+
+def _report(row) -> Report:
+    return Report(
+        row.report_id,
+        row.reporter_id,
+        row.reported_id,
+        ReportReason(row.reason),
+        row.details,
+        ReportStatus(row.status),
+        row.resolved_by,
+        row.note,
+        row.created_us,
+        row.resolved_us,
+    )
+
+
+def _report_values(report: Report) -> dict:
+    return {
+        "report_id": report.report_id,
+        "reporter_id": report.reporter_id,
+        "reported_id": report.reported_id,
+        "reason": int(report.reason),
+        "details": report.details,
+        "status": int(report.status),
+        "resolved_by": report.resolved_by,
+        "note": report.note,
+        "created_us": report.created_us,
+        "resolved_us": report.resolved_us,
+    }

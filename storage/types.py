@@ -1,0 +1,227 @@
+"""The storage contract: value types, and the transaction interface the
+rules layer works through.
+
+``Storage.read_write(fn)`` runs ``fn(tx)`` in one transaction that commits
+when ``fn`` returns and rolls back when it raises; transient conflicts
+(serialization failures, deadlocks, a busy SQLite file) rerun ``fn`` from the
+start a bounded number of times, so ``fn`` must not have side effects outside
+the transaction. ``read_only(fn)`` is the same for reads.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Callable, Iterable, Protocol, Sequence, TypeVar
+
+T = TypeVar("T")
+
+
+class Role(enum.IntEnum):
+    MEMBER = 1
+    MODERATOR = 2
+    ADMIN = 3
+
+    @property
+    def is_staff(self) -> bool:
+        return self is not Role.MEMBER
+
+
+class ReportReason(enum.IntEnum):
+    SPAM = 1
+    HARASSMENT = 2
+    HATE = 3
+    INAPPROPRIATE_CONTENT = 4
+    IMPERSONATION = 5
+    OTHER = 6
+
+
+class ReportStatus(enum.IntEnum):
+    OPEN = 1
+    DISMISSED = 2
+    ACTIONED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    user_id: str
+    role: Role
+    display_name: str
+    avatar_url: str
+    created_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class RelatedUser:
+    user_id: str
+    since_us: int
+    display_name: str
+    avatar_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRequest:
+    request_id: str
+    requester_id: str
+    recipient_id: str
+    message: str
+    created_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    block_id: str
+    blocker_id: str
+    blocked_id: str
+    reason: str
+    created_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    report_id: str
+    reporter_id: str
+    reported_id: str
+    reason: ReportReason
+    details: str
+    status: ReportStatus
+    resolved_by: str
+    note: str
+    created_us: int
+    resolved_us: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    user_id: str
+    followers: int = 0
+    following: int = 0
+    connections: int = 0
+    incoming_requests: int = 0
+    outgoing_requests: int = 0
+    blocked: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Relationship:
+    other_user_id: str
+    following: bool
+    followed_by: bool
+    connected: bool
+    outgoing_request_pending: bool
+    incoming_request_pending: bool
+    blocking: bool
+    blocked_by: bool
+    mutual_connections_count: int
+
+    @property
+    def can_interact(self) -> bool:
+        return not (self.blocking or self.blocked_by)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSource:
+    author_id: str
+    include_private: bool
+    since_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Keyset position: the last item returned, as (created_us, key)."""
+
+    created_us: int
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    users: int
+    follows: int
+    connections: int
+    pending_requests: int
+    blocks: int
+    open_reports: int
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """What a cascade removed."""
+
+    follows: int = 0
+    connections: int = 0
+    requests: int = 0
+    blocks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CounterFix:
+    """A counter that ``recount`` found wrong: what was stored, what is true."""
+
+    user_id: str
+    column: str
+    stored: int
+    actual: int
+
+
+class Tx(Protocol):
+    """Operations inside one transaction. Edge writes keep the counters of
+    the users they involve in step; callers never touch counters."""
+
+    # Locks and users.
+    def lock_users(self, user_ids: Iterable[str]) -> dict[str, Counts]: ...
+    def get_user(self, user_id: str) -> User | None: ...
+    def upsert_user(self, user: User, now_us: int) -> User: ...
+    def role_of(self, user_id: str) -> Role: ...
+
+    # Follows.
+    def follow_since(self, follower_id: str, followee_id: str) -> int | None: ...
+    def insert_follow(self, follower_id: str, followee_id: str, now_us: int) -> None: ...
+    def delete_follow(self, follower_id: str, followee_id: str) -> bool: ...
+
+    # Connections and requests.
+    def connected_since(self, user_id: str, other_id: str) -> int | None: ...
+    def insert_connection(self, user_id: str, other_id: str, now_us: int) -> None: ...
+    def delete_connection(self, user_id: str, other_id: str) -> bool: ...
+    def pending_request(self, requester_id: str, recipient_id: str) -> ConnectionRequest | None: ...
+    def insert_request(self, request: ConnectionRequest) -> None: ...
+    def delete_request(self, requester_id: str, recipient_id: str) -> bool: ...
+
+    # Blocks.
+    def get_block(self, blocker_id: str, blocked_id: str) -> Block | None: ...
+    def insert_block(self, block: Block) -> None: ...
+    def delete_block(self, blocker_id: str, blocked_id: str) -> bool: ...
+    def delete_blocks_against(self, blocked_id: str) -> int: ...
+
+    # Accounts.
+    def delete_user(self, user_id: str) -> Removed: ...
+
+    # Reports.
+    def insert_report(self, report: Report) -> None: ...
+    def get_report(self, report_id: str) -> Report | None: ...
+    def update_report(self, report: Report) -> None: ...
+
+    # Reads.
+    def is_blocked_either_way(self, user_id: str, other_id: str) -> bool: ...
+    def relationships(self, user_id: str, other_ids: Sequence[str]) -> dict[str, Relationship]: ...
+    def counts(self, user_ids: Sequence[str]) -> dict[str, Counts]: ...
+    def blocked_among(self, user_id: str, candidate_ids: Sequence[str]) -> set[str]: ...
+    def mutual_connections(self, user_id: str, other_id: str, limit: int) -> tuple[int, list[RelatedUser]]: ...
+    def list_followers(self, user_id: str, after: Cursor | None, limit: int, viewer_id: str | None) -> list[RelatedUser]: ...
+    def list_following(self, user_id: str, after: Cursor | None, limit: int, viewer_id: str | None) -> list[RelatedUser]: ...
+    def list_connections(self, user_id: str, after: Cursor | None, limit: int, viewer_id: str | None) -> list[RelatedUser]: ...
+    def list_requests(self, user_id: str, incoming: bool, after: Cursor | None, limit: int) -> list[ConnectionRequest]: ...
+    def list_blocked(self, user_id: str, after: Cursor | None, limit: int) -> list[Block]: ...
+    def list_feed_sources(self, user_id: str, after: Cursor | None, limit: int) -> list[FeedSource]: ...
+    def list_reports(self, status: ReportStatus, after: Cursor | None, limit: int) -> list[Report]: ...
+    def totals(self, since_us: int | None) -> Totals: ...
+
+    # Maintenance.
+    def recount(self) -> list[CounterFix]: ...
+
+
+class Storage(Protocol):
+    def read_write(self, fn: Callable[[Tx], T]) -> T: ...
+    def read_only(self, fn: Callable[[Tx], T]) -> T: ...
+    def ping(self) -> None: ...
+    def close(self) -> None: ...
