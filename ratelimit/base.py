@@ -1,0 +1,67 @@
+"""The limiter contract shared by the in-process and Redis limiters.
+
+A limiter keeps, per key, a sliding log of admitted attempts, each named by a
+token (the connection request's id). ``acquire`` admits an attempt only if
+every window still has room, and records it in one atomic step; a refused
+attempt is not recorded. ``release`` removes an admitted attempt again, for
+an attempt that ended up creating nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_WINDOW = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """At most ``limit`` attempts in any ``seconds``-long interval."""
+
+    limit: int
+    seconds: int
+
+    def __str__(self) -> str:
+        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+            if self.seconds % size == 0:
+                return f"{self.limit}/{self.seconds // size}{unit}"
+        return f"{self.limit}/{self.seconds}s"
+
+
+def parse_windows(spec: str) -> tuple[Window, ...]:
+    """Parses ``"20/1h,100/24h"`` (units s, m, h, d; a missing count means 1)."""
+    windows = []
+    for part in spec.split(","):
+        match = _WINDOW.match(part)
+        if not match:
+            raise ValueError(f"bad rate limit window {part!r}: expected e.g. 20/1h")
+        limit, count, unit = int(match[1]), int(match[2] or 1), match[3]
+        if limit < 1 or count < 1:
+            raise ValueError(f"bad rate limit window {part!r}: numbers must be positive")
+        windows.append(Window(limit, count * _UNITS[unit]))
+    return tuple(sorted(windows, key=lambda w: w.seconds))
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of ``acquire``. When refused, ``retry_after`` is the time
+    in seconds until the fullest refusing window frees a slot, and
+    ``window`` is that window."""
+
+    allowed: bool
+    retry_after: float = 0.0
+    window: Window | None = None
+
+
+ALLOWED = Decision(True)
+
+
+class Limiter(Protocol):
+    windows: Sequence[Window]
+
+    def acquire(self, key: str, token: str) -> Decision: ...
+
+    def release(self, key: str, token: str) -> None: ...

@@ -1,0 +1,151 @@
+"""Wiring: settings in, a running gRPC server out."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ratelimit import InProcessLimiter, Limiter
+from socialgraph.v1 import admin_pb2, admin_pb2_grpc, social_graph_pb2, social_graph_pb2_grpc
+from storage import SqlStorage, StorageUnavailable, open_storage
+from storage.migrate import upgrade
+
+from .rules import Graph, Policy
+from .servicers import AdminServicer, SocialGraphServicer
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    social_graph_pb2.DESCRIPTOR.services_by_name["SocialGraphService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+)
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+def make_limiter(settings: Settings) -> Limiter:
+    return InProcessLimiter(settings.windows)
+
+
+def make_graph(settings: Settings, storage: SqlStorage) -> Graph:
+    policy = Policy(connection_limit=settings.connection_limit, auto_follow=settings.auto_follow)
+    return Graph(storage, make_limiter(settings), policy)
+
+
+def add_services(server: grpc.Server, graph: Graph) -> None:
+    social_graph_pb2_grpc.add_SocialGraphServiceServicer_to_server(SocialGraphServicer(graph), server)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(graph), server)
+
+
+class HealthMonitor:
+    """Reports SERVING while the database answers, NOT_SERVING while it does not."""
+
+    def __init__(self, storage: SqlStorage, servicer: health.HealthServicer, interval: float) -> None:
+        self._storage = storage
+        self._servicer = servicer
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="health-monitor", daemon=True)
+        self._serving: bool | None = None
+
+    def start(self) -> None:
+        self.check()
+        self._thread.start()
+
+    def check(self) -> bool:
+        try:
+            self._storage.ping()
+            serving = True
+        except StorageUnavailable as exc:
+            serving = False
+            if self._serving is not False:
+                log.warning("database unreachable: %s", exc)
+        if serving != self._serving:
+            self._set(health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING)
+            if serving and self._serving is False:
+                log.info("database reachable again")
+            self._serving = serving
+        return serving
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._set(health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def _set(self, status) -> None:
+        for name in ("", *SERVICE_NAMES):
+            self._servicer.set(name, status)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.check()
+
+
+class App:
+    """A configured server: storage, rules, services, health and reflection."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.storage = open_storage(settings.database_url, pool_size=settings.threads)
+        if settings.migrate_on_start:
+            upgrade(self.storage)
+        self.graph = make_graph(settings, self.storage)
+        message_limit = settings.max_message_bytes
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc"),
+            options=[
+                # Fail on a port that is already taken instead of sharing it.
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", message_limit),
+                ("grpc.max_send_message_length", message_limit),
+            ],
+        )
+        add_services(self.server, self.graph)
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
+        self.monitor = HealthMonitor(self.storage, self.health, settings.health_interval)
+        try:
+            self.port = self.server.add_insecure_port(settings.listen)
+        except RuntimeError as exc:
+            raise PortInUse(f"cannot listen on {settings.listen}: {exc}") from None
+        if not self.port:
+            raise PortInUse(f"cannot listen on {settings.listen}: address in use or not available")
+
+    def start(self) -> None:
+        self.monitor.start()
+        self.server.start()
+        log.info("socialgraph serving on %s (database %s)", self.settings.listen, self.storage.dialect)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stops accepting, lets in-flight RPCs finish within ``grace``, closes storage."""
+        self.monitor.stop()
+        self.server.stop(self.settings.grace_period if grace is None else grace).wait()
+        self.storage.close()
+
+
+def serve(settings: Settings) -> None:
+    """Runs until SIGTERM or SIGINT, then drains in-flight RPCs."""
+    app = App(settings)
+    stopping = threading.Event()
+
+    def on_signal(signum, _frame):
+        log.info("received %s; draining for up to %.0f s", signal.Signals(signum).name, settings.grace_period)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    app.start()
+    stopping.wait()
+    app.stop()
+    log.info("stopped")

@@ -1,0 +1,95 @@
+"""Domain records to socialgraph.v1 messages."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from socialgraph.v1 import common_pb2 as pb
+from storage import types
+
+
+def timestamp(us: int) -> Timestamp:
+    return Timestamp(seconds=us // 1_000_000, nanos=(us % 1_000_000) * 1000)
+
+
+def user(record: types.User) -> pb.User:
+    return pb.User(
+        user_id=record.user_id,
+        role=int(record.role),
+        display_name=record.display_name,
+        avatar_url=record.avatar_url,
+        created_at=timestamp(record.created_us),
+    )
+
+
+def related_user(record: types.RelatedUser) -> pb.RelatedUser:
+    return pb.RelatedUser(
+        user_id=record.user_id,
+        since=timestamp(record.since_us),
+        display_name=record.display_name,
+        avatar_url=record.avatar_url,
+    )
+
+
+def connection_request(record: types.ConnectionRequest) -> pb.ConnectionRequest:
+    return pb.ConnectionRequest(
+        request_id=record.request_id,
+        requester_id=record.requester_id,
+        recipient_id=record.recipient_id,
+        message=record.message,
+        created_at=timestamp(record.created_us),
+    )
+
+
+def block(record: types.Block) -> pb.Block:
+    return pb.Block(
+        block_id=record.block_id,
+        blocker_id=record.blocker_id,
+        blocked_id=record.blocked_id,
+        reason=record.reason,
+        created_at=timestamp(record.created_us),
+    )
+
+
+def relationship(record: types.Relationship) -> pb.Relationship:
+    return pb.Relationship(
+        other_user_id=record.other_user_id,
+        following=record.following,
+        followed_by=record.followed_by,
+        connected=record.connected,
+        outgoing_request_pending=record.outgoing_request_pending,
+        incoming_request_pending=record.incoming_request_pending,
+        blocking=record.blocking,
+        blocked_by=record.blocked_by,
+        can_interact=record.can_interact,
+        mutual_connections_count=record.mutual_connections_count,
+    )
+
+
+def counts(record: types.Counts) -> pb.Counts:
+    return pb.Counts(
+        user_id=record.user_id,
+        followers=record.followers,
+        following=record.following,
+        connections=record.connections,
+        incoming_requests=record.incoming_requests,
+        outgoing_requests=record.outgoing_requests,
+        blocked=record.blocked,
+    )
+
+
+def report(record: types.Report) -> pb.Report:
+    message = pb.Report(
+        report_id=record.report_id,
+        reporter_id=record.reporter_id,
+        reported_id=record.reported_id,
+        reason=int(record.reason),
+        details=record.details,
+        status=int(record.status),
+        resolved_by=record.resolved_by,
+        note=record.note,
+        created_at=timestamp(record.created_us),
+    )
+    if record.resolved_us is not None:
+        message.resolved_at.CopyFrom(timestamp(record.resolved_us))
+    return message

@@ -1,0 +1,110 @@
+"""The one error map: every failure an RPC can end in becomes a gRPC status
+with a ``google.rpc.Status`` (ErrorInfo, and RetryInfo + QuotaFailure when
+rate limited) in ``grpc-status-details-bin``."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from typing import NamedTuple
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from storage import StorageUnavailable
+
+from .rules import (
+    ConnectionLimitReached,
+    GraphError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    Reason,
+)
+
+DOMAIN = "socialgraph.v1"
+
+log = logging.getLogger(__name__)
+
+_CODES: dict[type[GraphError], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ConnectionLimitReached: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+class Status(NamedTuple):
+    """A ``grpc.Status`` for ``ServicerContext.abort_with_status``."""
+
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+def status_for(exc: Exception) -> Status:
+    if isinstance(exc, GraphError):
+        code, reason, message, metadata = _CODES[type(exc)], exc.reason, exc.message, exc.metadata
+    elif isinstance(exc, StorageUnavailable):
+        code, reason = grpc.StatusCode.UNAVAILABLE, Reason.STORAGE_UNAVAILABLE
+        message, metadata = "the database cannot be reached; safe to retry", {}
+    else:
+        code, reason, message, metadata = grpc.StatusCode.INTERNAL, "INTERNAL", "internal error", {}
+    details = [error_details_pb2.ErrorInfo(reason=str(reason), domain=DOMAIN, metadata=metadata)]
+    trailing: list[tuple[str, str | bytes]] = []
+    if isinstance(exc, RateLimited):
+        delay = max(exc.retry_after, 0.0)
+        seconds = int(delay)
+        details.append(
+            error_details_pb2.RetryInfo(
+                retry_delay=duration_pb2.Duration(seconds=seconds, nanos=int((delay - seconds) * 1e9))
+            )
+        )
+        details.append(
+            error_details_pb2.QuotaFailure(
+                violations=[
+                    error_details_pb2.QuotaFailure.Violation(
+                        subject=f"user:{exc.user_id}",
+                        description=f"at most {exc.window.limit} connection requests per {exc.window.seconds} s",
+                    )
+                ]
+            )
+        )
+        trailing.append(("retry-after", str(max(1, math.ceil(delay)))))
+    packed = []
+    for detail in details:
+        any_detail = any_pb2.Any()
+        any_detail.Pack(detail)
+        packed.append(any_detail)
+    status = status_pb2.Status(code=code.value[0], message=message, details=packed)
+    trailing.insert(0, ("grpc-status-details-bin", status.SerializeToString()))
+    return Status(code, message, tuple(trailing))
+
+
+def translate_errors(cls: type) -> type:
+    """Class decorator: every public method of a servicer ends a failed call
+    through ``status_for``."""
+    for name, method in list(vars(cls).items()):
+        if callable(method) and not name.startswith("_"):
+            setattr(cls, name, _translating(method))
+    return cls
+
+
+def _translating(method):
+    @functools.wraps(method)
+    def wrapper(self, request, context):
+        try:
+            return method(self, request, context)
+        except (GraphError, StorageUnavailable) as exc:
+            context.abort_with_status(status_for(exc))
+        except Exception as exc:
+            if isinstance(exc, grpc.RpcError):  # abort() raised inside the method
+                raise
+            log.exception("%s failed", method.__qualname__)
+            context.abort_with_status(status_for(exc))
+
+    return wrapper

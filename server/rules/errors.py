@@ -1,0 +1,88 @@
+"""Domain errors: what the rules layer says went wrong, in the SPEC's words.
+``server/errors.py`` turns each into a gRPC status; nothing here knows gRPC.
+
+GraphError
+├── InvalidArgument          INVALID_ARGUMENT (reason says which check)
+├── PermissionDenied         PERMISSION_DENIED: BLOCKED, CANNOT_BLOCK_STAFF, NOT_A_MODERATOR
+├── NotFound                 NOT_FOUND: REQUEST_NOT_FOUND, USER_NOT_FOUND, REPORT_NOT_FOUND
+├── RateLimited              RESOURCE_EXHAUSTED: RATE_LIMITED
+└── ConnectionLimitReached   RESOURCE_EXHAUSTED: CONNECTION_LIMIT_REACHED
+"""
+
+from __future__ import annotations
+
+import enum
+
+from ratelimit import Window
+
+
+class Reason(enum.StrEnum):
+    INVALID_USER_ID = "INVALID_USER_ID"
+    SELF_RELATIONSHIP = "SELF_RELATIONSHIP"
+    FIELD_TOO_LONG = "FIELD_TOO_LONG"
+    INVALID_PAGE_SIZE = "INVALID_PAGE_SIZE"
+    INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
+    TOO_MANY_IDS = "TOO_MANY_IDS"
+    INVALID_ENUM = "INVALID_ENUM"
+    MISSING_FIELD = "MISSING_FIELD"
+    INVALID_TEXT = "INVALID_TEXT"
+    BLOCKED = "BLOCKED"
+    CANNOT_BLOCK_STAFF = "CANNOT_BLOCK_STAFF"
+    NOT_A_MODERATOR = "NOT_A_MODERATOR"
+    REQUEST_NOT_FOUND = "REQUEST_NOT_FOUND"
+    USER_NOT_FOUND = "USER_NOT_FOUND"
+    REPORT_NOT_FOUND = "REPORT_NOT_FOUND"
+    RATE_LIMITED = "RATE_LIMITED"
+    CONNECTION_LIMIT_REACHED = "CONNECTION_LIMIT_REACHED"
+    STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
+
+
+class GraphError(Exception):
+    """Base class: a reason, a message for humans, and metadata for machines."""
+
+    reason: Reason
+
+    def __init__(self, reason: Reason, message: str, **metadata: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.metadata = metadata
+
+
+class InvalidArgument(GraphError):
+    def __init__(self, reason: Reason, field: str, message: str) -> None:
+        super().__init__(reason, f"{field}: {message}", field=field)
+        self.field = field
+
+
+class PermissionDenied(GraphError):
+    pass
+
+
+class NotFound(GraphError):
+    pass
+
+
+class RateLimited(GraphError):
+    def __init__(self, user_id: str, window: Window, retry_after: float) -> None:
+        super().__init__(
+            Reason.RATE_LIMITED,
+            f"too many connection requests: at most {window.limit} per "
+            f"{window.seconds} seconds; retry in {retry_after:.1f} s",
+            user_id=user_id,
+            window=str(window),
+        )
+        self.user_id = user_id
+        self.window = window
+        self.retry_after = retry_after
+
+
+class ConnectionLimitReached(GraphError):
+    def __init__(self, user_id: str, limit: int) -> None:
+        super().__init__(
+            Reason.CONNECTION_LIMIT_REACHED,
+            f"user {user_id} has reached the limit of {limit} connections",
+            user_id=user_id,
+            limit=str(limit),
+        )
+        self.user_id = user_id

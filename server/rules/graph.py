@@ -1,0 +1,456 @@
+"""The rules layer: each method turns one intent ("A follows B") into its
+checks and exactly one transaction.
+
+Every write first locks the users it involves (``Tx.lock_users``), then reads
+what it decides on, then writes. Because every write touching a user holds
+that user's lock, the checks stay true until commit: two crossing requests
+connect once (C3), acceptances racing toward the limit stop at it (C6), and
+no follow, request or connection slips in beside a block (I1).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from uuid6 import uuid7
+
+from ratelimit import Limiter
+from storage.types import (
+    Block,
+    ConnectionRequest,
+    CounterFix,
+    Counts,
+    Cursor,
+    FeedSource,
+    RelatedUser,
+    Relationship,
+    Removed,
+    Report,
+    ReportReason,
+    ReportStatus,
+    Storage,
+    Totals,
+    Tx,
+    User,
+)
+
+from . import paging
+from .errors import (
+    ConnectionLimitReached,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    Reason,
+)
+
+DAY_US = 86_400 * 1_000_000
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def new_id() -> str:
+    return str(uuid7())
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The configurable rules."""
+
+    connection_limit: int = 2000
+    auto_follow: bool = True
+
+
+class ConnectionState(enum.IntEnum):
+    PENDING = 1
+    CONNECTED = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    state: ConnectionState
+    created: bool
+    request: ConnectionRequest | None = None
+    connected_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BlockResult:
+    block: Block
+    created: bool
+    removed: Removed
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    total: Totals
+    last_24h: Totals
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list
+    next_page_token: str
+
+
+class Graph:
+    def __init__(
+        self,
+        storage: Storage,
+        limiter: Limiter,
+        policy: Policy = Policy(),
+        clock: Callable[[], int] = now_us,
+    ) -> None:
+        self.storage = storage
+        self.limiter = limiter
+        self.policy = policy
+        self._now = clock
+
+    # ---------------------------------------------------------------- follows
+
+    def follow(self, follower_id: str, followee_id: str) -> tuple[bool, int]:
+        """F1-F3. Returns (created, since_us)."""
+        _distinct("followee_id", follower_id, followee_id)
+
+        def run(tx: Tx) -> tuple[bool, int]:
+            tx.lock_users((follower_id, followee_id))
+            since = tx.follow_since(follower_id, followee_id)
+            if since is not None:
+                return False, since
+            _refuse_if_blocked(tx, follower_id, followee_id)
+            now = self._now()
+            tx.insert_follow(follower_id, followee_id, now)
+            return True, now
+
+        return self.storage.read_write(run)
+
+    def unfollow(self, follower_id: str, followee_id: str) -> bool:
+        _distinct("followee_id", follower_id, followee_id)
+        return self._locked(
+            (follower_id, followee_id), lambda tx: tx.delete_follow(follower_id, followee_id)
+        )
+
+    def remove_follower(self, user_id: str, follower_id: str) -> bool:
+        """F4: the followee removes a follower."""
+        _distinct("follower_id", user_id, follower_id)
+        return self._locked((user_id, follower_id), lambda tx: tx.delete_follow(follower_id, user_id))
+
+    # ------------------------------------------------------------ connections
+
+    def send_connection_request(self, requester_id: str, recipient_id: str, message: str) -> SendResult:
+        """C1-C7: the limiter first, then one transaction; the limiter slot is
+        given back when the call creates nothing."""
+        _distinct("recipient_id", requester_id, recipient_id)
+        request_id = new_id()
+        decision = self.limiter.acquire(requester_id, request_id)
+        if not decision.allowed:
+            assert decision.window is not None
+            raise RateLimited(requester_id, decision.window, decision.retry_after)
+
+        def run(tx: Tx) -> SendResult:
+            counts = tx.lock_users((requester_id, recipient_id))
+            _refuse_if_blocked(tx, requester_id, recipient_id)
+            since = tx.connected_since(requester_id, recipient_id)
+            if since is not None:
+                return SendResult(ConnectionState.CONNECTED, False, connected_us=since)
+            pending = tx.pending_request(requester_id, recipient_id)
+            if pending is not None:
+                return SendResult(ConnectionState.PENDING, False, request=pending)
+            self._check_limit(counts, requester_id, recipient_id)
+            now = self._now()
+            if tx.pending_request(recipient_id, requester_id) is not None:
+                # C3: crossing requests accept each other.
+                tx.delete_request(recipient_id, requester_id)
+                self._connect(tx, requester_id, recipient_id, now)
+                return SendResult(ConnectionState.CONNECTED, True, connected_us=now)
+            request = ConnectionRequest(request_id, requester_id, recipient_id, message, now)
+            tx.insert_request(request)
+            if self.policy.auto_follow:
+                _ensure_follow(tx, requester_id, recipient_id, now)
+            return SendResult(ConnectionState.PENDING, True, request=request)
+
+        try:
+            result = self.storage.read_write(run)
+        except BaseException:
+            self.limiter.release(requester_id, request_id)
+            raise
+        if not result.created:
+            self.limiter.release(requester_id, request_id)
+        return result
+
+    def accept_connection_request(self, recipient_id: str, requester_id: str) -> int:
+        """C2, C4, C6. Returns connected_us; a retry after success returns the same."""
+        _distinct("requester_id", recipient_id, requester_id)
+
+        def run(tx: Tx) -> int:
+            counts = tx.lock_users((recipient_id, requester_id))
+            since = tx.connected_since(recipient_id, requester_id)
+            if since is not None:
+                return since
+            if tx.pending_request(requester_id, recipient_id) is None:
+                raise NotFound(
+                    Reason.REQUEST_NOT_FOUND,
+                    f"no pending connection request from {requester_id} to {recipient_id}",
+                )
+            self._check_limit(counts, recipient_id, requester_id)
+            now = self._now()
+            tx.delete_request(requester_id, recipient_id)
+            self._connect(tx, requester_id, recipient_id, now)
+            return now
+
+        return self.storage.read_write(run)
+
+    def decline_connection_request(self, recipient_id: str, requester_id: str) -> bool:
+        _distinct("requester_id", recipient_id, requester_id)
+        return self._locked(
+            (recipient_id, requester_id), lambda tx: tx.delete_request(requester_id, recipient_id)
+        )
+
+    def cancel_connection_request(self, requester_id: str, recipient_id: str) -> bool:
+        _distinct("recipient_id", requester_id, recipient_id)
+        return self._locked(
+            (requester_id, recipient_id), lambda tx: tx.delete_request(requester_id, recipient_id)
+        )
+
+    def remove_connection(self, user_id: str, other_id: str) -> bool:
+        _distinct("other_user_id", user_id, other_id)
+        return self._locked((user_id, other_id), lambda tx: tx.delete_connection(user_id, other_id))
+
+    def _connect(self, tx: Tx, requester_id: str, recipient_id: str, now: int) -> None:
+        """Makes the connection; with auto-follow, the requester follows the
+        recipient (from sending) and the recipient the requester (from accepting)."""
+        tx.insert_connection(requester_id, recipient_id, now)
+        if self.policy.auto_follow:
+            _ensure_follow(tx, requester_id, recipient_id, now)
+            _ensure_follow(tx, recipient_id, requester_id, now)
+
+    def _check_limit(self, counts: dict[str, Counts], *user_ids: str) -> None:
+        for user_id in user_ids:
+            if counts[user_id].connections >= self.policy.connection_limit:
+                raise ConnectionLimitReached(user_id, self.policy.connection_limit)
+
+    # ----------------------------------------------------------------- blocks
+
+    def block(self, blocker_id: str, blocked_id: str, reason: str) -> BlockResult:
+        """B1-B3, B6: the block and its cascade in one transaction."""
+        _distinct("blocked_id", blocker_id, blocked_id)
+
+        def run(tx: Tx) -> BlockResult:
+            tx.lock_users((blocker_id, blocked_id))
+            existing = tx.get_block(blocker_id, blocked_id)
+            if existing is not None:
+                return BlockResult(existing, False, Removed())
+            if tx.role_of(blocked_id).is_staff:
+                raise PermissionDenied(
+                    Reason.CANNOT_BLOCK_STAFF, "moderators and admins cannot be blocked"
+                )
+            removed = Removed(
+                follows=tx.delete_follow(blocker_id, blocked_id)
+                + tx.delete_follow(blocked_id, blocker_id),
+                connections=int(tx.delete_connection(blocker_id, blocked_id)),
+                requests=tx.delete_request(blocker_id, blocked_id)
+                + tx.delete_request(blocked_id, blocker_id),
+            )
+            block = Block(new_id(), blocker_id, blocked_id, reason, self._now())
+            tx.insert_block(block)
+            return BlockResult(block, True, removed)
+
+        return self.storage.read_write(run)
+
+    def unblock(self, blocker_id: str, blocked_id: str) -> bool:
+        """B5: restores nothing."""
+        _distinct("blocked_id", blocker_id, blocked_id)
+        return self._locked((blocker_id, blocked_id), lambda tx: tx.delete_block(blocker_id, blocked_id))
+
+    # ------------------------------------------------------- users, reports
+
+    def upsert_user(self, user: User) -> User:
+        """R3; B3: a moderator or admin is blocked by nobody."""
+
+        def run(tx: Tx) -> User:
+            tx.lock_users((user.user_id,))
+            stored = tx.upsert_user(user, self._now())
+            if stored.role.is_staff:
+                tx.delete_blocks_against(stored.user_id)
+            return stored
+
+        return self.storage.read_write(run)
+
+    def get_user(self, user_id: str) -> User:
+        user = self.storage.read_only(lambda tx: tx.get_user(user_id))
+        if user is None:
+            raise NotFound(Reason.USER_NOT_FOUND, f"user {user_id} is not registered")
+        return user
+
+    def delete_user(self, user_id: str) -> Removed:
+        """R4."""
+        return self._locked((user_id,), lambda tx: tx.delete_user(user_id))
+
+    def report_user(self, reporter_id: str, reported_id: str, reason: ReportReason, details: str) -> Report:
+        """R1."""
+        _distinct("reported_id", reporter_id, reported_id)
+        report = Report(
+            new_id(), reporter_id, reported_id, reason, details, ReportStatus.OPEN, "", "", self._now(), None
+        )
+        self.storage.read_write(lambda tx: tx.insert_report(report))
+        return report
+
+    def list_reports(self, moderator_id: str, status: ReportStatus, size: int, token: str) -> Page:
+        """R2."""
+        after = paging.decode(token, "reports")
+
+        def run(tx: Tx) -> list[Report]:
+            _require_staff(tx, moderator_id)
+            return tx.list_reports(status, after, size + 1)
+
+        return _page("reports", self.storage.read_only(run), size, lambda r: Cursor(r.created_us, r.report_id))
+
+    def resolve_report(self, report_id: str, moderator_id: str, status: ReportStatus, note: str) -> Report:
+        """R2: repeating the same resolution changes nothing."""
+
+        def run(tx: Tx) -> Report:
+            _require_staff(tx, moderator_id)
+            report = tx.get_report(report_id)
+            if report is None:
+                raise NotFound(Reason.REPORT_NOT_FOUND, f"report {report_id} does not exist")
+            if report.status == status:
+                return report
+            resolved = Report(
+                report.report_id,
+                report.reporter_id,
+                report.reported_id,
+                report.reason,
+                report.details,
+                status,
+                moderator_id,
+                note,
+                report.created_us,
+                self._now(),
+            )
+            tx.update_report(resolved)
+            return resolved
+
+        return self.storage.read_write(run)
+
+    # ------------------------------------------------------------------ reads
+
+    def get_relationship(self, user_id: str, other_id: str) -> Relationship:
+        _distinct("other_user_id", user_id, other_id)
+        return self.storage.read_only(lambda tx: tx.relationships(user_id, [other_id]))[other_id]
+
+    def batch_get_relationships(self, user_id: str, other_ids: Sequence[str]) -> list[Relationship]:
+        for other_id in other_ids:
+            _distinct("other_user_ids", user_id, other_id)
+        found = self.storage.read_only(lambda tx: tx.relationships(user_id, other_ids))
+        return [found[other_id] for other_id in other_ids]
+
+    def get_counts(self, user_ids: Sequence[str]) -> list[Counts]:
+        found = self.storage.read_only(lambda tx: tx.counts(user_ids))
+        return [found.get(user_id) or Counts(user_id) for user_id in user_ids]
+
+    def can_interact(self, user_id: str, other_id: str) -> bool:
+        _distinct("other_user_id", user_id, other_id)
+        return not self.storage.read_only(lambda tx: tx.is_blocked_either_way(user_id, other_id))
+
+    def filter_interactable(self, user_id: str, candidate_ids: Sequence[str]) -> list[str]:
+        if not candidate_ids:
+            return []
+        hidden = self.storage.read_only(lambda tx: tx.blocked_among(user_id, candidate_ids))
+        return [c for c in candidate_ids if c not in hidden]
+
+    def mutual_connections(self, user_id: str, other_id: str, limit: int) -> tuple[int, list[RelatedUser]]:
+        _distinct("other_user_id", user_id, other_id)
+
+        def run(tx: Tx) -> tuple[int, list[RelatedUser]]:
+            _refuse_if_blocked(tx, user_id, other_id)
+            return tx.mutual_connections(user_id, other_id, limit)
+
+        return self.storage.read_only(run)
+
+    def list_followers(self, user_id: str, size: int, token: str, viewer_id: str | None) -> Page:
+        return self._list_users("followers", "list_followers", user_id, size, token, viewer_id)
+
+    def list_following(self, user_id: str, size: int, token: str, viewer_id: str | None) -> Page:
+        return self._list_users("following", "list_following", user_id, size, token, viewer_id)
+
+    def list_connections(self, user_id: str, size: int, token: str, viewer_id: str | None) -> Page:
+        return self._list_users("connections", "list_connections", user_id, size, token, viewer_id)
+
+    def _list_users(self, kind: str, query: str, user_id: str, size: int, token: str, viewer_id: str | None) -> Page:
+        """B4: a viewer on either side of a block with the owner sees nothing,
+        and users on either side of a block with the viewer are left out."""
+        after = paging.decode(token, kind)
+        if viewer_id == user_id:
+            viewer_id = None
+
+        def run(tx: Tx) -> list[RelatedUser]:
+            if viewer_id is not None:
+                _refuse_if_blocked(tx, viewer_id, user_id)
+            return getattr(tx, query)(user_id, after, size + 1, viewer_id)
+
+        return _page(kind, self.storage.read_only(run), size, lambda u: Cursor(u.since_us, u.user_id))
+
+    def list_requests(self, user_id: str, incoming: bool, size: int, token: str) -> Page:
+        kind = "incoming" if incoming else "outgoing"
+        after = paging.decode(token, kind)
+        rows = self.storage.read_only(lambda tx: tx.list_requests(user_id, incoming, after, size + 1))
+        return _page(kind, rows, size, lambda r: Cursor(r.created_us, r.request_id))
+
+    def list_blocked(self, user_id: str, size: int, token: str) -> Page:
+        after = paging.decode(token, "blocked")
+        rows = self.storage.read_only(lambda tx: tx.list_blocked(user_id, after, size + 1))
+        return _page("blocked", rows, size, lambda b: Cursor(b.created_us, b.blocked_id))
+
+    def list_feed_sources(self, user_id: str, size: int, token: str) -> Page:
+        """N1: authors followed; private posts only from connections."""
+        after = paging.decode(token, "feed")
+        rows: list[FeedSource] = self.storage.read_only(
+            lambda tx: tx.list_feed_sources(user_id, after, size + 1)
+        )
+        return _page("feed", rows, size, lambda s: Cursor(s.since_us, s.author_id))
+
+    def stats(self) -> Stats:
+        since = self._now() - DAY_US
+        return self.storage.read_only(lambda tx: Stats(tx.totals(None), tx.totals(since)))
+
+    def recount(self) -> list[CounterFix]:
+        return self.storage.read_write(lambda tx: tx.recount())
+
+    # ---------------------------------------------------------------- helpers
+
+    def _locked(self, user_ids: tuple[str, ...], write: Callable[[Tx], object]):
+        def run(tx: Tx):
+            tx.lock_users(user_ids)
+            return write(tx)
+
+        return self.storage.read_write(run)
+
+
+def _distinct(field: str, user_id: str, other_id: str) -> None:
+    if user_id == other_id:
+        raise InvalidArgument(Reason.SELF_RELATIONSHIP, field, "a user cannot relate to themself")
+
+
+def _refuse_if_blocked(tx: Tx, user_id: str, other_id: str) -> None:
+    if tx.is_blocked_either_way(user_id, other_id):
+        raise PermissionDenied(Reason.BLOCKED, "a block between these users forbids this")
+
+
+def _ensure_follow(tx: Tx, follower_id: str, followee_id: str, now: int) -> None:
+    if tx.follow_since(follower_id, followee_id) is None:
+        tx.insert_follow(follower_id, followee_id, now)
+
+
+def _require_staff(tx: Tx, user_id: str) -> None:
+    if not tx.role_of(user_id).is_staff:
+        raise PermissionDenied(Reason.NOT_A_MODERATOR, f"user {user_id} is not a moderator or admin")
+
+
+def _page(kind: str, rows: list, size: int, position: Callable[[object], Cursor]) -> Page:
+    items, token = paging.paginate(kind, rows, size, position)
+    return Page(items, token)

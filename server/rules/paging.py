@@ -1,0 +1,64 @@
+"""Opaque keyset page tokens.
+
+A token is the URL-safe base64 of ``<list>.<created_us>.<key>``: the list it
+belongs to and the last item returned. A token from another list, or one
+that does not decode, is INVALID_PAGE_TOKEN.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Callable, Sequence, TypeVar
+
+from storage.types import Cursor
+
+from .errors import InvalidArgument, Reason
+
+T = TypeVar("T")
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+def page_size(value: int, field: str = "page_size") -> int:
+    if value == 0:
+        return DEFAULT_PAGE_SIZE
+    if not 1 <= value <= MAX_PAGE_SIZE:
+        raise InvalidArgument(
+            Reason.INVALID_PAGE_SIZE, field, f"must be 0 (default {DEFAULT_PAGE_SIZE}) or 1..{MAX_PAGE_SIZE}, got {value}"
+        )
+    return value
+
+
+def decode(token: str, kind: str) -> Cursor | None:
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token.encode("ascii") + b"=" * (-len(token) % 4))
+        token_kind, created, key = raw.decode("ascii").split(".", 2)
+        if token_kind != kind or not key or not created.isdigit() or len(created) > 19:
+            raise ValueError(kind)
+        return Cursor(int(created), key)
+    except (ValueError, UnicodeError, binascii.Error):
+        raise InvalidArgument(
+            Reason.INVALID_PAGE_TOKEN, "page_token", "not a page token of this list"
+        ) from None
+
+
+def encode(kind: str, cursor: Cursor) -> str:
+    raw = f"{kind}.{cursor.created_us}.{cursor.key}".encode("ascii")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def paginate(
+    kind: str,
+    rows: Sequence[T],
+    size: int,
+    position: Callable[[T], Cursor],
+) -> tuple[list[T], str]:
+    """``rows`` was fetched with ``size + 1``; returns the page and the next token."""
+    page = list(rows[:size])
+    if len(rows) <= size:
+        return page, ""
+    return page, encode(kind, position(page[-1]))

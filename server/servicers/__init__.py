@@ -1,0 +1,4 @@
+from .admin import AdminServicer
+from .social_graph import SocialGraphServicer
+
+__all__ = ["AdminServicer", "SocialGraphServicer"]

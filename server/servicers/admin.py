@@ -1,0 +1,96 @@
+"""socialgraph.v1.AdminService."""
+
+from __future__ import annotations
+
+import enum
+
+from socialgraph.v1 import admin_pb2 as pb
+from socialgraph.v1 import admin_pb2_grpc as pb_grpc
+from storage.types import ReportStatus, Role, Totals, User
+
+from .. import convert
+from .. import validate as v
+from ..errors import translate_errors
+from ..rules import Graph, InvalidArgument, NotFound, Reason
+from ..rules.paging import page_size
+
+
+class _Resolution(enum.IntEnum):
+    """ReportResolution, and the status a report resolved so takes."""
+
+    DISMISSED = pb.REPORT_RESOLUTION_DISMISSED
+    ACTIONED = pb.REPORT_RESOLUTION_ACTIONED
+
+    @property
+    def status(self) -> ReportStatus:
+        return ReportStatus[self.name]
+
+
+@translate_errors
+class AdminServicer(pb_grpc.AdminServiceServicer):
+    def __init__(self, graph: Graph) -> None:
+        self._graph = graph
+
+    def UpsertUser(self, request, context):
+        if not request.HasField("user"):
+            raise InvalidArgument(Reason.MISSING_FIELD, "user", "is required")
+        user = request.user
+        stored = self._graph.upsert_user(
+            User(
+                user_id=v.user_id(user.user_id, "user.user_id"),
+                role=v.enum_value(user.role, "user.role", Role),
+                display_name=v.text(user.display_name, "user.display_name", v.DISPLAY_NAME_MAX),
+                avatar_url=v.text(user.avatar_url, "user.avatar_url", v.AVATAR_URL_MAX),
+                created_us=0,
+            )
+        )
+        return pb.UpsertUserResponse(user=convert.user(stored))
+
+    def GetUser(self, request, context):
+        user = self._graph.get_user(v.user_id(request.user_id, "user_id"))
+        return pb.GetUserResponse(user=convert.user(user))
+
+    def DeleteUser(self, request, context):
+        removed = self._graph.delete_user(v.user_id(request.user_id, "user_id"))
+        return pb.DeleteUserResponse(
+            removed_follows=removed.follows,
+            removed_connections=removed.connections,
+            removed_requests=removed.requests,
+            removed_blocks=removed.blocks,
+        )
+
+    def ListReports(self, request, context):
+        page = self._graph.list_reports(
+            v.user_id(request.moderator_id, "moderator_id"),
+            v.enum_value(request.status, "status", ReportStatus),
+            page_size(request.page_size),
+            request.page_token,
+        )
+        return pb.ListReportsResponse(
+            reports=[convert.report(r) for r in page.items], next_page_token=page.next_page_token
+        )
+
+    def ResolveReport(self, request, context):
+        moderator_id = v.user_id(request.moderator_id, "moderator_id")
+        resolution = v.enum_value(request.resolution, "resolution", _Resolution)
+        note = v.text(request.note, "note", v.NOTE_MAX)
+        report_id = v.record_id(request.report_id, "report_id")
+        if report_id is None:
+            raise NotFound(Reason.REPORT_NOT_FOUND, f"report {request.report_id!r} does not exist")
+        report = self._graph.resolve_report(report_id, moderator_id, resolution.status, note)
+        return pb.ResolveReportResponse(report=convert.report(report))
+
+    def GetStats(self, request, context):
+        stats = self._graph.stats()
+        return pb.GetStatsResponse(**_totals(stats.total), created_last_24h=pb.GraphTotals(**_totals(stats.last_24h)))
+
+
+def _totals(totals: Totals) -> dict[str, int]:
+    return {
+        "users": totals.users,
+        "follows": totals.follows,
+        "connections": totals.connections,
+        "pending_requests": totals.pending_requests,
+        "blocks": totals.blocks,
+        "open_reports": totals.open_reports,
+    }

@@ -1,0 +1,224 @@
+"""socialgraph.v1.SocialGraphService: decode, validate, call the rules
+layer, encode. No business rule lives here."""
+
+from __future__ import annotations
+
+from socialgraph.v1 import social_graph_pb2 as pb
+from socialgraph.v1 import social_graph_pb2_grpc as pb_grpc
+from storage.types import ReportReason
+
+from .. import convert
+from .. import validate as v
+from ..errors import translate_errors
+from ..rules import Graph, Page
+from ..rules.paging import page_size
+
+
+@translate_errors
+class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
+    def __init__(self, graph: Graph) -> None:
+        self._graph = graph
+
+    # Follows
+
+    def Follow(self, request, context):
+        created, since = self._graph.follow(
+            v.user_id(request.follower_id, "follower_id"), v.user_id(request.followee_id, "followee_id")
+        )
+        return pb.FollowResponse(created=created, since=convert.timestamp(since))
+
+    def Unfollow(self, request, context):
+        removed = self._graph.unfollow(
+            v.user_id(request.follower_id, "follower_id"), v.user_id(request.followee_id, "followee_id")
+        )
+        return pb.UnfollowResponse(removed=removed)
+
+    def RemoveFollower(self, request, context):
+        removed = self._graph.remove_follower(
+            v.user_id(request.user_id, "user_id"), v.user_id(request.follower_id, "follower_id")
+        )
+        return pb.RemoveFollowerResponse(removed=removed)
+
+    def ListFollowers(self, request, context):
+        page = self._graph.list_followers(*_user_list_args(request))
+        return pb.ListFollowersResponse(**_users(page))
+
+    def ListFollowing(self, request, context):
+        page = self._graph.list_following(*_user_list_args(request))
+        return pb.ListFollowingResponse(**_users(page))
+
+    # Connections
+
+    def SendConnectionRequest(self, request, context):
+        result = self._graph.send_connection_request(
+            v.user_id(request.requester_id, "requester_id"),
+            v.user_id(request.recipient_id, "recipient_id"),
+            v.text(request.message, "message", v.MESSAGE_MAX),
+        )
+        response = pb.SendConnectionRequestResponse(state=int(result.state), created=result.created)
+        if result.request is not None:
+            response.request.CopyFrom(convert.connection_request(result.request))
+        if result.connected_us is not None:
+            response.connected_at.CopyFrom(convert.timestamp(result.connected_us))
+        return response
+
+    def AcceptConnectionRequest(self, request, context):
+        connected = self._graph.accept_connection_request(
+            v.user_id(request.recipient_id, "recipient_id"), v.user_id(request.requester_id, "requester_id")
+        )
+        return pb.AcceptConnectionRequestResponse(connected_at=convert.timestamp(connected))
+
+    def DeclineConnectionRequest(self, request, context):
+        removed = self._graph.decline_connection_request(
+            v.user_id(request.recipient_id, "recipient_id"), v.user_id(request.requester_id, "requester_id")
+        )
+        return pb.DeclineConnectionRequestResponse(removed=removed)
+
+    def CancelConnectionRequest(self, request, context):
+        removed = self._graph.cancel_connection_request(
+            v.user_id(request.requester_id, "requester_id"), v.user_id(request.recipient_id, "recipient_id")
+        )
+        return pb.CancelConnectionRequestResponse(removed=removed)
+
+    def RemoveConnection(self, request, context):
+        removed = self._graph.remove_connection(
+            v.user_id(request.user_id, "user_id"), v.user_id(request.other_user_id, "other_user_id")
+        )
+        return pb.RemoveConnectionResponse(removed=removed)
+
+    def ListConnections(self, request, context):
+        page = self._graph.list_connections(*_user_list_args(request))
+        return pb.ListConnectionsResponse(**_users(page))
+
+    def ListIncomingConnectionRequests(self, request, context):
+        page = self._graph.list_requests(*_request_list_args(request, incoming=True))
+        return pb.ListIncomingConnectionRequestsResponse(**_requests(page))
+
+    def ListOutgoingConnectionRequests(self, request, context):
+        page = self._graph.list_requests(*_request_list_args(request, incoming=False))
+        return pb.ListOutgoingConnectionRequestsResponse(**_requests(page))
+
+    def GetMutualConnections(self, request, context):
+        count, users = self._graph.mutual_connections(
+            v.user_id(request.user_id, "user_id"),
+            v.user_id(request.other_user_id, "other_user_id"),
+            v.mutual_limit(request.limit),
+        )
+        return pb.GetMutualConnectionsResponse(
+            count=count, users=[convert.related_user(u) for u in users]
+        )
+
+    # Blocks
+
+    def Block(self, request, context):
+        result = self._graph.block(
+            v.user_id(request.blocker_id, "blocker_id"),
+            v.user_id(request.blocked_id, "blocked_id"),
+            v.text(request.reason, "reason", v.BLOCK_REASON_MAX),
+        )
+        return pb.BlockResponse(
+            block=convert.block(result.block),
+            created=result.created,
+            removed_follows=result.removed.follows,
+            removed_connections=result.removed.connections,
+            removed_requests=result.removed.requests,
+        )
+
+    def Unblock(self, request, context):
+        removed = self._graph.unblock(
+            v.user_id(request.blocker_id, "blocker_id"), v.user_id(request.blocked_id, "blocked_id")
+        )
+        return pb.UnblockResponse(removed=removed)
+
+    def ListBlocked(self, request, context):
+        page = self._graph.list_blocked(
+            v.user_id(request.user_id, "user_id"), page_size(request.page_size), request.page_token
+        )
+        return pb.ListBlockedResponse(
+            blocks=[convert.block(b) for b in page.items], next_page_token=page.next_page_token
+        )
+
+    # Reads
+
+    def GetRelationship(self, request, context):
+        relationship = self._graph.get_relationship(
+            v.user_id(request.user_id, "user_id"), v.user_id(request.other_user_id, "other_user_id")
+        )
+        return pb.GetRelationshipResponse(relationship=convert.relationship(relationship))
+
+    def BatchGetRelationships(self, request, context):
+        relationships = self._graph.batch_get_relationships(
+            v.user_id(request.user_id, "user_id"), v.user_ids(request.other_user_ids, "other_user_ids")
+        )
+        return pb.BatchGetRelationshipsResponse(
+            relationships=[convert.relationship(r) for r in relationships]
+        )
+
+    def GetCounts(self, request, context):
+        counts = self._graph.get_counts(v.user_ids(request.user_ids, "user_ids"))
+        return pb.GetCountsResponse(counts=[convert.counts(c) for c in counts])
+
+    def CanInteract(self, request, context):
+        allowed = self._graph.can_interact(
+            v.user_id(request.user_id, "user_id"), v.user_id(request.other_user_id, "other_user_id")
+        )
+        return pb.CanInteractResponse(can_interact=allowed)
+
+    def FilterInteractable(self, request, context):
+        allowed = self._graph.filter_interactable(
+            v.user_id(request.user_id, "user_id"),
+            v.user_ids(request.candidate_ids, "candidate_ids", v.MAX_FILTER_BATCH, required=False),
+        )
+        return pb.FilterInteractableResponse(allowed_ids=allowed)
+
+    def ListFeedSources(self, request, context):
+        page = self._graph.list_feed_sources(
+            v.user_id(request.user_id, "user_id"), page_size(request.page_size), request.page_token
+        )
+        return pb.ListFeedSourcesResponse(
+            sources=[pb.FeedSource(author_id=s.author_id, include_private=s.include_private) for s in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    # Reports
+
+    def ReportUser(self, request, context):
+        report = self._graph.report_user(
+            v.user_id(request.reporter_id, "reporter_id"),
+            v.user_id(request.reported_id, "reported_id"),
+            v.enum_value(request.reason, "reason", ReportReason),
+            v.text(request.details, "details", v.REPORT_DETAILS_MAX),
+        )
+        return pb.ReportUserResponse(report=convert.report(report))
+
+
+def _user_list_args(request) -> tuple[str, int, str, str | None]:
+    return (
+        v.user_id(request.user_id, "user_id"),
+        page_size(request.page_size),
+        request.page_token,
+        v.optional_user_id(request.viewer_id, "viewer_id"),
+    )
+
+
+def _request_list_args(request, *, incoming: bool) -> tuple[str, bool, int, str]:
+    return (
+        v.user_id(request.user_id, "user_id"),
+        incoming,
+        page_size(request.page_size),
+        request.page_token,
+    )
+
+
+def _users(page: Page) -> dict:
+    return {
+        "users": [convert.related_user(u) for u in page.items],
+        "next_page_token": page.next_page_token,
+    }
+
+
+def _requests(page: Page) -> dict:
+    return {
+        "requests": [convert.connection_request(r) for r in page.items],
+        "next_page_token": page.next_page_token,
+    }

@@ -1,0 +1,108 @@
+"""One settings object, read from ``SOCIALGRAPH_*`` environment variables and
+overridden by command-line flags of the same name (``--database-url`` is
+``SOCIALGRAPH_DATABASE_URL``)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from ratelimit import Window, parse_windows
+
+ENV_PREFIX = "SOCIALGRAPH_"
+
+
+def _setting(default, help: str, *, commands: tuple[str, ...] = ("serve",)):
+    return field(default=default, metadata={"help": help, "commands": commands})
+
+
+_ALL = ("serve", "migrate", "recount")
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: str = _setting("127.0.0.1:50051", "address the gRPC server listens on (host:port)")
+    database_url: str = _setting(
+        "sqlite:///./socialgraph.db",
+        "SQLAlchemy URL: sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB",
+        commands=_ALL,
+    )
+    redis_url: str = _setting(
+        "", "redis://, rediss:// or redis+cluster:// URL; empty runs the limiter and cache in-process"
+    )
+    log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR", commands=_ALL)
+    connection_limit: int = _setting(2000, "most connections a user may have (C6)")
+    auto_follow: bool = _setting(True, "sending and accepting a request follow the other user (C4)")
+    rate_limits: str = _setting(
+        "20/1h,100/24h", "connection requests per requester per sliding window, comma-separated (C7)"
+    )
+    threads: int = _setting(32, "gRPC worker threads; also the database connection pool size")
+    grace_period: float = _setting(10.0, "seconds in-flight RPCs get to finish on SIGTERM")
+    max_message_bytes: int = _setting(4 * 1024 * 1024, "largest request or response message")
+    health_interval: float = _setting(2.0, "seconds between database health probes")
+    migrate_on_start: bool = _setting(True, "apply schema migrations when the server starts")
+
+    @property
+    def windows(self) -> tuple[Window, ...]:
+        return parse_windows(self.rate_limits)
+
+    def validate(self) -> "Settings":
+        self.windows  # noqa: B018 - parses, raising ValueError when malformed
+        if self.connection_limit < 1:
+            raise ValueError("connection_limit must be at least 1")
+        if self.threads < 1:
+            raise ValueError("threads must be at least 1")
+        if not self.listen.rpartition(":")[2].isdigit():
+            raise ValueError(f"listen must be host:port, got {self.listen!r}")
+        return self
+
+
+def fields_for(command: str) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(Settings) if command in f.metadata["commands"]]
+
+
+def env_name(f: dataclasses.Field) -> str:
+    return ENV_PREFIX + f.name.upper()
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _parser_type(f: dataclasses.Field):
+    return {bool: _parse_bool, int: int, float: float}.get(type(f.default), str)
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    for f in fields_for(command):
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            type=_parser_type(f),
+            default=None,
+            metavar=env_name(f),
+            help=f"{f.metadata['help']} (default: {f.default!r})",
+        )
+
+
+def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] = os.environ) -> Settings:
+    """Defaults, then the environment, then flags."""
+    values = {}
+    for f in dataclasses.fields(Settings):
+        flag = getattr(args, f.name, None) if args is not None else None
+        if flag is not None:
+            values[f.name] = flag
+        elif env_name(f) in environ:
+            try:
+                values[f.name] = _parser_type(f)(environ[env_name(f)])
+            except (ValueError, argparse.ArgumentTypeError) as exc:
+                raise ValueError(f"{env_name(f)}: {exc}") from None
+    return Settings(**values).validate()
