@@ -1,0 +1,172 @@
+"""Test support shared by every suite: databases, error decoding, a client."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from typing import Iterator
+
+import grpc
+import psycopg
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from socialgraph.v1 import admin_pb2 as apb
+from socialgraph.v1 import admin_pb2_grpc, common_pb2
+from socialgraph.v1 import social_graph_pb2 as pb
+from socialgraph.v1 import social_graph_pb2_grpc
+
+POSTGRES_DSN = os.environ.get("SOCIALGRAPH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("SOCIALGRAPH_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def in_ci() -> bool:
+    return bool(os.environ.get("CI"))
+
+
+def require(service: str, reachable: bool) -> None:
+    """A missing service fails the test in CI and skips it elsewhere."""
+    if reachable:
+        return
+    message = f"{service} is not reachable"
+    if in_ci():
+        pytest.fail(f"{message}, and CI requires it", pytrace=False)
+    pytest.skip(message)
+
+
+def postgres_reachable() -> bool:
+    try:
+        psycopg.connect(POSTGRES_DSN, connect_timeout=2).close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+@contextlib.contextmanager
+def temporary_database(backend: str, directory) -> Iterator[str]:
+    """A fresh, empty database of the given backend; yields its URL."""
+    if backend == "sqlite":
+        yield f"sqlite:///{directory}/graph-{uuid.uuid4().hex[:8]}.db"
+        return
+    require("PostgreSQL", postgres_reachable())
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        base = POSTGRES_DSN.replace("postgresql://", "postgresql+psycopg://", 1)
+        yield f"{base}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def new_user() -> str:
+    return str(uuid.uuid4())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --------------------------------------------------------------------- errors
+
+
+def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo:
+    status = rpc_status.from_call(error)
+    assert status is not None, f"no google.rpc.Status on {error.code()}: {error.details()}"
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    raise AssertionError(f"no ErrorInfo in {status}")
+
+
+@dataclass
+class Raised:
+    error: grpc.RpcError | None = None
+
+    @property
+    def info(self) -> error_details_pb2.ErrorInfo:
+        assert self.error is not None
+        return error_info(self.error)
+
+
+@contextlib.contextmanager
+def raises(code: grpc.StatusCode, reason: str) -> Iterator[Raised]:
+    """Asserts the block fails with ``code`` and an ErrorInfo of ``reason``
+    in the socialgraph.v1 domain."""
+    raised = Raised()
+    try:
+        yield raised
+    except grpc.RpcError as error:
+        raised.error = error
+        assert error.code() == code, f"expected {code}, got {error.code()}: {error.details()}"
+        info = error_info(error)
+        assert (info.domain, info.reason) == ("socialgraph.v1", reason), info
+        return
+    raise AssertionError(f"expected {code}/{reason}, but the call succeeded")
+
+
+# --------------------------------------------------------------------- client
+
+
+class Client:
+    """Both stubs plus shorthands for the calls most tests make."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.graph = social_graph_pb2_grpc.SocialGraphServiceStub(channel)
+        self.admin = admin_pb2_grpc.AdminServiceStub(channel)
+
+    def follow(self, follower: str, followee: str) -> pb.FollowResponse:
+        return self.graph.Follow(pb.FollowRequest(follower_id=follower, followee_id=followee))
+
+    def unfollow(self, follower: str, followee: str) -> bool:
+        return self.graph.Unfollow(pb.UnfollowRequest(follower_id=follower, followee_id=followee)).removed
+
+    def send(self, requester: str, recipient: str, message: str = "") -> pb.SendConnectionRequestResponse:
+        return self.graph.SendConnectionRequest(
+            pb.SendConnectionRequestRequest(requester_id=requester, recipient_id=recipient, message=message)
+        )
+
+    def accept(self, recipient: str, requester: str) -> pb.AcceptConnectionRequestResponse:
+        return self.graph.AcceptConnectionRequest(
+            pb.AcceptConnectionRequestRequest(recipient_id=recipient, requester_id=requester)
+        )
+
+    def connect(self, a: str, b: str) -> None:
+        self.send(a, b)
+        self.accept(b, a)
+
+    def block(self, blocker: str, blocked: str, reason: str = "") -> pb.BlockResponse:
+        return self.graph.Block(pb.BlockRequest(blocker_id=blocker, blocked_id=blocked, reason=reason))
+
+    def unblock(self, blocker: str, blocked: str) -> bool:
+        return self.graph.Unblock(pb.UnblockRequest(blocker_id=blocker, blocked_id=blocked)).removed
+
+    def relationship(self, user: str, other: str):
+        return self.graph.GetRelationship(
+            pb.GetRelationshipRequest(user_id=user, other_user_id=other)
+        ).relationship
+
+    def counts(self, *users: str) -> list:
+        return list(self.graph.GetCounts(pb.GetCountsRequest(user_ids=users)).counts)
+
+    def upsert(self, user: str, role: int = 1, display_name: str = "", avatar_url: str = ""):
+        return self.admin.UpsertUser(
+            apb.UpsertUserRequest(
+                user=common_pb2.User(user_id=user, role=role, display_name=display_name, avatar_url=avatar_url)
+            )
+        ).user
+
+    def stats(self) -> apb.GetStatsResponse:
+        return self.admin.GetStats(apb.GetStatsRequest())
