@@ -4,14 +4,12 @@ Each failure is an ``InvalidArgument`` naming the field."""
 from __future__ import annotations
 
 import enum
-import re
 from typing import Iterable, TypeVar
 
 from .rules import InvalidArgument, Reason
+from .rules.ids import UUID
 
 E = TypeVar("E", bound=enum.IntEnum)
-
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 MAX_BATCH = 100
 MAX_FILTER_BATCH = 1000
@@ -27,7 +25,7 @@ def user_id(value: str, field: str) -> str:
     """A required user id in canonical (lowercase) form."""
     if not value:
         raise InvalidArgument(Reason.MISSING_FIELD, field, "is required")
-    if not _UUID.fullmatch(value):
+    if not UUID.fullmatch(value):
         raise InvalidArgument(
             Reason.INVALID_USER_ID, field, "must be a UUID like 0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
         )
@@ -52,7 +50,7 @@ def record_id(value: str, field: str) -> str | None:
     (such an id names no record)."""
     if not value:
         raise InvalidArgument(Reason.MISSING_FIELD, field, "is required")
-    return value.lower() if _UUID.fullmatch(value) else None
+    return value.lower() if UUID.fullmatch(value) else None
 
 
 def text(value: str, field: str, limit: int) -> str:

@@ -14,6 +14,7 @@ from typing import Callable, Sequence, TypeVar
 from storage.types import Cursor
 
 from .errors import InvalidArgument, Reason
+from .ids import CANONICAL_UUID
 
 T = TypeVar("T")
 
@@ -37,7 +38,7 @@ def decode(token: str, kind: str) -> Cursor | None:
     try:
         raw = base64.urlsafe_b64decode(token.encode("ascii") + b"=" * (-len(token) % 4))
         token_kind, created, key = raw.decode("ascii").split(".", 2)
-        if token_kind != kind or not key or not created.isdigit() or len(created) > 19:
+        if token_kind != kind or not CANONICAL_UUID.fullmatch(key) or not created.isdigit() or len(created) > 18:
             raise ValueError(kind)
         return Cursor(int(created), key)
     except (ValueError, UnicodeError, binascii.Error):
