@@ -17,7 +17,8 @@ FROM python:3.11-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    SOCIALGRAPH_DATABASE_URL=sqlite:////data/socialgraph.db
+    SOCIALGRAPH_DATABASE_URL=sqlite:////data/socialgraph.db \
+    SOCIALGRAPH_LISTEN=0.0.0.0:50051
 COPY --from=builder /opt/venv /opt/venv
 RUN groupadd --system --gid 10001 socialgraph \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /data --shell /usr/sbin/nologin socialgraph \
@@ -28,6 +29,6 @@ VOLUME ["/data"]
 USER 10001:10001
 EXPOSE 50051
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import grpc,sys; from grpc_health.v1 import health_pb2, health_pb2_grpc; ch=grpc.insecure_channel('127.0.0.1:50051'); r=health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=3); sys.exit(0 if r.status==health_pb2.HealthCheckResponse.SERVING else 1)"]
+    CMD ["socialgraph", "health"]
 ENTRYPOINT ["socialgraph"]
 CMD ["serve", "--listen", "0.0.0.0:50051"]

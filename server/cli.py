@@ -20,6 +20,7 @@ def _parser() -> argparse.ArgumentParser:
         ("serve", "run the gRPC server (applies migrations first)"),
         ("migrate", "apply database migrations and exit"),
         ("recount", "recompute every counter from the edges and report what was fixed"),
+        ("health", "exit 0 when the server at --listen reports SERVING (for container health checks)"),
     ):
         config.add_arguments(commands.add_parser(name, help=help), name)
     return parser
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if settings.log_level.upper() != "DEBUG":
         logging.getLogger("alembic").setLevel(logging.WARNING)
-    return {"serve": _serve, "migrate": _migrate, "recount": _recount}[args.command](settings)
+    commands = {"serve": _serve, "migrate": _migrate, "recount": _recount, "health": _health}
+    return commands[args.command](settings)
 
 
 def _serve(settings: config.Settings) -> int:
@@ -77,6 +79,24 @@ def _recount(settings: config.Settings) -> int:
         print(f"{fix.user_id} {fix.column}: {fix.stored} -> {fix.actual}")
     print(f"recount: {len(fixes)} counter(s) fixed")
     return 0
+
+
+def _health(settings: config.Settings) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    host, _, port = settings.listen.rpartition(":")
+    if host in ("0.0.0.0", "[::]", ""):
+        host = "127.0.0.1"
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=3)
+        except grpc.RpcError as exc:
+            print(f"socialgraph: {host}:{port} did not answer: {exc.code().name}", file=sys.stderr)
+            return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    print(status)
+    return 0 if response.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
 if __name__ == "__main__":

@@ -19,16 +19,18 @@ def _setting(default, help: str, *, commands: tuple[str, ...] = ("serve",)):
     return field(default=default, metadata={"help": help, "commands": commands})
 
 
-_ALL = ("serve", "migrate", "recount")
+_ALL = ("serve", "migrate", "recount", "health")
 
 
 @dataclass(frozen=True)
 class Settings:
-    listen: str = _setting("127.0.0.1:50051", "address the gRPC server listens on (host:port)")
+    listen: str = _setting(
+        "127.0.0.1:50051", "address the gRPC server listens on (host:port)", commands=("serve", "health")
+    )
     database_url: str = _setting(
         "sqlite:///./socialgraph.db",
         "SQLAlchemy URL: sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB",
-        commands=_ALL,
+        commands=("serve", "migrate", "recount"),
     )
     redis_url: str = _setting(
         "", "redis://, rediss:// or redis+cluster:// URL; empty runs the limiter and cache in-process"
