@@ -170,3 +170,50 @@ class Client:
 
     def stats(self) -> apb.GetStatsResponse:
         return self.admin.GetStats(apb.GetStatsRequest())
+
+
+# ------------------------------------------------------------------- process
+
+
+@contextlib.contextmanager
+def running_server(*args: str, env: dict[str, str] | None = None, timeout: float = 20.0):
+    """Runs ``socialgraph serve`` as a real process on a free loopback port
+    until the block ends; yields (address, process)."""
+    import subprocess
+    import sys
+    import time
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    address = f"127.0.0.1:{free_port()}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--listen", address, *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                if process.poll() is not None:
+                    raise AssertionError(f"server exited early: {process.stdout.read()}")
+                try:
+                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"server not SERVING within {timeout} s")
+                time.sleep(0.1)
+        yield address, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
