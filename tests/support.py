@@ -80,15 +80,20 @@ def free_port() -> int:
 # --------------------------------------------------------------------- errors
 
 
-def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo:
+def status_detail(error: grpc.RpcError, kind):
+    """The first detail of type ``kind`` in the error's google.rpc.Status."""
     status = rpc_status.from_call(error)
     assert status is not None, f"no google.rpc.Status on {error.code()}: {error.details()}"
     for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return info
-    raise AssertionError(f"no ErrorInfo in {status}")
+        if detail.Is(kind.DESCRIPTOR):
+            message = kind()
+            detail.Unpack(message)
+            return message
+    raise AssertionError(f"no {kind.__name__} in {status}")
+
+
+def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo:
+    return status_detail(error, error_details_pb2.ErrorInfo)
 
 
 @dataclass
@@ -170,6 +175,25 @@ class Client:
 
     def stats(self) -> apb.GetStatsResponse:
         return self.admin.GetStats(apb.GetStatsRequest())
+
+
+@contextlib.contextmanager
+def serving(graph) -> Iterator[Client]:
+    """A real gRPC server over ``graph`` on a free loopback port, with a client."""
+    from concurrent import futures
+
+    from server.app import add_services
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    add_services(server, graph)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield Client(channel)
+    finally:
+        channel.close()
+        server.stop(None)
 
 
 # ------------------------------------------------------------------- process

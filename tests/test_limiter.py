@@ -7,15 +7,13 @@ import math
 import grpc
 import pytest
 from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from ratelimit import InProcessLimiter, Window, parse_windows
-from server.app import add_services
 from server.rules import Graph, Policy
 from storage import open_storage
 from storage.migrate import upgrade
 
-from .support import Client, new_user, raises
+from .support import new_user, raises, serving, status_detail
 
 
 class FakeClock:
@@ -125,29 +123,12 @@ LIMITS = "3/1h,5/24h"
 @pytest.fixture
 def limited(tmp_path, clock):
     """A server whose limiter allows 3 requests an hour and 5 a day, on a fake clock."""
-    from concurrent import futures
-
     storage = open_storage(f"sqlite:///{tmp_path}/limited.db")
     upgrade(storage)
     graph = Graph(storage, InProcessLimiter(parse_windows(LIMITS), clock=clock), Policy())
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    add_services(server, graph)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    yield Client(channel)
-    channel.close()
-    server.stop(None)
+    with serving(graph) as client:
+        yield client
     storage.close()
-
-
-def _details(error: grpc.RpcError, kind):
-    for detail in rpc_status.from_call(error).details:
-        if detail.Is(kind.DESCRIPTOR):
-            message = kind()
-            detail.Unpack(message)
-            return message
-    raise AssertionError(f"no {kind.__name__} in the status")
 
 
 def test_refusal_carries_retry_info_quota_failure_and_retry_after(limited, clock):
@@ -157,9 +138,9 @@ def test_refusal_carries_retry_info_quota_failure_and_retry_after(limited, clock
     clock.advance(600)
     with raises(grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED") as refused:
         limited.send(sender, new_user())
-    retry = _details(refused.error, error_details_pb2.RetryInfo)
+    retry = status_detail(refused.error, error_details_pb2.RetryInfo)
     assert retry.retry_delay.ToTimedelta().total_seconds() == pytest.approx(3000, abs=0.01)
-    quota = _details(refused.error, error_details_pb2.QuotaFailure)
+    quota = status_detail(refused.error, error_details_pb2.QuotaFailure)
     assert quota.violations[0].subject == f"user:{sender}"
     assert "3" in quota.violations[0].description
     trailing = dict(refused.error.trailing_metadata())
