@@ -13,6 +13,7 @@ from typing import Mapping
 from ratelimit import Window, parse_windows
 
 ENV_PREFIX = "SOCIALGRAPH_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _setting(default, help: str, *, commands: tuple[str, ...] = ("serve",)):
@@ -52,7 +53,16 @@ class Settings:
         return parse_windows(self.rate_limits)
 
     def validate(self) -> "Settings":
-        self.windows  # noqa: B018 - parses, raising ValueError when malformed
+        """Raises ValueError naming the setting when a value is unusable."""
+        try:
+            self.windows  # noqa: B018 - parses
+        except ValueError as exc:
+            raise ValueError(f"rate_limits ({ENV_PREFIX}RATE_LIMITS / --rate-limits): {exc}") from None
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        scheme = self.database_url.partition(":")[0].partition("+")[0]
+        if scheme not in ("sqlite", "postgresql"):
+            raise ValueError(f"database_url must start with sqlite:// or postgresql://, got {self.database_url!r}")
         if self.connection_limit < 1:
             raise ValueError("connection_limit must be at least 1")
         if self.threads < 1:

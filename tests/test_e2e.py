@@ -1,0 +1,456 @@
+"""The server as a real process: ``socialgraph serve`` on 127.0.0.1, driven
+by a client that knows the API only through server reflection.
+
+Nothing here imports the generated ``socialgraph.v1`` code: message classes
+are built from descriptors the server hands out over reflection."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import descriptor_pool, message_factory
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+from grpc_status import rpc_status
+
+from .support import free_port
+
+pytestmark = pytest.mark.e2e
+
+STARTUP_TIMEOUT = 20.0  # seconds until health reports SERVING
+STOP_TIMEOUT = 20.0  # seconds from SIGTERM to exit (grace period is 10 s by default)
+RPC_TIMEOUT = 10.0
+
+GRAPH = "socialgraph.v1.SocialGraphService"
+ADMIN = "socialgraph.v1.AdminService"
+HEALTH = "grpc.health.v1.Health"
+REFLECTION = "grpc.reflection.v1alpha.ServerReflection"
+
+
+# ------------------------------------------------------------ the process
+
+
+def socialgraph_command() -> list[str]:
+    script = Path(sys.executable).parent / "socialgraph"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "server.cli"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOCIALGRAPH_")}
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Server:
+    """One ``socialgraph serve`` process; its stdout and stderr go to ``log``."""
+
+    address: str
+    database_url: str
+    log: Path
+    proc: subprocess.Popen | None = None
+    _log_file: object = field(default=None, repr=False)
+
+    @classmethod
+    def start(cls, directory: Path, database_url: str, port: int | None = None, *flags: str) -> "Server":
+        port = port or free_port()
+        server = cls(f"127.0.0.1:{port}", database_url, directory / f"server-{port}-{uuid.uuid4().hex[:6]}.log")
+        server._log_file = open(server.log, "wb")
+        server.proc = subprocess.Popen(
+            [*socialgraph_command(), "serve", "--listen", server.address, "--database-url", database_url, *flags],
+            cwd=directory,
+            env=clean_env(),
+            stdout=server._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            server.wait_serving()
+        except BaseException:
+            server.kill()
+            raise
+        return server
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_serving(self, timeout: float = STARTUP_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        with grpc.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    pytest.fail(f"server exited with {self.proc.returncode} while starting:\n{self.output()}")
+                try:
+                    status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
+                    if status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                    last = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+                except grpc.RpcError as error:
+                    last = f"{error.code()}: {error.details()}"
+                time.sleep(0.1)
+        pytest.fail(f"server on {self.address} not SERVING after {timeout} s ({last}):\n{self.output()}")
+
+    def terminate(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM, then the exit code; kills and fails when it takes longer than ``timeout``."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"server did not exit within {timeout} s of SIGTERM:\n{self.output()}")
+        self._close_log()
+        return code
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("e2e")
+    srv = Server.start(directory, f"sqlite:///{directory}/e2e.db")
+    try:
+        yield srv
+        code = srv.terminate()
+        assert code == 0, f"exit code {code} after SIGTERM:\n{srv.output()}"
+    finally:
+        srv.kill()
+
+
+@pytest.fixture(scope="module")
+def channel(server):
+    with grpc.insecure_channel(server.address) as ch:
+        yield ch
+
+
+# ------------------------------------------------- a reflection-only client
+
+
+class ReflectionClient:
+    """Calls any method the server describes over reflection, with message
+    classes built in a private descriptor pool."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.channel = channel
+        self.database = ProtoReflectionDescriptorDatabase(channel)
+        self.pool = descriptor_pool.DescriptorPool(self.database)
+
+    def services(self) -> list[str]:
+        return list(self.database.get_services())
+
+    def message(self, full_name: str):
+        """The message class for ``full_name`` (e.g. socialgraph.v1.User)."""
+        return message_factory.GetMessageClass(self.pool.FindMessageTypeByName(full_name))
+
+    def enum_value(self, enum_full_name: str, name: str) -> int:
+        return self.pool.FindEnumTypeByName(enum_full_name).values_by_name[name].number
+
+    def method(self, service: str, name: str):
+        method = self.pool.FindServiceByName(service).methods_by_name[name]
+        request_cls = message_factory.GetMessageClass(method.input_type)
+        response_cls = message_factory.GetMessageClass(method.output_type)
+        call = self.channel.unary_unary(
+            f"/{service}/{name}",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=response_cls.FromString,
+        )
+        return request_cls, call
+
+    def call(self, service: str, name: str, **fields):
+        request_cls, call = self.method(service, name)
+        return call(request_cls(**fields), timeout=RPC_TIMEOUT)
+
+    def graph(self, name: str, **fields):
+        return self.call(GRAPH, name, **fields)
+
+    def admin(self, name: str, **fields):
+        return self.call(ADMIN, name, **fields)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def decode_error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo:
+    status = rpc_status.from_call(error)
+    assert status is not None, f"no google.rpc.Status on {error.code()}: {error.details()}"
+    assert status.code == error.code().value[0]
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    raise AssertionError(f"no ErrorInfo in {status}")
+
+
+# ------------------------------------------------------------------ tests
+
+
+def test_reflection_lists_every_service(channel):
+    client = ReflectionClient(channel)
+    services = set(client.services())
+    assert {GRAPH, ADMIN, HEALTH} <= services, services
+    assert REFLECTION in services or "grpc.reflection.v1.ServerReflection" in services, services
+    # Every RPC in the spec's API table is described.
+    graph = client.pool.FindServiceByName(GRAPH)
+    assert {
+        "Follow", "Unfollow", "RemoveFollower", "ListFollowers", "ListFollowing",
+        "SendConnectionRequest", "AcceptConnectionRequest", "DeclineConnectionRequest",
+        "CancelConnectionRequest", "RemoveConnection", "ListConnections",
+        "ListIncomingConnectionRequests", "ListOutgoingConnectionRequests", "GetMutualConnections",
+        "Block", "Unblock", "ListBlocked", "GetRelationship", "BatchGetRelationships", "GetCounts",
+        "CanInteract", "FilterInteractable", "ListFeedSources", "ReportUser",
+    } <= set(graph.methods_by_name)
+    admin = client.pool.FindServiceByName(ADMIN)
+    assert {"UpsertUser", "GetUser", "DeleteUser", "ListReports", "ResolveReport", "GetStats"} <= set(
+        admin.methods_by_name
+    )
+
+
+def test_scenario_through_reflection_only(channel):
+    client = ReflectionClient(channel)
+    # Built from the server's descriptors, not the generated code's.
+    User = client.message("socialgraph.v1.User")
+    assert User.DESCRIPTOR.file.pool is client.pool
+    assert client.pool is not descriptor_pool.Default()
+
+    role = lambda name: client.enum_value("socialgraph.v1.Role", name)  # noqa: E731
+    state = lambda name: client.enum_value("socialgraph.v1.ConnectionState", name)  # noqa: E731
+
+    admin_id, a, b = new_id(), new_id(), new_id()
+    before = client.admin("GetStats")
+
+    stored = client.admin(
+        "UpsertUser", user=User(user_id=admin_id.upper(), role=role("ROLE_ADMIN"), display_name="Ada")
+    ).user
+    assert (stored.user_id, stored.role, stored.display_name) == (admin_id, role("ROLE_ADMIN"), "Ada")
+    assert stored.created_at.seconds > 0
+    client.admin("UpsertUser", user=User(user_id=a, role=role("ROLE_MEMBER"), display_name="Alice"))
+
+    followed = client.graph("Follow", follower_id=a, followee_id=b)
+    assert followed.created and followed.since.seconds > 0
+
+    pending = client.graph("SendConnectionRequest", requester_id=b, recipient_id=a, message="hello")
+    assert pending.state == state("CONNECTION_STATE_PENDING")
+    assert pending.created
+    assert (pending.request.requester_id, pending.request.recipient_id, pending.request.message) == (b, a, "hello")
+
+    crossing = client.graph("SendConnectionRequest", requester_id=a, recipient_id=b)
+    assert crossing.state == state("CONNECTION_STATE_CONNECTED")
+    assert crossing.connected_at.seconds > 0
+
+    rel = client.graph("GetRelationship", user_id=a, other_user_id=b).relationship
+    assert rel.other_user_id == b
+    assert (rel.following, rel.followed_by, rel.connected) == (True, True, True)
+    assert not rel.outgoing_request_pending and not rel.incoming_request_pending
+    assert (rel.blocking, rel.blocked_by, rel.can_interact) == (False, False, True)
+
+    counts = client.graph("GetCounts", user_ids=[a, b]).counts
+    assert [c.user_id for c in counts] == [a, b]
+    for c in counts:
+        assert (c.followers, c.following, c.connections, c.incoming_requests, c.outgoing_requests, c.blocked) == (
+            1, 1, 1, 0, 0, 0,
+        )
+
+    blocked = client.graph("Block", blocker_id=a, blocked_id=b, reason="spam")
+    assert blocked.created
+    assert (blocked.removed_follows, blocked.removed_connections, blocked.removed_requests) == (2, 1, 0)
+    assert (blocked.block.blocker_id, blocked.block.blocked_id, blocked.block.reason) == (a, b, "spam")
+    uuid.UUID(blocked.block.block_id)
+
+    listed = client.graph("ListBlocked", user_id=a)
+    assert [(x.block_id, x.blocked_id, x.reason) for x in listed.blocks] == [(blocked.block.block_id, b, "spam")]
+    assert listed.next_page_token == ""
+
+    rel = client.graph("GetRelationship", user_id=b, other_user_id=a).relationship
+    assert (rel.following, rel.followed_by, rel.connected, rel.blocked_by, rel.can_interact) == (
+        False, False, False, True, False,
+    )
+
+    after = client.admin("GetStats")
+    assert after.users == before.users + 2
+    assert after.blocks == before.blocks + 1
+    assert after.follows == before.follows
+    assert after.connections == before.connections
+    assert after.pending_requests == before.pending_requests
+    assert after.created_last_24h.users >= 2
+    assert after.created_last_24h.blocks >= 1
+
+
+def test_errors_through_reflection_carry_error_info(channel):
+    client = ReflectionClient(channel)
+    with pytest.raises(grpc.RpcError) as raised:
+        client.graph("Follow", follower_id="not-a-uuid", followee_id=new_id())
+    error = raised.value
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details()
+    info = decode_error_info(error)
+    assert (info.domain, info.reason) == ("socialgraph.v1", "INVALID_USER_ID")
+    assert info.metadata.get("field") == "follower_id", dict(info.metadata)
+
+
+def test_health_reports_serving(channel):
+    stub = health_pb2_grpc.HealthStub(channel)
+    for service in ("", GRAPH, ADMIN):
+        response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=RPC_TIMEOUT)
+        assert response.status == health_pb2.HealthCheckResponse.SERVING, service
+
+
+def test_health_of_an_unknown_service_is_not_found(channel):
+    stub = health_pb2_grpc.HealthStub(channel)
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=RPC_TIMEOUT)
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_health_command_reports_on_the_running_server(server, tmp_path):
+    ok = subprocess.run(
+        [*socialgraph_command(), "health", "--listen", server.address],
+        cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=30,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == "SERVING"
+    nobody = f"127.0.0.1:{free_port()}"
+    down = subprocess.run(
+        [*socialgraph_command(), "health", "--listen", nobody],
+        cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=30,
+    )
+    assert down.returncode != 0
+    assert nobody in down.stderr, down.stderr
+
+
+def test_a_second_server_on_the_same_port_exits_with_a_clear_message(server, tmp_path, channel):
+    proc = subprocess.Popen(
+        [
+            *socialgraph_command(), "serve",
+            "--listen", server.address,
+            "--database-url", f"sqlite:///{tmp_path}/second.db",
+        ],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        try:
+            out, err = proc.communicate(timeout=STARTUP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"second server on {server.address} kept running (shares the port?):\n{err}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0
+    assert server.address in err, err
+    assert "Traceback" not in err, err
+    # The first server is untouched and still answers.
+    stub = health_pb2_grpc.HealthStub(channel)
+    status = stub.Check(health_pb2.HealthCheckRequest(), timeout=RPC_TIMEOUT).status
+    assert status == health_pb2.HealthCheckResponse.SERVING
+    assert server.proc.poll() is None
+
+
+def test_sigterm_stops_the_server_cleanly(tmp_path):
+    srv = Server.start(tmp_path, f"sqlite:///{tmp_path}/stop.db")
+    try:
+        with grpc.insecure_channel(srv.address) as channel:
+            client = ReflectionClient(channel)
+            assert client.graph("Follow", follower_id=new_id(), followee_id=new_id()).created
+        started = time.monotonic()
+        code = srv.terminate()
+        elapsed = time.monotonic() - started
+    finally:
+        srv.kill()
+    log = srv.output()
+    assert code == 0, log
+    # Nothing was in flight, so it need not wait out the grace period.
+    assert elapsed < 10, f"took {elapsed:.1f} s to stop"
+    assert "received SIGTERM" in log, log
+    assert log.rstrip().splitlines()[-1].endswith("stopped"), log
+    assert "Traceback" not in log, log
+
+
+def test_sigterm_lets_an_idle_server_with_open_channels_exit(tmp_path):
+    """A connected but idle client must not hold the server up past the grace period."""
+    srv = Server.start(tmp_path, f"sqlite:///{tmp_path}/idle.db", None, "--grace-period", "2")
+    try:
+        with grpc.insecure_channel(srv.address) as channel:
+            ReflectionClient(channel).graph("GetCounts", user_ids=[new_id()])
+            code = srv.terminate(timeout=10)
+    finally:
+        srv.kill()
+    assert code == 0, srv.output()
+
+
+def test_data_survives_a_restart(tmp_path):
+    url = f"sqlite:///{tmp_path}/restart.db"
+    a, b, c = new_id(), new_id(), new_id()
+
+    first = Server.start(tmp_path, url)
+    try:
+        with grpc.insecure_channel(first.address) as channel:
+            client = ReflectionClient(channel)
+            User = client.message("socialgraph.v1.User")
+            client.admin(
+                "UpsertUser",
+                user=User(user_id=a, role=client.enum_value("socialgraph.v1.Role", "ROLE_MEMBER"), display_name="Ann"),
+            )
+            assert client.graph("Follow", follower_id=a, followee_id=b).created
+            client.graph("SendConnectionRequest", requester_id=c, recipient_id=a, message="hey")
+            block_id = client.graph("Block", blocker_id=b, blocked_id=c).block.block_id
+        code = first.terminate()
+    finally:
+        first.kill()
+    assert code == 0, first.output()
+
+    second = Server.start(tmp_path, url)
+    try:
+        with grpc.insecure_channel(second.address) as channel:
+            client = ReflectionClient(channel)
+            user = client.admin("GetUser", user_id=a).user
+            assert (user.user_id, user.display_name) == (a, "Ann")
+            rel = client.graph("GetRelationship", user_id=a, other_user_id=b).relationship
+            assert rel.following and not rel.followed_by
+            rel = client.graph("GetRelationship", user_id=a, other_user_id=c).relationship
+            assert rel.incoming_request_pending
+            incoming = client.graph("ListIncomingConnectionRequests", user_id=a).requests
+            assert [(r.requester_id, r.message) for r in incoming] == [(c, "hey")]
+            assert [x.block_id for x in client.graph("ListBlocked", user_id=b).blocks] == [block_id]
+            [ca, cb] = client.graph("GetCounts", user_ids=[a, b]).counts
+            assert (ca.following, ca.incoming_requests, cb.followers, cb.blocked) == (1, 1, 1, 1)
+            # And it still takes writes.
+            assert not client.graph("Follow", follower_id=a, followee_id=b).created
+        code = second.terminate()
+    finally:
+        second.kill()
+    assert code == 0, second.output()
