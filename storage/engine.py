@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from .errors import StorageConflict, StorageUnavailable
 from .sql import SqlTx
+from .types import CountersListener
 
 T = TypeVar("T")
 
@@ -37,6 +38,10 @@ class SqlStorage:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._postgres = engine.dialect.name == "postgresql"
+        self._listeners: list[CountersListener] = []
+
+    def on_counters_committed(self, listener: CountersListener) -> None:
+        self._listeners.append(listener)
 
     @property
     def dialect(self) -> str:
@@ -63,8 +68,13 @@ class SqlStorage:
             try:
                 with self.engine.connect() as conn:
                     conn.execution_options(**{_WRITE: write})
+                    tx = SqlTx(conn, postgres=self._postgres)
                     with conn.begin():
-                        return fn(SqlTx(conn, postgres=self._postgres))
+                        result = fn(tx)
+                if tx.touched:
+                    for listener in self._listeners:
+                        listener(tx.touched)
+                return result
             except DBAPIError as exc:
                 if not _is_transient(exc):
                     if _is_unavailable(exc):

@@ -7,6 +7,7 @@ already holds the database write lock from ``BEGIN IMMEDIATE``).
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from typing import Iterable, Sequence
 
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    case,
     delete,
     func,
     literal,
@@ -53,18 +55,23 @@ from .types import (
     Role,
     Totals,
     User,
+    VersionedCounts,
 )
 
 _LOCK_ATTEMPTS = 3
 
 
 class SqlTx:
-    """One transaction on one connection."""
+    """One transaction on one connection. ``touched`` collects the counters
+    the transaction changed, as they will be once it commits."""
 
     def __init__(self, conn: Connection, *, postgres: bool) -> None:
         self._c = conn
         self._pg = postgres
         self._insert = postgresql.insert if postgres else sqlite.insert
+        self._now_us = time.time_ns() // 1000
+        self.touched: dict[str, VersionedCounts] = {}
+        self._versions: dict[str, int] = {}
 
     # ------------------------------------------------------------------ locks
 
@@ -83,22 +90,33 @@ class SqlTx:
             )
             if self._pg:
                 query = query.with_for_update()
-            rows = {row.user_id: _counts(row) for row in self._c.execute(query)}
+            rows = {}
+            for row in self._c.execute(query):
+                rows[row.user_id] = _counts(row)
+                self._versions[row.user_id] = row.version
             # A concurrent DeleteUser may remove a row between the insert and
             # the lock; insert it again.
             if len(rows) == len(ids):
                 return rows
         raise RuntimeError("could not lock user counter rows")
 
+    def _next_version(self) -> ColumnElement:
+        version = user_counters.c.version
+        return case((version + 1 > self._now_us, version + 1), else_=self._now_us)
+
     def _bump(self, user_id: str | ColumnElement, **deltas: int) -> None:
         values = {name: user_counters.c[name] + delta for name, delta in deltas.items()}
-        values["version"] = user_counters.c.version + 1
+        values["version"] = self._next_version()
         where = (
             user_counters.c.user_id == user_id
             if isinstance(user_id, str)
             else user_counters.c.user_id.in_(user_id)
         )
-        self._c.execute(update(user_counters).where(where).values(values))
+        self._touch(self._c.execute(update(user_counters).where(where).values(values).returning(user_counters)))
+
+    def _touch(self, rows) -> None:
+        for row in rows:
+            self.touched[row.user_id] = VersionedCounts(_counts(row), row.version)
 
     # ------------------------------------------------------------------ users
 
@@ -299,6 +317,8 @@ class SqlTx:
         )
         execute(delete(user_counters).where(user_counters.c.user_id == user_id))
         execute(delete(users).where(users.c.user_id == user_id))
+        version = max(self._versions.get(user_id, 0) + 1, self._now_us)
+        self.touched[user_id] = VersionedCounts(Counts(user_id), version)
         return removed
 
     # ---------------------------------------------------------------- reports
@@ -369,11 +389,11 @@ class SqlTx:
             for other in set(other_ids)
         }
 
-    def counts(self, user_ids: Sequence[str]) -> dict[str, Counts]:
+    def counts(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]:
         rows = self._c.execute(
             select(user_counters).where(user_counters.c.user_id.in_(set(user_ids)))
         )
-        return {row.user_id: _counts(row) for row in rows}
+        return {row.user_id: VersionedCounts(_counts(row), row.version) for row in rows}
 
     def blocked_among(self, user_id: str, candidate_ids: Sequence[str]) -> set[str]:
         candidates = bindparam("candidates", expanding=True)
@@ -514,12 +534,14 @@ class SqlTx:
                 self._c.execute(
                     update(user_counters)
                     .where(user_counters.c.user_id == user_id)
-                    .values(**wrong, version=user_counters.c.version + 1)
+                    .values(**wrong, version=self._next_version())
                 )
             fixes.extend(
                 CounterFix(user_id, column, getattr(row, column) if row is not None else 0, n)
                 for column, n in wrong.items()
             )
+        # Every counter as it now stands, so caches can be refreshed wholesale.
+        self._touch(self._c.execute(select(user_counters)))
         return fixes
 
 

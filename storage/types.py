@@ -103,6 +103,17 @@ class Counts:
 
 
 @dataclass(frozen=True, slots=True)
+class VersionedCounts:
+    """Counters as committed, with the row's version. Versions only grow
+    (each change sets ``max(version + 1, now in microseconds)``, so a user
+    deleted and seen again still gets larger versions); a cache keeps the
+    highest version it has seen."""
+
+    counts: Counts
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
 class Relationship:
     other_user_id: str
     following: bool
@@ -204,7 +215,7 @@ class Tx(Protocol):
     # Reads.
     def is_blocked_either_way(self, user_id: str, other_id: str) -> bool: ...
     def relationships(self, user_id: str, other_ids: Sequence[str]) -> dict[str, Relationship]: ...
-    def counts(self, user_ids: Sequence[str]) -> dict[str, Counts]: ...
+    def counts(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]: ...
     def blocked_among(self, user_id: str, candidate_ids: Sequence[str]) -> set[str]: ...
     def mutual_connections(self, user_id: str, other_id: str, limit: int) -> tuple[int, list[RelatedUser]]: ...
     def list_followers(self, user_id: str, after: Cursor | None, limit: int, viewer_id: str | None) -> list[RelatedUser]: ...
@@ -220,8 +231,20 @@ class Tx(Protocol):
     def recount(self) -> list[CounterFix]: ...
 
 
+CountersListener = Callable[[dict[str, VersionedCounts]], None]
+
+
 class Storage(Protocol):
     def read_write(self, fn: Callable[[Tx], T]) -> T: ...
+    def on_counters_committed(self, listener: CountersListener) -> None:
+        """``listener`` gets the counters each write transaction changed, after it commits."""
     def read_only(self, fn: Callable[[Tx], T]) -> T: ...
     def ping(self) -> None: ...
     def close(self) -> None: ...
+
+
+class CounterReader(Protocol):
+    """Reads per-user counters; the counter caches wrap one of these."""
+
+    def get(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]:
+        """Counters of the users that have any; others are absent."""

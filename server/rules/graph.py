@@ -18,10 +18,12 @@ from typing import Callable, Sequence
 from uuid6 import uuid7
 
 from ratelimit import Limiter
+from storage.counters import SqlCounters
 from storage.types import (
     Block,
     ConnectionRequest,
     CounterFix,
+    CounterReader,
     Counts,
     Cursor,
     FeedSource,
@@ -105,11 +107,13 @@ class Graph:
         limiter: Limiter,
         policy: Policy = Policy(),
         clock: Callable[[], int] = now_us,
+        counters: CounterReader | None = None,
     ) -> None:
         self.storage = storage
         self.limiter = limiter
         self.policy = policy
         self._now = clock
+        self.counters = counters if counters is not None else SqlCounters(storage)
 
     # ---------------------------------------------------------------- follows
 
@@ -302,13 +306,15 @@ class Graph:
 
     def list_reports(self, moderator_id: str, status: ReportStatus, size: int, token: str) -> Page:
         """R2."""
-        after = paging.decode(token, "reports")
+        scope = str(int(status))
+        after = paging.decode(token, "reports", scope)
 
         def run(tx: Tx) -> list[Report]:
             _require_staff(tx, moderator_id)
             return tx.list_reports(status, after, size + 1)
 
-        return _page("reports", self.storage.read_only(run), size, lambda r: Cursor(r.created_us, r.report_id))
+        rows = self.storage.read_only(run)
+        return _page("reports", scope, rows, size, lambda r: Cursor(r.created_us, r.report_id))
 
     def resolve_report(self, report_id: str, moderator_id: str, status: ReportStatus, note: str) -> Report:
         """R2: repeating the same resolution changes nothing."""
@@ -350,8 +356,8 @@ class Graph:
         return [found[other_id] for other_id in other_ids]
 
     def get_counts(self, user_ids: Sequence[str]) -> list[Counts]:
-        found = self.storage.read_only(lambda tx: tx.counts(user_ids))
-        return [found.get(user_id) or Counts(user_id) for user_id in user_ids]
+        found = self.counters.get(user_ids)
+        return [found[user_id].counts if user_id in found else Counts(user_id) for user_id in user_ids]
 
     def can_interact(self, user_id: str, other_id: str) -> bool:
         _distinct("other_user_id", user_id, other_id)
@@ -384,7 +390,7 @@ class Graph:
     def _list_users(self, kind: str, query: str, user_id: str, size: int, token: str, viewer_id: str | None) -> Page:
         """B4: a viewer on either side of a block with the owner sees nothing,
         and users on either side of a block with the viewer are left out."""
-        after = paging.decode(token, kind)
+        after = paging.decode(token, kind, user_id)
         if viewer_id == user_id:
             viewer_id = None
 
@@ -393,26 +399,26 @@ class Graph:
                 _refuse_if_blocked(tx, viewer_id, user_id)
             return getattr(tx, query)(user_id, after, size + 1, viewer_id)
 
-        return _page(kind, self.storage.read_only(run), size, lambda u: Cursor(u.since_us, u.user_id))
+        return _page(kind, user_id, self.storage.read_only(run), size, lambda u: Cursor(u.since_us, u.user_id))
 
     def list_requests(self, user_id: str, incoming: bool, size: int, token: str) -> Page:
         kind = "incoming" if incoming else "outgoing"
-        after = paging.decode(token, kind)
+        after = paging.decode(token, kind, user_id)
         rows = self.storage.read_only(lambda tx: tx.list_requests(user_id, incoming, after, size + 1))
-        return _page(kind, rows, size, lambda r: Cursor(r.created_us, r.request_id))
+        return _page(kind, user_id, rows, size, lambda r: Cursor(r.created_us, r.request_id))
 
     def list_blocked(self, user_id: str, size: int, token: str) -> Page:
-        after = paging.decode(token, "blocked")
+        after = paging.decode(token, "blocked", user_id)
         rows = self.storage.read_only(lambda tx: tx.list_blocked(user_id, after, size + 1))
-        return _page("blocked", rows, size, lambda b: Cursor(b.created_us, b.blocked_id))
+        return _page("blocked", user_id, rows, size, lambda b: Cursor(b.created_us, b.blocked_id))
 
     def list_feed_sources(self, user_id: str, size: int, token: str) -> Page:
         """N1: authors followed; private posts only from connections."""
-        after = paging.decode(token, "feed")
+        after = paging.decode(token, "feed", user_id)
         rows: list[FeedSource] = self.storage.read_only(
             lambda tx: tx.list_feed_sources(user_id, after, size + 1)
         )
-        return _page("feed", rows, size, lambda s: Cursor(s.since_us, s.author_id))
+        return _page("feed", user_id, rows, size, lambda s: Cursor(s.since_us, s.author_id))
 
     def stats(self) -> Stats:
         since = self._now() - DAY_US
@@ -451,6 +457,6 @@ def _require_staff(tx: Tx, user_id: str) -> None:
         raise PermissionDenied(Reason.NOT_A_MODERATOR, f"user {user_id} is not a moderator or admin")
 
 
-def _page(kind: str, rows: list, size: int, position: Callable[[object], Cursor]) -> Page:
-    items, token = paging.paginate(kind, rows, size, position)
+def _page(kind: str, scope: str, rows: list, size: int, position: Callable[[object], Cursor]) -> Page:
+    items, token = paging.paginate(kind, scope, rows, size, position)
     return Page(items, token)

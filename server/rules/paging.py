@@ -1,14 +1,16 @@
 """Opaque keyset page tokens.
 
-A token is the URL-safe base64 of ``<list>.<created_us>.<key>``: the list it
-belongs to and the last item returned. A token from another list, or one
-that does not decode, is INVALID_PAGE_TOKEN.
+A token is the URL-safe base64 of ``<list>.<scope>.<created_us>.<key>``: the
+kind of list, a checksum of whose list it is (the owner, or the report
+status), and the last item returned. A token from another list, or one that
+does not decode, is INVALID_PAGE_TOKEN.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import zlib
 from typing import Callable, Sequence, TypeVar
 
 from storage.types import Cursor
@@ -32,13 +34,18 @@ def page_size(value: int, field: str = "page_size") -> int:
     return value
 
 
-def decode(token: str, kind: str) -> Cursor | None:
+def decode(token: str, kind: str, scope: str) -> Cursor | None:
     if not token:
         return None
     try:
         raw = base64.urlsafe_b64decode(token.encode("ascii") + b"=" * (-len(token) % 4))
-        token_kind, created, key = raw.decode("ascii").split(".", 2)
-        if token_kind != kind or not CANONICAL_UUID.fullmatch(key) or not created.isdigit() or len(created) > 18:
+        token_kind, token_scope, created, key = raw.decode("ascii").split(".", 3)
+        if (
+            (token_kind, token_scope) != (kind, _checksum(scope))
+            or not CANONICAL_UUID.fullmatch(key)
+            or not created.isdigit()
+            or len(created) > 18
+        ):
             raise ValueError(kind)
         return Cursor(int(created), key)
     except (ValueError, UnicodeError, binascii.Error):
@@ -47,13 +54,18 @@ def decode(token: str, kind: str) -> Cursor | None:
         ) from None
 
 
-def encode(kind: str, cursor: Cursor) -> str:
-    raw = f"{kind}.{cursor.created_us}.{cursor.key}".encode("ascii")
+def encode(kind: str, scope: str, cursor: Cursor) -> str:
+    raw = f"{kind}.{_checksum(scope)}.{cursor.created_us}.{cursor.key}".encode("ascii")
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _checksum(scope: str) -> str:
+    return f"{zlib.crc32(scope.encode()):08x}"
 
 
 def paginate(
     kind: str,
+    scope: str,
     rows: Sequence[T],
     size: int,
     position: Callable[[T], Cursor],
@@ -62,4 +74,4 @@ def paginate(
     page = list(rows[:size])
     if len(rows) <= size:
         return page, ""
-    return page, encode(kind, position(page[-1]))
+    return page, encode(kind, scope, position(page[-1]))

@@ -1,0 +1,151 @@
+"""The Redis counter cache: one hash per user, ``{prefix}:c:{user_id}``,
+holding the six counters and their version ``v``.
+
+Reads try Redis first; on a hit no SQL runs. Committed writes publish their
+counters through ``set_counts.lua``, which keeps the higher version, so a
+slower, older write can never overwrite a newer value; a miss fills the cache
+the same way. Entries expire after a TTL as a safety net.
+
+While Redis is down or slow, reads go to SQL and the users whose publishes
+failed are remembered; once Redis answers again their entries are deleted
+(the next read refills them from SQL) before the cache is trusted again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from importlib import resources
+from typing import Callable, Sequence
+
+from prometheus_client import Counter
+from redis.exceptions import RedisError
+
+from .counters import CACHE_LOOKUPS
+from .schema import COUNTER_COLUMNS
+from .types import CounterReader, Counts, VersionedCounts
+
+log = logging.getLogger(__name__)
+
+SCRIPT = resources.files(__package__).joinpath("lua/set_counts.lua").read_text()
+_FIELDS = (*COUNTER_COLUMNS, "v")
+
+CACHE_ERRORS = Counter(
+    "socialgraph_counter_cache_errors_total",
+    "Redis errors met by the counter cache (the call was served from SQL).",
+)
+
+
+def counts_key(prefix: str, user_id: str) -> str:
+    return f"{prefix}:c:{{{user_id}}}"
+
+
+class RedisCounterCache:
+    def __init__(
+        self,
+        client,
+        inner: CounterReader,
+        ttl_seconds: int = 3600,
+        prefix: str = "sg",
+        retry_after: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._inner = inner
+        self._ttl = ttl_seconds
+        self._prefix = prefix
+        self._script = client.register_script(SCRIPT)
+        self._retry_after = retry_after
+        self._clock = clock
+        self._down_until = 0.0
+        self._dirty: set[str] = set()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]:
+        unique = list(dict.fromkeys(user_ids))
+        if not self._usable():
+            return self._inner.get(unique)
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for user_id in unique:
+                pipe.hmget(counts_key(self._prefix, user_id), _FIELDS)
+            rows = pipe.execute()
+        except RedisError as exc:
+            self._failed(exc, ())
+            return self._inner.get(unique)
+        found: dict[str, VersionedCounts] = {}
+        missing = []
+        for user_id, values in zip(unique, rows):
+            if values[-1] is None:
+                missing.append(user_id)
+            else:
+                *counters, version = (int(v) for v in values)
+                found[user_id] = VersionedCounts(Counts(user_id, *counters), version)
+        CACHE_LOOKUPS.labels("hit").inc(len(found))
+        if missing:
+            CACHE_LOOKUPS.labels("miss").inc(len(missing))
+            loaded = self._inner.get(missing)
+            # Users without a counter row are all zeros at version 0.
+            self.publish({u: loaded.get(u) or VersionedCounts(Counts(u), 0) for u in missing})
+            found.update(loaded)
+        return found
+
+    # ----------------------------------------------------------------- writes
+
+    def publish(self, changed: dict[str, VersionedCounts]) -> None:
+        """Stores committed counters, keeping the higher version."""
+        if not changed:
+            return
+        if not self._usable():
+            with self._lock:
+                self._dirty.update(changed)
+            return
+        try:
+            self._store(changed)
+        except RedisError as exc:
+            self._failed(exc, changed)
+
+    def _store(self, changed: dict[str, VersionedCounts]) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for user_id, entry in changed.items():
+            counts = entry.counts
+            args = [entry.version, self._ttl]
+            for name in COUNTER_COLUMNS:
+                args += [name, getattr(counts, name)]
+            self._script(keys=[counts_key(self._prefix, user_id)], args=args, client=pipe)
+        pipe.execute()
+
+    # ---------------------------------------------------------------- outages
+
+    def _usable(self) -> bool:
+        """False while Redis is considered down; on the first call after the
+        pause, drops the entries that may have missed a publish, and only
+        then trusts the cache."""
+        if self._clock() < self._down_until:
+            return False
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+        if not dirty:
+            return True
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for user_id in dirty:
+                pipe.delete(counts_key(self._prefix, user_id))
+            pipe.execute()
+        except RedisError as exc:
+            self._failed(exc, dirty)
+            return False
+        log.info("counter cache: Redis is back; dropped %d possibly stale entries", len(dirty))
+        return True
+
+    def _failed(self, exc: Exception, user_ids) -> None:
+        CACHE_ERRORS.inc()
+        with self._lock:
+            first = self._clock() >= self._down_until
+            self._down_until = self._clock() + self._retry_after
+            self._dirty.update(user_ids)
+        if first:
+            log.warning("counter cache: Redis unavailable (%s); reading counters from SQL", exc)

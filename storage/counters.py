@@ -1,0 +1,70 @@
+"""Counter readers: straight from SQL, and the in-process cache in front of it.
+
+A cache keeps, per user, the counters with the highest version it has seen.
+Writers publish what they committed (``publish``, wired to
+``Storage.on_counters_committed``); a miss reads SQL and fills the cache the
+same guarded way, so an older value never replaces a newer one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Sequence
+
+from prometheus_client import Counter
+
+from .types import CounterReader, Storage, VersionedCounts
+
+CACHE_LOOKUPS = Counter(
+    "socialgraph_counter_cache_lookups_total",
+    "Counter cache lookups per user id, by result (hit or miss).",
+    ["result"],
+)
+
+
+class SqlCounters:
+    """Reads ``user_counters``."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+
+    def get(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]:
+        return self._storage.read_only(lambda tx: tx.counts(user_ids))
+
+
+class InProcessCounterCache:
+    """An LRU of versioned counters in front of ``inner``, for one process."""
+
+    def __init__(self, inner: CounterReader, max_entries: int = 100_000) -> None:
+        self._inner = inner
+        self._max = max_entries
+        self._entries: OrderedDict[str, VersionedCounts] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]:
+        found: dict[str, VersionedCounts] = {}
+        with self._lock:
+            for user_id in user_ids:
+                entry = self._entries.get(user_id)
+                if entry is not None:
+                    self._entries.move_to_end(user_id)
+                    found[user_id] = entry
+        missing = [u for u in dict.fromkeys(user_ids) if u not in found]
+        CACHE_LOOKUPS.labels("hit").inc(len(found))
+        if missing:
+            CACHE_LOOKUPS.labels("miss").inc(len(missing))
+            loaded = self._inner.get(missing)
+            self.publish(loaded)
+            found.update(loaded)
+        return found
+
+    def publish(self, changed: dict[str, VersionedCounts]) -> None:
+        with self._lock:
+            for user_id, entry in changed.items():
+                current = self._entries.get(user_id)
+                if current is None or current.version < entry.version:
+                    self._entries[user_id] = entry
+                    self._entries.move_to_end(user_id)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
