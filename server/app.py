@@ -11,11 +11,17 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from ratelimit import InProcessLimiter, Limiter
+from ratelimit import InProcessLimiter
+from ratelimit.failover import FailoverLimiter
+from ratelimit.redis import RedisLimiter
 from socialgraph.v1 import admin_pb2, admin_pb2_grpc, social_graph_pb2, social_graph_pb2_grpc
 from storage import SqlStorage, StorageUnavailable, open_storage
+from storage.cache import RedisCounterCache
+from storage.counters import InProcessCounterCache, SqlCounters
 from storage.migrate import upgrade
 
+from . import redis_client
+from .metrics import MetricsInterceptor, serve_metrics
 from .rules import Graph, Policy
 from .servicers import AdminServicer, SocialGraphServicer
 from .settings import Settings
@@ -32,13 +38,21 @@ class PortInUse(RuntimeError):
     pass
 
 
-def make_limiter(settings: Settings) -> Limiter:
-    return InProcessLimiter(settings.windows)
-
-
 def make_graph(settings: Settings, storage: SqlStorage) -> Graph:
+    """The rules over ``storage``, with the limiter and counter cache the
+    settings ask for: Redis-backed (falling back in-process while Redis is
+    down) with ``redis_url``, in-process without."""
     policy = Policy(connection_limit=settings.connection_limit, auto_follow=settings.auto_follow)
-    return Graph(storage, make_limiter(settings), policy)
+    local_limiter = InProcessLimiter(settings.windows)
+    if settings.redis_url:
+        client = redis_client.connect(settings.redis_url, settings.redis_timeout)
+        limiter = FailoverLimiter(RedisLimiter(client, settings.windows), local_limiter)
+        cache = RedisCounterCache(client, SqlCounters(storage), ttl_seconds=settings.counter_cache_ttl)
+    else:
+        limiter = local_limiter
+        cache = InProcessCounterCache(SqlCounters(storage))
+    storage.on_counters_committed(cache.publish)
+    return Graph(storage, limiter, policy, counters=cache)
 
 
 def add_services(server: grpc.Server, graph: Graph) -> None:
@@ -101,6 +115,7 @@ class App:
         message_limit = settings.max_message_bytes
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc"),
+            interceptors=[MetricsInterceptor()],
             options=[
                 # Fail on a port that is already taken instead of sharing it.
                 ("grpc.so_reuseport", 0),
@@ -124,6 +139,9 @@ class App:
 
     def start(self) -> None:
         self.monitor.start()
+        if self.settings.metrics_listen:
+            port = serve_metrics(self.settings.metrics_listen)
+            log.info("metrics on %s", self.settings.metrics_listen.rpartition(":")[0] + f":{port}")
         self.server.start()
         log.info("socialgraph serving on %s (database %s)", self.settings.listen, self.storage.dialect)
 

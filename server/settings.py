@@ -14,6 +14,7 @@ from ratelimit import Window, parse_windows
 
 ENV_PREFIX = "SOCIALGRAPH_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+REDIS_SCHEMES = ("redis://", "rediss://", "redis+cluster://", "rediss+cluster://", "unix://")
 
 
 def _setting(default, help: str, *, commands: tuple[str, ...] = ("serve",)):
@@ -34,8 +35,15 @@ class Settings:
         commands=("serve", "migrate", "recount"),
     )
     redis_url: str = _setting(
-        "", "redis://, rediss:// or redis+cluster:// URL; empty runs the limiter and cache in-process"
+        "",
+        "redis://, rediss:// or redis+cluster:// URL; empty runs the limiter and cache in-process",
+        commands=("serve", "recount"),
     )
+    redis_timeout: float = _setting(
+        0.025, "seconds a Redis call may take before the limiter and cache fall back", commands=("serve", "recount")
+    )
+    counter_cache_ttl: int = _setting(3600, "seconds a cached counter lives without being refreshed", commands=("serve", "recount"))
+    metrics_listen: str = _setting("", "address of the Prometheus /metrics endpoint (host:port); empty turns it off")
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR", commands=_ALL)
     connection_limit: int = _setting(2000, "most connections a user may have (C6)")
     auto_follow: bool = _setting(True, "sending and accepting a request follow the other user (C4)")
@@ -63,6 +71,12 @@ class Settings:
         scheme = self.database_url.partition(":")[0].partition("+")[0]
         if scheme not in ("sqlite", "postgresql"):
             raise ValueError(f"database_url must start with sqlite:// or postgresql://, got {self.database_url!r}")
+        if self.redis_url and not self.redis_url.startswith(REDIS_SCHEMES):
+            raise ValueError(f"redis_url must start with one of {', '.join(REDIS_SCHEMES)}, got {self.redis_url!r}")
+        if self.metrics_listen and not self.metrics_listen.rpartition(":")[2].isdigit():
+            raise ValueError(f"metrics_listen must be host:port, got {self.metrics_listen!r}")
+        if self.redis_timeout <= 0 or self.counter_cache_ttl < 1:
+            raise ValueError("redis_timeout and counter_cache_ttl must be positive")
         if self.connection_limit < 1:
             raise ValueError("connection_limit must be at least 1")
         if self.threads < 1:

@@ -241,3 +241,66 @@ def running_server(*args: str, env: dict[str, str] | None = None, timeout: float
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+# --------------------------------------------------------------------- redis
+
+
+def redis_reachable(url: str = REDIS_URL) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+class RedisServer:
+    """A private ``redis-server`` on a free loopback port that a test can
+    stop and start again (same port, empty data)."""
+
+    def __init__(self, directory, *extra: str) -> None:
+        self.port = free_port()
+        self.directory = str(directory)
+        self.extra = extra
+        self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        import subprocess
+        import time
+
+        import redis
+
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.directory, *self.extra],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if client.ping():
+                    return self
+            except redis.RedisError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()
+                    raise AssertionError(f"redis-server on port {self.port} did not start")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def __enter__(self) -> "RedisServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

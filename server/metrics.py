@@ -1,0 +1,64 @@
+"""Prometheus metrics for every RPC, health and reflection included: count by
+method and status code, and latency by method. Limiter and cache metrics are
+defined beside the code they count (ratelimit/failover.py, storage/counters.py,
+storage/cache.py) in the same registry."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+from prometheus_client import Counter, Histogram, start_http_server
+
+RPCS = Counter("socialgraph_rpcs_total", "RPCs handled, by method and status code.", ["method", "code"])
+LATENCY = Histogram(
+    "socialgraph_rpc_duration_seconds",
+    "RPC handling time in the server, by method.",
+    ["method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+
+class MetricsInterceptor(grpc.ServerInterceptor):
+    """Wraps each unary handler once per method; records after every call."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = continuation(handler_call_details)
+            if handler is None or handler.unary_unary is None:
+                return handler
+            wrapped = self._wrapped[method] = handler._replace(
+                unary_unary=_measured(method, handler.unary_unary)
+            )
+        return wrapped
+
+
+def _measured(method: str, behavior):
+    calls = {code: RPCS.labels(method, code.name) for code in grpc.StatusCode}
+    latency = LATENCY.labels(method)
+
+    def measured(request, context):
+        start = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            return behavior(request, context)
+        except BaseException:
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        finally:
+            latency.observe(time.perf_counter() - start)
+            calls[code].inc()
+
+    return measured
+
+
+def serve_metrics(address: str) -> int:
+    """Starts the /metrics endpoint; returns its port."""
+    host, _, port = address.rpartition(":")
+    server, _thread = start_http_server(int(port), addr=host or "127.0.0.1")
+    return server.server_port
