@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
-from .counters import CACHE_LOOKUPS
+from .counters import CACHE_LOOKUPS, load_missing
 from .schema import COUNTER_COLUMNS
 from .types import CounterReader, Counts, VersionedCounts
 
@@ -87,9 +87,8 @@ class RedisCounterCache:
         CACHE_LOOKUPS.labels("hit").inc(len(found))
         if missing:
             CACHE_LOOKUPS.labels("miss").inc(len(missing))
-            loaded = self._inner.get(missing)
-            # Users without a counter row are all zeros at version 0.
-            self.publish({u: loaded.get(u) or VersionedCounts(Counts(u), 0) for u in missing})
+            loaded = load_missing(self._inner, missing)
+            self.publish(loaded)
             found.update(loaded)
         return found
 

@@ -14,13 +14,20 @@ from typing import Sequence
 
 from prometheus_client import Counter
 
-from .types import CounterReader, Storage, VersionedCounts
+from .types import CounterReader, Counts, Storage, VersionedCounts
 
 CACHE_LOOKUPS = Counter(
     "socialgraph_counter_cache_lookups_total",
     "Counter cache lookups per user id, by result (hit or miss).",
     ["result"],
 )
+
+
+def load_missing(inner: CounterReader, user_ids: Sequence[str]) -> dict[str, VersionedCounts]:
+    """What a cache stores for ``user_ids`` after a miss: SQL's counters, and
+    zeros at version 0 for users without a counter row (any write beats it)."""
+    loaded = inner.get(user_ids)
+    return {u: loaded.get(u) or VersionedCounts(Counts(u), 0) for u in user_ids}
 
 
 class SqlCounters:
@@ -54,7 +61,7 @@ class InProcessCounterCache:
         CACHE_LOOKUPS.labels("hit").inc(len(found))
         if missing:
             CACHE_LOOKUPS.labels("miss").inc(len(missing))
-            loaded = self._inner.get(missing)
+            loaded = load_missing(self._inner, missing)
             self.publish(loaded)
             found.update(loaded)
         return found
