@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
+from prometheus_client import Counter
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _WINDOW = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$")
 
@@ -57,6 +59,17 @@ class Decision:
 
 
 ALLOWED = Decision(True)
+
+DECISIONS = Counter(
+    "socialgraph_limiter_decisions_total",
+    "Connection-request limiter decisions, by backend (redis, in-process) and result.",
+    ["backend", "result"],
+)
+
+
+def decision_counters(backend: str) -> dict[bool, Counter]:
+    """The decision counters of one backend, keyed by ``Decision.allowed``."""
+    return {True: DECISIONS.labels(backend, "allowed"), False: DECISIONS.labels(backend, "refused")}
 
 
 class Limiter(Protocol):

@@ -16,11 +16,6 @@ from .base import Decision, Limiter
 
 log = logging.getLogger(__name__)
 
-DECISIONS = Counter(
-    "socialgraph_limiter_decisions_total",
-    "Connection-request limiter decisions, by backend (redis, in-process) and result.",
-    ["backend", "result"],
-)
 FALLBACKS = Counter(
     "socialgraph_limiter_fallbacks_total",
     "Times the limiter fell back from Redis to the in-process limiter.",
@@ -34,14 +29,12 @@ class FailoverLimiter:
         fallback: Limiter,
         retry_after: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
-        primary_name: str = "redis",
     ) -> None:
         self.windows = primary.windows
         self._primary = primary
         self._fallback = fallback
         self._retry_after = retry_after
         self._clock = clock
-        self._primary_name = primary_name
         self._down_until = 0.0
         self._lock = threading.Lock()
 
@@ -52,15 +45,10 @@ class FailoverLimiter:
     def acquire(self, key: str, token: str) -> Decision:
         if not self.degraded:
             try:
-                decision = self._primary.acquire(key, token)
+                return self._primary.acquire(key, token)
             except RedisError as exc:
                 self._mark_down(exc)
-            else:
-                DECISIONS.labels(self._primary_name, _result(decision)).inc()
-                return decision
-        decision = self._fallback.acquire(key, token)
-        DECISIONS.labels("in-process", _result(decision)).inc()
-        return decision
+        return self._fallback.acquire(key, token)
 
     def release(self, key: str, token: str) -> None:
         # The token is in at most one of them; releasing an unknown token is a no-op.
@@ -78,7 +66,3 @@ class FailoverLimiter:
         if first:
             FALLBACKS.inc()
             log.warning("limiter: Redis unavailable (%s); limiting in-process for now", exc)
-
-
-def _result(decision: Decision) -> str:
-    return "allowed" if decision.allowed else "refused"

@@ -7,7 +7,7 @@ import time
 from collections import deque
 from typing import Callable, Sequence
 
-from .base import ALLOWED, Decision, Window
+from .base import ALLOWED, Decision, Window, decision_counters
 
 
 class InProcessLimiter:
@@ -22,8 +22,14 @@ class InProcessLimiter:
         self._clock = clock
         self._lock = threading.Lock()
         self._logs: dict[str, deque[tuple[float, str]]] = {}
+        self._decisions = decision_counters("in-process")
 
     def acquire(self, key: str, token: str) -> Decision:
+        decision = self._acquire(key, token)
+        self._decisions[decision.allowed].inc()
+        return decision
+
+    def _acquire(self, key: str, token: str) -> Decision:
         with self._lock:
             now = self._clock()
             log = self._logs.get(key)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import Sequence
 
-from .base import ALLOWED, Decision, Window
+from .base import ALLOWED, Decision, Window, decision_counters
 
 SCRIPT = resources.files(__package__).joinpath("lua/sliding_window.lua").read_text()
 
@@ -27,6 +27,7 @@ class RedisLimiter:
         self._client = client
         self._prefix = prefix
         self._script = client.register_script(SCRIPT)
+        self._decisions = decision_counters("redis")
         self._window_args = [
             value for w in self.windows for value in (w.limit, w.seconds * 1_000_000)
         ]
@@ -35,6 +36,7 @@ class RedisLimiter:
         allowed, wait_us, window = self._script(
             keys=[log_key(self._prefix, key)], args=[token, *self._window_args]
         )
+        self._decisions[bool(allowed)].inc()
         if allowed:
             return ALLOWED
         return Decision(False, int(wait_us) / 1e6, self.windows[int(window) - 1])

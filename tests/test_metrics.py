@@ -1,0 +1,53 @@
+"""The Prometheus endpoint counts RPCs by method and code, and the limiter
+and cache report their decisions."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from .support import Client, free_port, new_user, running_server
+
+pytestmark = pytest.mark.e2e
+
+
+def scrape(port: int) -> dict[str, float]:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    samples = {}
+    for line in body.splitlines():
+        match = re.fullmatch(r"([a-z_]+(?:\{.*\})?) ([0-9.e+-]+)", line)
+        if match:
+            samples[match[1]] = float(match[2])
+    return samples
+
+
+def test_metrics_count_rpcs_by_method_and_code(tmp_path):
+    port = free_port()
+    args = ("--database-url", f"sqlite:///{tmp_path}/m.db", "--metrics-listen", f"127.0.0.1:{port}")
+    with running_server(*args) as (address, _), grpc.insecure_channel(address) as channel:
+        client = Client(channel)
+        a, b = new_user(), new_user()
+        client.follow(a, b)
+        client.follow(a, b)
+        with pytest.raises(grpc.RpcError):
+            client.follow(a, a)
+        client.send(a, new_user())
+        client.counts(a)
+        client.counts(a)
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        samples = scrape(port)
+
+    def rpcs(method: str, code: str) -> float:
+        return samples.get(f'socialgraph_rpcs_total{{code="{code}",method="{method}"}}', 0)
+
+    follow = "/socialgraph.v1.SocialGraphService/Follow"
+    assert rpcs(follow, "OK") == 2
+    assert rpcs(follow, "INVALID_ARGUMENT") == 1
+    assert rpcs("/grpc.health.v1.Health/Check", "OK") >= 1
+    assert samples[f'socialgraph_rpc_duration_seconds_count{{method="{follow}"}}'] == 3
+    assert samples['socialgraph_counter_cache_lookups_total{result="hit"}'] >= 1
+    assert samples['socialgraph_limiter_decisions_total{backend="in-process",result="allowed"}'] == 1
