@@ -14,6 +14,21 @@ from storage.migrate import upgrade
 
 from .support import BACKENDS, Client, new_user, temporary_database
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--long",
+        action="store_true",
+        default=False,
+        help="run the model-based, stress, fault and hostile-input tests with their long budgets",
+    )
+
+
+@pytest.fixture(scope="session")
+def long_run(request) -> bool:
+    """True under ``--long``: tests with a budget use the long one."""
+    return request.config.getoption("--long")
+
+
 # Small enough to reach in a test; the limiter is generous so that only the
 # limiter's own tests meet it.
 CONNECTION_LIMIT = 5
