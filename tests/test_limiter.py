@@ -15,6 +15,7 @@ from ratelimit import InProcessLimiter, Window, parse_windows
 from ratelimit.redis import RedisLimiter
 from server import redis_client
 from server.rules import Graph, Policy
+from socialgraph.v1 import social_graph_pb2 as pb
 from storage import open_storage
 from storage.migrate import upgrade
 
@@ -240,3 +241,17 @@ def test_other_rpcs_are_not_limited(limited):
         limited.send(sender, new_user())
     for _ in range(10):
         assert limited.follow(sender, new_user()).created
+
+
+def test_a_crossing_request_that_connects_uses_a_slot(limited):
+    sender = new_user()
+    for _ in range(2):
+        limited.send(new_user(), sender)  # others ask first
+    # Replying to both connects (C3) and creates something: two slots used.
+    admirers = [r.requester_id for r in limited.graph.ListIncomingConnectionRequests(
+        pb.ListIncomingConnectionRequestsRequest(user_id=sender)).requests]
+    for admirer in admirers:
+        assert limited.send(sender, admirer).state == pb.CONNECTION_STATE_CONNECTED
+    assert limited.send(sender, new_user()).created
+    with raises(grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED"):
+        limited.send(sender, new_user())

@@ -1,0 +1,163 @@
+"""Model-based test: random operations on a few users go to the real service
+(through gRPC, on every backend) and to the reference model in ``model.py``;
+every answer must agree, and after every step so must every relationship and
+every counter."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+
+from ratelimit import InProcessLimiter, parse_windows
+from server.rules import Policy
+from socialgraph.v1 import admin_pb2 as apb
+from socialgraph.v1 import social_graph_pb2 as pb
+
+from .model import ADMIN, MEMBER, MODERATOR, Model
+from .support import error_info, new_user
+
+USERS = 3
+# Ordered pairs of user indexes: mostly two users, sometimes one user twice.
+PAIRS = [(i, j) for i in range(USERS) for j in range(USERS) if i != j] * 3 + [(i, i) for i in range(USERS)]
+CONNECTION_LIMIT = 2
+RATE_LIMIT = 3
+
+SHORT = settings(
+    max_examples=30,
+    stateful_step_count=40,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+LONG = settings(SHORT, max_examples=300, stateful_step_count=50)
+
+# Edge operations twice as likely as the account-wide ones.
+OPERATIONS = [
+    *["follow", "unfollow", "remove_follower", "send", "accept", "decline", "cancel"] * 2,
+    *["remove_connection", "block", "unblock"] * 2,
+    "set_role",
+    "delete_user",
+]
+
+
+# The model's limits, for this module's server (overriding tests/conftest.py).
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return Policy(connection_limit=CONNECTION_LIMIT)
+
+
+@pytest.fixture(scope="module")
+def limiter():
+    return InProcessLimiter(parse_windows(f"{RATE_LIMIT}/1h"))
+
+
+def outcome(call):
+    """The service's answer in the model's terms."""
+    try:
+        return ("OK", call())
+    except grpc.RpcError as error:
+        info = error_info(error)
+        if info.reason == "CONNECTION_LIMIT_REACHED":
+            return (error.code().name, info.reason, info.metadata["user_id"])
+        return (error.code().name, info.reason)
+
+
+def make_machine(client):
+    class Graph(RuleBasedStateMachine):
+        """Fresh users for every example, so examples share the database safely."""
+
+        @initialize()
+        def start(self):
+            self.users = [new_user() for _ in range(USERS)]
+            self.model = Model(connection_limit=CONNECTION_LIMIT, rate_limit=RATE_LIMIT)
+
+        def check(self, call, expected):
+            actual = outcome(call)
+            if expected[0] != "OK":
+                assert actual == expected, (actual, expected)
+                return
+            assert actual[0] == "OK", (actual, expected)
+            response = actual[1]
+            got = {}
+            for name in expected[1]:
+                value = getattr(response, name)
+                if name == "state":
+                    value = pb.ConnectionState.Name(value).removeprefix("CONNECTION_STATE_")
+                got[name] = value
+            assert got == expected[1], (got, expected)
+
+        # One rule drawing the operation, so every operation stays equally
+        # likely in every example (separate rules get switched off per example).
+        @rule(op=st.sampled_from(OPERATIONS), pair=st.sampled_from(PAIRS), role=st.sampled_from([MEMBER, MODERATOR, ADMIN]))
+        def step(self, op, pair, role):
+            a, b = self.users[pair[0]], self.users[pair[1]]
+            call, expected = getattr(self, op)(a, b, role)
+            self.check(call, expected)
+
+        def follow(self, a, b, _):
+            return lambda: client.follow(a, b), self.model.follow(a, b)
+
+        def unfollow(self, a, b, _):
+            request = pb.UnfollowRequest(follower_id=a, followee_id=b)
+            return lambda: client.graph.Unfollow(request), self.model.unfollow(a, b)
+
+        def remove_follower(self, a, b, _):
+            request = pb.RemoveFollowerRequest(user_id=a, follower_id=b)
+            return lambda: client.graph.RemoveFollower(request), self.model.remove_follower(a, b)
+
+        def send(self, a, b, _):
+            return lambda: client.send(a, b), self.model.send(a, b)
+
+        def accept(self, a, b, _):
+            return lambda: client.accept(a, b), self.model.accept(a, b)
+
+        def decline(self, a, b, _):
+            request = pb.DeclineConnectionRequestRequest(recipient_id=a, requester_id=b)
+            return lambda: client.graph.DeclineConnectionRequest(request), self.model.decline(a, b)
+
+        def cancel(self, a, b, _):
+            request = pb.CancelConnectionRequestRequest(requester_id=a, recipient_id=b)
+            return lambda: client.graph.CancelConnectionRequest(request), self.model.cancel(a, b)
+
+        def remove_connection(self, a, b, _):
+            request = pb.RemoveConnectionRequest(user_id=a, other_user_id=b)
+            return lambda: client.graph.RemoveConnection(request), self.model.remove_connection(a, b)
+
+        def block(self, a, b, _):
+            return lambda: client.block(a, b), self.model.block(a, b)
+
+        def unblock(self, a, b, _):
+            request = pb.UnblockRequest(blocker_id=a, blocked_id=b)
+            return lambda: client.graph.Unblock(request), self.model.unblock(a, b)
+
+        def set_role(self, a, _b, role):
+            return lambda: client.upsert(a, role=role), self.model.upsert(a, role)
+
+        def delete_user(self, a, _b, _):
+            request = apb.DeleteUserRequest(user_id=a)
+            return lambda: client.admin.DeleteUser(request), self.model.delete_user(a)
+
+        @invariant()
+        def relationships_and_counts_agree(self):
+            if not hasattr(self, "model"):
+                return
+            for me in self.users:
+                others = [u for u in self.users if u != me]
+                response = client.graph.BatchGetRelationships(
+                    pb.BatchGetRelationshipsRequest(user_id=me, other_user_ids=others)
+                )
+                for them, rel in zip(others, response.relationships):
+                    actual = {name: getattr(rel, name) for name in self.model.relationship(me, them)}
+                    assert actual == self.model.relationship(me, them), (me, them)
+            for counts in client.counts(*self.users):
+                expected = self.model.counts(counts.user_id)
+                assert {name: getattr(counts, name) for name in expected} == expected, counts.user_id
+
+    return Graph
+
+
+def test_service_behaves_like_the_model(client, long_run):
+    run_state_machine_as_test(lambda: make_machine(client)(), settings=LONG if long_run else SHORT)
