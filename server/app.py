@@ -14,13 +14,14 @@ from grpc_reflection.v1alpha import reflection
 from ratelimit import InProcessLimiter
 from ratelimit.failover import FailoverLimiter
 from ratelimit.redis import RedisLimiter
-from socialgraph.v1 import admin_pb2, admin_pb2_grpc, social_graph_pb2, social_graph_pb2_grpc
+from socialgraph.v1 import admin_pb2, social_graph_pb2
 from storage import SqlStorage, StorageUnavailable, open_storage
 from storage.cache import RedisCounterCache
 from storage.counters import InProcessCounterCache, SqlCounters
 from storage.migrate import upgrade
 
 from . import redis_client
+from .handlers import add_service
 from .metrics import MetricsInterceptor, serve_metrics
 from .rules import Graph, Policy
 from .servicers import AdminServicer, SocialGraphServicer
@@ -56,8 +57,8 @@ def make_graph(settings: Settings, storage: SqlStorage) -> Graph:
 
 
 def add_services(server: grpc.Server, graph: Graph) -> None:
-    social_graph_pb2_grpc.add_SocialGraphServiceServicer_to_server(SocialGraphServicer(graph), server)
-    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(graph), server)
+    add_service(server, SocialGraphServicer(graph), social_graph_pb2.DESCRIPTOR.services_by_name["SocialGraphService"])
+    add_service(server, AdminServicer(graph), admin_pb2.DESCRIPTOR.services_by_name["AdminService"])
 
 
 class HealthMonitor:
