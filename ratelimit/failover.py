@@ -10,11 +10,13 @@ import time
 from typing import Callable
 
 from prometheus_client import Counter
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from .base import Decision, Limiter
 
 log = logging.getLogger(__name__)
+
+REDIS_ERRORS = (RedisError, RedisClusterException)
 
 FALLBACKS = Counter(
     "socialgraph_limiter_fallbacks_total",
@@ -46,7 +48,7 @@ class FailoverLimiter:
         if not self.degraded:
             try:
                 return self._primary.acquire(key, token)
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 self._mark_down(exc)
         return self._fallback.acquire(key, token)
 
@@ -56,7 +58,7 @@ class FailoverLimiter:
         if not self.degraded:
             try:
                 self._primary.release(key, token)
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 self._mark_down(exc)
 
     def _mark_down(self, exc: Exception) -> None:

@@ -9,6 +9,7 @@ import threading
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.exceptions import ConnectionError, RedisClusterException
 from redis.retry import Retry
 
 _CLUSTER_SCHEMES = {"redis+cluster://": "redis://", "rediss+cluster://": "rediss://"}
@@ -36,7 +37,7 @@ class LazyCluster:
 
     def __init__(self, url: str, options: dict) -> None:
         self._url = url
-        self._options = {**options, "cluster_error_retry_attempts": 1}
+        self._options = options
         self._client: RedisCluster | None = None
         self._lock = threading.Lock()
 
@@ -50,7 +51,10 @@ class LazyCluster:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = RedisCluster.from_url(self._url, **self._options)
+                    try:
+                        self._client = RedisCluster.from_url(self._url, **self._options)
+                    except RedisClusterException as exc:
+                        raise ConnectionError(f"Redis Cluster at {self._url} cannot be reached: {exc}") from exc
         return self._client
 
     def __getattr__(self, name: str):

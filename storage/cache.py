@@ -8,7 +8,9 @@ the same way. Entries expire after a TTL as a safety net.
 
 While Redis is down or slow, reads go to SQL and the users whose publishes
 failed are remembered; once Redis answers again their entries are deleted
-(the next read refills them from SQL) before the cache is trusted again.
+(the next read refills them from SQL) before the cache is trusted again. A
+timer keeps retrying that repair, so it happens even if this process serves
+nothing more; only a process that dies first leaves entries to the TTL.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from importlib import resources
 from typing import Callable, Sequence
 
 from prometheus_client import Counter
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from .counters import CACHE_LOOKUPS, load_missing
 from .schema import COUNTER_COLUMNS
@@ -28,6 +30,7 @@ from .types import CounterReader, Counts, VersionedCounts
 
 log = logging.getLogger(__name__)
 
+REDIS_ERRORS = (RedisError, RedisClusterException)
 SCRIPT = resources.files(__package__).joinpath("lua/set_counts.lua").read_text()
 _FIELDS = (*COUNTER_COLUMNS, "v")
 
@@ -55,11 +58,11 @@ class RedisCounterCache:
         self._inner = inner
         self._ttl = ttl_seconds
         self._prefix = prefix
-        self._script = client.register_script(SCRIPT)
         self._retry_after = retry_after
         self._clock = clock
         self._down_until = 0.0
         self._dirty: set[str] = set()
+        self._repair: threading.Timer | None = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ reads
@@ -73,7 +76,7 @@ class RedisCounterCache:
             for user_id in unique:
                 pipe.hmget(counts_key(self._prefix, user_id), _FIELDS)
             rows = pipe.execute()
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             self._failed(exc, ())
             return self._inner.get(unique)
         found: dict[str, VersionedCounts] = {}
@@ -95,36 +98,39 @@ class RedisCounterCache:
     # ----------------------------------------------------------------- writes
 
     def publish(self, changed: dict[str, VersionedCounts]) -> None:
-        """Stores committed counters, keeping the higher version."""
+        """Stores committed counters, keeping the higher version. Never raises."""
         if not changed:
             return
         if not self._usable():
-            with self._lock:
-                self._dirty.update(changed)
+            self._remember(changed)
             return
         try:
             self._store(changed)
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             self._failed(exc, changed)
 
     def _store(self, changed: dict[str, VersionedCounts]) -> None:
+        # EVAL rather than EVALSHA: Redis Cluster pipelines refuse EVALSHA,
+        # and Redis caches the compiled script by its hash either way.
         pipe = self._client.pipeline(transaction=False)
         for user_id, entry in changed.items():
             counts = entry.counts
             args = [entry.version, self._ttl]
             for name in COUNTER_COLUMNS:
                 args += [name, getattr(counts, name)]
-            self._script(keys=[counts_key(self._prefix, user_id)], args=args, client=pipe)
+            pipe.execute_command("EVAL", SCRIPT, 1, counts_key(self._prefix, user_id), *args)
         pipe.execute()
 
     # ---------------------------------------------------------------- outages
 
     def _usable(self) -> bool:
-        """False while Redis is considered down; on the first call after the
-        pause, drops the entries that may have missed a publish, and only
-        then trusts the cache."""
+        """False while Redis is considered down; after the pause, the entries
+        that may have missed a publish are dropped before the cache is trusted."""
         if self._clock() < self._down_until:
             return False
+        return self._drop_stale()
+
+    def _drop_stale(self) -> bool:
         with self._lock:
             dirty, self._dirty = self._dirty, set()
         if not dirty:
@@ -134,7 +140,7 @@ class RedisCounterCache:
             for user_id in dirty:
                 pipe.delete(counts_key(self._prefix, user_id))
             pipe.execute()
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             self._failed(exc, dirty)
             return False
         log.info("counter cache: Redis is back; dropped %d possibly stale entries", len(dirty))
@@ -145,6 +151,25 @@ class RedisCounterCache:
         with self._lock:
             first = self._clock() >= self._down_until
             self._down_until = self._clock() + self._retry_after
-            self._dirty.update(user_ids)
+        self._remember(user_ids)
         if first:
             log.warning("counter cache: Redis unavailable (%s); reading counters from SQL", exc)
+
+    def _remember(self, user_ids) -> None:
+        """Marks entries as possibly stale and makes sure a repair is coming,
+        even if this process gets no further calls."""
+        with self._lock:
+            self._dirty.update(user_ids)
+            if not self._dirty or self._repair is not None:
+                return
+            self._repair = threading.Timer(self._retry_after, self._run_repair)
+            self._repair.daemon = True
+            self._repair.start()
+
+    def _run_repair(self) -> None:
+        with self._lock:
+            self._repair = None
+        if self._clock() >= self._down_until:
+            self._drop_stale()
+        elif self._dirty:
+            self._remember(())

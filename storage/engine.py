@@ -63,6 +63,14 @@ class SqlStorage:
     def close(self) -> None:
         self.engine.dispose()
 
+    def _notify(self, touched) -> None:
+        """The transaction has committed: whatever a listener does, the call succeeds."""
+        for listener in self._listeners:
+            try:
+                listener(touched)
+            except Exception:
+                log.exception("counters listener failed after commit")
+
     def _run(self, fn: Callable[[SqlTx], T], *, write: bool) -> T:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
@@ -72,8 +80,7 @@ class SqlStorage:
                     with conn.begin():
                         result = fn(tx)
                 if tx.touched:
-                    for listener in self._listeners:
-                        listener(tx.touched)
+                    self._notify(tx.touched)
                 return result
             except DBAPIError as exc:
                 if not _is_transient(exc):
