@@ -62,7 +62,8 @@ def add_services(server: grpc.Server, graph: Graph) -> None:
 
 
 class HealthMonitor:
-    """Reports SERVING while the database answers, NOT_SERVING while it does not."""
+    """Reports SERVING while the database answers, NOT_SERVING while it does
+    not. A probe that hangs counts as unreachable after ``interval`` seconds."""
 
     def __init__(self, storage: SqlStorage, servicer: health.HealthServicer, interval: float) -> None:
         self._storage = storage
@@ -70,6 +71,8 @@ class HealthMonitor:
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="health-monitor", daemon=True)
+        self._prober = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="health-probe")
+        self._probe: futures.Future | None = None
         self._serving: bool | None = None
 
     def start(self) -> None:
@@ -77,13 +80,17 @@ class HealthMonitor:
         self._thread.start()
 
     def check(self) -> bool:
+        if self._probe is None or self._probe.done():
+            self._probe = self._prober.submit(self._storage.ping)
         try:
-            self._storage.ping()
-            serving = True
+            self._probe.result(timeout=max(self._interval, 1.0))
+            serving, reason = True, None
         except StorageUnavailable as exc:
-            serving = False
-            if self._serving is not False:
-                log.warning("database unreachable: %s", exc)
+            serving, reason = False, exc
+        except futures.TimeoutError:
+            serving, reason = False, "no answer"
+        if not serving and self._serving is not False:
+            log.warning("database unreachable: %s", reason)
         if serving != self._serving:
             self._set(health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING)
             if serving and self._serving is False:
@@ -93,6 +100,7 @@ class HealthMonitor:
 
     def stop(self) -> None:
         self._stop.set()
+        self._prober.shutdown(wait=False, cancel_futures=True)
         self._set(health_pb2.HealthCheckResponse.NOT_SERVING)
 
     def _set(self, status) -> None:
@@ -109,7 +117,9 @@ class App:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.storage = open_storage(settings.database_url, pool_size=settings.threads)
+        self.storage = open_storage(
+            settings.database_url, pool_size=settings.threads, deadline=settings.database_timeout
+        )
         if settings.migrate_on_start:
             upgrade(self.storage)
         self.graph = make_graph(settings, self.storage)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from . import settings as config
@@ -51,7 +52,12 @@ def _serve(settings: config.Settings) -> int:
     except PortInUse as exc:
         print(f"socialgraph: {exc}", file=sys.stderr)
         return 1
-    return 0
+    # The grace period is over: calls still blocked (say, on a database
+    # lock) were cancelled, and their threads must not hold the exit.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _migrate(settings: config.Settings) -> int:

@@ -34,6 +34,9 @@ class Settings:
         "SQLAlchemy URL: sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB",
         commands=("serve", "migrate", "recount"),
     )
+    database_timeout: float = _setting(
+        5.0, "seconds a PostgreSQL transaction may wait on the database before it fails UNAVAILABLE"
+    )
     redis_url: str = _setting(
         "",
         "redis://, rediss:// or redis+cluster:// URL; empty runs the limiter and cache in-process",
@@ -75,8 +78,8 @@ class Settings:
             raise ValueError(f"redis_url must start with one of {', '.join(REDIS_SCHEMES)}, got {self.redis_url!r}")
         if self.metrics_listen and not self.metrics_listen.rpartition(":")[2].isdigit():
             raise ValueError(f"metrics_listen must be host:port, got {self.metrics_listen!r}")
-        if self.redis_timeout <= 0 or self.counter_cache_ttl < 1:
-            raise ValueError("redis_timeout and counter_cache_ttl must be positive")
+        if self.redis_timeout <= 0 or self.counter_cache_ttl < 1 or self.database_timeout <= 0:
+            raise ValueError("redis_timeout, counter_cache_ttl and database_timeout must be positive")
         if self.connection_limit < 1:
             raise ValueError("connection_limit must be at least 1")
         if self.threads < 1:

@@ -17,11 +17,12 @@ from typing import Callable, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from .errors import StorageConflict, StorageUnavailable
 from .sql import SqlTx
 from .types import CountersListener
+from .watchdog import Watchdog
 
 T = TypeVar("T")
 
@@ -35,10 +36,12 @@ _WRITE = "socialgraph_write"
 class SqlStorage:
     """``Storage`` over a SQLAlchemy engine (SQLite or PostgreSQL)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, deadline: float | None = None) -> None:
         self.engine = engine
         self._postgres = engine.dialect.name == "postgresql"
         self._listeners: list[CountersListener] = []
+        self._deadline = deadline
+        self._watchdog = Watchdog() if deadline and self._postgres else None
 
     def on_counters_committed(self, listener: CountersListener) -> None:
         self._listeners.append(listener)
@@ -54,11 +57,7 @@ class SqlStorage:
         return self._run(fn, write=False)
 
     def ping(self) -> None:
-        try:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except DBAPIError as exc:
-            raise StorageUnavailable(str(exc.orig)) from exc
+        self._run(lambda tx: tx.ping(), write=False)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -72,26 +71,48 @@ class SqlStorage:
                 log.exception("counters listener failed after commit")
 
     def _run(self, fn: Callable[[SqlTx], T], *, write: bool) -> T:
+        """Runs ``fn`` in one transaction. Reruns it after a transient
+        conflict, and once after a pooled connection that died before COMMIT
+        was sent (it went stale while idle). Failing to connect, a death
+        during COMMIT, or overrunning the deadline is StorageUnavailable."""
+        stale_retried = False
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            connected = committing = overran = False
             try:
                 with self.engine.connect() as conn:
-                    conn.execution_options(**{_WRITE: write})
-                    tx = SqlTx(conn, postgres=self._postgres)
-                    with conn.begin():
-                        result = fn(tx)
-                if tx.touched:
-                    self._notify(tx.touched)
-                return result
+                    connected = True
+                    ticket = self._arm(conn)
+                    try:
+                        conn.execution_options(**{_WRITE: write})
+                        tx = SqlTx(conn, postgres=self._postgres)
+                        with conn.begin():
+                            result = fn(tx)
+                            committing = True
+                    finally:
+                        overran = ticket is not None and not self._watchdog.disarm(ticket)
             except DBAPIError as exc:
-                if not _is_transient(exc):
-                    if _is_unavailable(exc):
-                        raise StorageUnavailable(str(exc.orig).strip()) from exc
-                    raise
-                if attempt == MAX_ATTEMPTS:
+                if _is_transient(exc) and attempt < MAX_ATTEMPTS:
+                    log.debug("transient conflict, attempt %d: %s", attempt, exc.orig)
+                    time.sleep(random.uniform(0, 0.002 * 2**attempt))
+                    continue
+                if _is_transient(exc):
                     raise StorageConflict(str(exc.orig).strip()) from exc
-                log.debug("transient conflict, attempt %d: %s", attempt, exc.orig)
-                time.sleep(random.uniform(0, 0.002 * 2**attempt))
+                if not _is_unavailable(exc):
+                    raise
+                if connected and not (committing or overran or stale_retried):
+                    stale_retried = True
+                    continue
+                raise StorageUnavailable(str(exc.orig).strip()) from exc
+            if tx.touched:
+                self._notify(tx.touched)
+            return result
         raise AssertionError("unreachable")
+
+    def _arm(self, conn) -> int | None:
+        if self._watchdog is None:
+            return None
+        fileno = conn.connection.dbapi_connection.pgconn.socket
+        return self._watchdog.arm(fileno, self._deadline)
 
 
 def _is_transient(exc: DBAPIError) -> bool:
@@ -110,11 +131,13 @@ def _is_unavailable(exc: DBAPIError) -> bool:
     # 08: connection exception; 57P: operator intervention (shutdown, terminate).
     if sqlstate.startswith(("08", "57P")):
         return True
-    return type(exc.orig).__name__ == "OperationalError"
+    return isinstance(exc, (OperationalError, InterfaceError))
 
 
-def open_storage(url: str, *, pool_size: int = 16) -> SqlStorage:
-    """An engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``)."""
+def open_storage(url: str, *, pool_size: int = 16, deadline: float | None = None) -> SqlStorage:
+    """An engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``).
+    With ``deadline``, a PostgreSQL transaction still waiting on the database
+    after that many seconds has its connection closed under it."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
@@ -124,6 +147,7 @@ def open_storage(url: str, *, pool_size: int = 16) -> SqlStorage:
             connect_args={"timeout": 10},
         )
         _configure_sqlite(engine)
+        deadline = None  # a local file: waits are for its lock, bounded by busy_timeout
     elif parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
@@ -131,13 +155,23 @@ def open_storage(url: str, *, pool_size: int = 16) -> SqlStorage:
             parsed,
             pool_size=pool_size,
             max_overflow=0,
-            pool_pre_ping=True,
+            # No pre-ping: a stale connection fails its first statement and
+            # the transaction reruns once on a fresh one (see _run).
             pool_timeout=10,
-            connect_args={"connect_timeout": 5},
+            connect_args={
+                "connect_timeout": 5,
+                # A database that goes silent (a partition, not a refusal)
+                # fails calls within seconds instead of hanging them.
+                "keepalives": 1,
+                "keepalives_idle": 5,
+                "keepalives_interval": 2,
+                "keepalives_count": 2,
+                "tcp_user_timeout": 10_000,
+            },
         )
     else:
         raise ValueError(f"unsupported database URL {url!r}: use sqlite:// or postgresql://")
-    return SqlStorage(engine)
+    return SqlStorage(engine, deadline=deadline)
 
 
 def _configure_sqlite(engine: Engine) -> None:

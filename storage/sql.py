@@ -342,6 +342,9 @@ class SqlTx:
 
     # ------------------------------------------------------------------ reads
 
+    def ping(self) -> None:
+        self._c.execute(select(literal(1)))
+
     def is_blocked_either_way(self, user_id: str, other_id: str) -> bool:
         return bool(self._c.execute(select(_block_between(user_id, other_id))).scalar())
 
