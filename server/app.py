@@ -49,9 +49,13 @@ def make_graph(settings: Settings, storage: SqlStorage) -> Graph:
         client = redis_client.connect(settings.redis_url, settings.redis_timeout)
         limiter = FailoverLimiter(RedisLimiter(client, settings.windows), local_limiter)
         cache = RedisCounterCache(client, SqlCounters(storage), ttl_seconds=settings.counter_cache_ttl)
-    else:
+    elif settings.workers == 1:
         limiter = local_limiter
         cache = InProcessCounterCache(SqlCounters(storage))
+    else:
+        # Several processes without Redis: an in-process cache would go stale
+        # across them, so counters come from SQL; the limit holds per process.
+        return Graph(storage, local_limiter, policy)
     storage.on_counters_committed(cache.publish)
     return Graph(storage, limiter, policy, counters=cache)
 
@@ -115,12 +119,15 @@ class HealthMonitor:
 class App:
     """A configured server: storage, rules, services, health and reflection."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, worker: bool = False) -> None:
+        """``worker``: one of several processes on one port (see server/workers.py),
+        which share the port and leave migrations and metrics to their parent."""
         self.settings = settings
+        self.worker = worker
         self.storage = open_storage(
             settings.database_url, pool_size=settings.threads, deadline=settings.database_timeout
         )
-        if settings.migrate_on_start:
+        if settings.migrate_on_start and not worker:
             upgrade(self.storage)
         self.graph = make_graph(settings, self.storage)
         message_limit = settings.max_message_bytes
@@ -128,8 +135,9 @@ class App:
             futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc"),
             interceptors=[MetricsInterceptor()],
             options=[
-                # Fail on a port that is already taken instead of sharing it.
-                ("grpc.so_reuseport", 0),
+                # One process fails on a port that is already taken instead of
+                # sharing it; workers share theirs (their parent checked it).
+                ("grpc.so_reuseport", int(worker)),
                 ("grpc.max_receive_message_length", message_limit),
                 ("grpc.max_send_message_length", message_limit),
             ],
@@ -150,7 +158,7 @@ class App:
 
     def start(self) -> None:
         self.monitor.start()
-        if self.settings.metrics_listen:
+        if self.settings.metrics_listen and not self.worker:
             port = serve_metrics(self.settings.metrics_listen)
             log.info("metrics on %s", self.settings.metrics_listen.rpartition(":")[0] + f":{port}")
         self.server.start()
@@ -163,18 +171,24 @@ class App:
         self.storage.close()
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, *, worker: bool = False) -> None:
     """Runs until SIGTERM or SIGINT, then drains in-flight RPCs."""
-    app = App(settings)
-    stopping = threading.Event()
-
-    def on_signal(signum, _frame):
-        log.info("received %s; draining for up to %.0f s", signal.Signals(signum).name, settings.grace_period)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    app = App(settings, worker=worker)
+    stopping = until_signalled(settings.grace_period)
     app.start()
     stopping.wait()
     app.stop()
     log.info("stopped")
+
+
+def until_signalled(grace_period: float) -> threading.Event:
+    """An event set by the first SIGTERM or SIGINT."""
+    stopping = threading.Event()
+
+    def on_signal(signum, _frame):
+        log.info("received %s; draining for up to %.0f s", signal.Signals(signum).name, grace_period)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stopping

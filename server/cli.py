@@ -46,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(settings: config.Settings) -> int:
     from .app import PortInUse, serve
+    from .workers import run
 
     try:
+        if settings.workers > 1:
+            return run(settings)
         serve(settings)
     except PortInUse as exc:
         print(f"socialgraph: {exc}", file=sys.stderr)

@@ -53,7 +53,8 @@ class Settings:
     rate_limits: str = _setting(
         "20/1h,100/24h", "connection requests per requester per sliding window, comma-separated (C7)"
     )
-    threads: int = _setting(32, "gRPC worker threads; also the database connection pool size")
+    workers: int = _setting(1, "server processes sharing the port (SO_REUSEPORT), to use every core")
+    threads: int = _setting(32, "gRPC worker threads per process; also the database connection pool size")
     grace_period: float = _setting(10.0, "seconds in-flight RPCs get to finish on SIGTERM")
     max_message_bytes: int = _setting(4 * 1024 * 1024, "largest request or response message")
     health_interval: float = _setting(2.0, "seconds between database health probes")
@@ -82,8 +83,8 @@ class Settings:
             raise ValueError("redis_timeout, counter_cache_ttl and database_timeout must be positive")
         if self.connection_limit < 1:
             raise ValueError("connection_limit must be at least 1")
-        if self.threads < 1:
-            raise ValueError("threads must be at least 1")
+        if self.threads < 1 or self.workers < 1:
+            raise ValueError("threads and workers must be at least 1")
         if not self.listen.rpartition(":")[2].isdigit():
             raise ValueError(f"listen must be host:port, got {self.listen!r}")
         return self
