@@ -42,6 +42,9 @@ class SqlStorage:
         self._listeners: list[CountersListener] = []
         self._deadline = deadline
         self._watchdog = Watchdog() if deadline and self._postgres else None
+        # PostgreSQL reads run in autocommit: no BEGIN/COMMIT round trips.
+        # Each statement still sees one snapshot.
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgres else engine
 
     def on_counters_committed(self, listener: CountersListener) -> None:
         self._listeners.append(listener)
@@ -79,7 +82,7 @@ class SqlStorage:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             connected = committing = overran = False
             try:
-                with self.engine.connect() as conn:
+                with (self.engine if write else self._reader).connect() as conn:
                     connected = True
                     ticket = self._arm(conn)
                     try:

@@ -346,36 +346,12 @@ class SqlTx:
         self._c.execute(select(literal(1)))
 
     def is_blocked_either_way(self, user_id: str, other_id: str) -> bool:
-        return bool(self._c.execute(select(_block_between(user_id, other_id))).scalar())
+        return bool(self._c.execute(_BLOCKED_EITHER_WAY, {"a": user_id, "b": other_id}).scalar())
 
     def relationships(self, user_id: str, other_ids: Sequence[str]) -> dict[str, Relationship]:
         """Every relation between ``user_id`` and ``other_ids`` in one round trip."""
-        others = bindparam("others", expanding=True)
-        f, c, r, b = follows.c, connections.c, connection_requests.c, blocks.c
-        c2 = connections.alias("c2")
-
-        def tagged(tag: str, other, where, n=literal(1)) -> Select:
-            return select(literal(tag).label("tag"), other.label("other"), n.label("n")).where(*where)
-
-        query = union_all(
-            tagged("following", f.followee_id, [f.follower_id == user_id, f.followee_id.in_(others)]),
-            tagged("followed_by", f.follower_id, [f.followee_id == user_id, f.follower_id.in_(others)]),
-            tagged("connected", c.other_id, [c.user_id == user_id, c.other_id.in_(others)]),
-            tagged("outgoing", r.recipient_id, [r.requester_id == user_id, r.recipient_id.in_(others)]),
-            tagged("incoming", r.requester_id, [r.recipient_id == user_id, r.requester_id.in_(others)]),
-            tagged("blocking", b.blocked_id, [b.blocker_id == user_id, b.blocked_id.in_(others)]),
-            tagged("blocked_by", b.blocker_id, [b.blocked_id == user_id, b.blocker_id.in_(others)]),
-            tagged(
-                "mutual",
-                c2.c.user_id,
-                [c.user_id == user_id, c2.c.other_id == c.other_id, c2.c.user_id.in_(others)],
-                func.count(),
-            )
-            .select_from(connections.join(c2, c2.c.other_id == c.other_id))
-            .group_by(c2.c.user_id),
-        )
         found: dict[str, dict] = defaultdict(dict)
-        for tag, other, n in self._c.execute(query, {"others": list(set(other_ids))}):
+        for tag, other, n in self._c.execute(_RELATIONSHIPS, {"me": user_id, "others": list(set(other_ids))}):
             found[other][tag] = n
         return {
             other: Relationship(
@@ -393,9 +369,7 @@ class SqlTx:
         }
 
     def counts(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]:
-        rows = self._c.execute(
-            select(user_counters).where(user_counters.c.user_id.in_(set(user_ids)))
-        )
+        rows = self._c.execute(_COUNTS, {"ids": list(set(user_ids))})
         return {row.user_id: VersionedCounts(_counts(row), row.version) for row in rows}
 
     def blocked_among(self, user_id: str, candidate_ids: Sequence[str]) -> set[str]:
@@ -563,6 +537,39 @@ def _block_between(user_id, other_id) -> ColumnElement[bool]:
         )
         .exists()
     )
+
+
+def _relationships_query() -> Select:
+    me, others = bindparam("me"), bindparam("others", expanding=True)
+    f, c, r, b = follows.c, connections.c, connection_requests.c, blocks.c
+    c2 = connections.alias("c2")
+
+    def tagged(tag: str, other, where, n=literal(1)) -> Select:
+        return select(literal(tag).label("tag"), other.label("other"), n.label("n")).where(*where)
+
+    return union_all(
+        tagged("following", f.followee_id, [f.follower_id == me, f.followee_id.in_(others)]),
+        tagged("followed_by", f.follower_id, [f.followee_id == me, f.follower_id.in_(others)]),
+        tagged("connected", c.other_id, [c.user_id == me, c.other_id.in_(others)]),
+        tagged("outgoing", r.recipient_id, [r.requester_id == me, r.recipient_id.in_(others)]),
+        tagged("incoming", r.requester_id, [r.recipient_id == me, r.requester_id.in_(others)]),
+        tagged("blocking", b.blocked_id, [b.blocker_id == me, b.blocked_id.in_(others)]),
+        tagged("blocked_by", b.blocker_id, [b.blocked_id == me, b.blocker_id.in_(others)]),
+        tagged(
+            "mutual",
+            c2.c.user_id,
+            [c.user_id == me, c2.c.other_id == c.other_id, c2.c.user_id.in_(others)],
+            func.count(),
+        )
+        .select_from(connections.join(c2, c2.c.other_id == c.other_id))
+        .group_by(c2.c.user_id),
+    )
+
+
+# Hot statements, built once: building a statement costs more than running it.
+_RELATIONSHIPS = _relationships_query()
+_BLOCKED_EITHER_WAY = select(_block_between(bindparam("a"), bindparam("b")))
+_COUNTS = select(user_counters).where(user_counters.c.user_id.in_(bindparam("ids", expanding=True)))
 
 
 def _related(key, created, from_) -> Select:
