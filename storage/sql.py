@@ -13,6 +13,7 @@ from typing import Iterable, Sequence
 
 from sqlalchemy import (
     Connection,
+    String,
     ColumnElement,
     Select,
     and_,
@@ -49,6 +50,7 @@ from .types import (
     RelatedUser,
     Relationship,
     Removed,
+    Pair,
     Report,
     ReportReason,
     ReportStatus,
@@ -77,27 +79,21 @@ class SqlTx:
 
     def lock_users(self, user_ids: Iterable[str]) -> dict[str, Counts]:
         ids = sorted(set(user_ids))
+        lock = _LOCK_FOR_UPDATE if self._pg else _LOCK
         for _ in range(_LOCK_ATTEMPTS):
-            self._c.execute(
-                self._insert(user_counters)
-                .values([{"user_id": u} for u in ids])
-                .on_conflict_do_nothing(index_elements=["user_id"])
-            )
-            query = (
-                select(user_counters)
-                .where(user_counters.c.user_id.in_(ids))
-                .order_by(user_counters.c.user_id)
-            )
-            if self._pg:
-                query = query.with_for_update()
             rows = {}
-            for row in self._c.execute(query):
+            for row in self._c.execute(lock, {"ids": ids}):
                 rows[row.user_id] = _counts(row)
                 self._versions[row.user_id] = row.version
-            # A concurrent DeleteUser may remove a row between the insert and
-            # the lock; insert it again.
             if len(rows) == len(ids):
                 return rows
+            # First write for a user, or a concurrent DeleteUser removed the
+            # row: create it, then lock again.
+            self._c.execute(
+                self._insert(user_counters)
+                .values([{"user_id": u} for u in ids if u not in rows])
+                .on_conflict_do_nothing(index_elements=["user_id"])
+            )
         raise RuntimeError("could not lock user counter rows")
 
     def _next_version(self) -> ColumnElement:
@@ -105,14 +101,22 @@ class SqlTx:
         return case((version + 1 > self._now_us, version + 1), else_=self._now_us)
 
     def _bump(self, user_id: str | ColumnElement, **deltas: int) -> None:
+        """Adds ``deltas`` to the counters of one user, or of every user a subquery selects."""
+        if isinstance(user_id, str):
+            self._bump_pair(user_id, deltas, user_id, {})
+            return
         values = {name: user_counters.c[name] + delta for name, delta in deltas.items()}
         values["version"] = self._next_version()
-        where = (
-            user_counters.c.user_id == user_id
-            if isinstance(user_id, str)
-            else user_counters.c.user_id.in_(user_id)
-        )
+        where = user_counters.c.user_id.in_(user_id)
         self._touch(self._c.execute(update(user_counters).where(where).values(values).returning(user_counters)))
+
+    def _bump_pair(self, first: str, first_deltas: dict[str, int], second: str, second_deltas: dict[str, int]) -> None:
+        """One statement for the counters of the two users an edge joins."""
+        params = {"first": first, "second": second, "now": self._now_us}
+        for name in COUNTER_COLUMNS:
+            params[f"first_{name}"] = first_deltas.get(name, 0)
+            params[f"second_{name}"] = second_deltas.get(name, 0)
+        self._touch(self._c.execute(_BUMP_PAIR, params))
 
     def _touch(self, rows) -> None:
         for row in rows:
@@ -150,21 +154,13 @@ class SqlTx:
 
     # ---------------------------------------------------------------- follows
 
-    def follow_since(self, follower_id: str, followee_id: str) -> int | None:
-        return self._c.execute(
-            select(follows.c.created_us).where(
-                follows.c.follower_id == follower_id, follows.c.followee_id == followee_id
-            )
-        ).scalar()
-
     def insert_follow(self, follower_id: str, followee_id: str, now_us: int) -> None:
         self._c.execute(
             follows.insert().values(
                 follower_id=follower_id, followee_id=followee_id, created_us=now_us
             )
         )
-        self._bump(follower_id, following=1)
-        self._bump(followee_id, followers=1)
+        self._bump_pair(follower_id, {"following": 1}, followee_id, {"followers": 1})
 
     def delete_follow(self, follower_id: str, followee_id: str) -> bool:
         result = self._c.execute(
@@ -174,18 +170,10 @@ class SqlTx:
         )
         if not result.rowcount:
             return False
-        self._bump(follower_id, following=-1)
-        self._bump(followee_id, followers=-1)
+        self._bump_pair(follower_id, {"following": -1}, followee_id, {"followers": -1})
         return True
 
     # ------------------------------------------------------------ connections
-
-    def connected_since(self, user_id: str, other_id: str) -> int | None:
-        return self._c.execute(
-            select(connections.c.created_us).where(
-                connections.c.user_id == user_id, connections.c.other_id == other_id
-            )
-        ).scalar()
 
     def insert_connection(self, user_id: str, other_id: str, now_us: int) -> None:
         self._c.execute(
@@ -195,8 +183,7 @@ class SqlTx:
                 {"user_id": other_id, "other_id": user_id, "created_us": now_us},
             ],
         )
-        self._bump(user_id, connections=1)
-        self._bump(other_id, connections=1)
+        self._bump_pair(user_id, {"connections": 1}, other_id, {"connections": 1})
 
     def delete_connection(self, user_id: str, other_id: str) -> bool:
         result = self._c.execute(
@@ -209,18 +196,8 @@ class SqlTx:
         )
         if not result.rowcount:
             return False
-        self._bump(user_id, connections=-1)
-        self._bump(other_id, connections=-1)
+        self._bump_pair(user_id, {"connections": -1}, other_id, {"connections": -1})
         return True
-
-    def pending_request(self, requester_id: str, recipient_id: str) -> ConnectionRequest | None:
-        row = self._c.execute(
-            select(connection_requests).where(
-                connection_requests.c.requester_id == requester_id,
-                connection_requests.c.recipient_id == recipient_id,
-            )
-        ).first()
-        return _request(row) if row else None
 
     def insert_request(self, request: ConnectionRequest) -> None:
         low, high = sorted((request.requester_id, request.recipient_id))
@@ -235,8 +212,7 @@ class SqlTx:
                 created_us=request.created_us,
             )
         )
-        self._bump(request.requester_id, outgoing_requests=1)
-        self._bump(request.recipient_id, incoming_requests=1)
+        self._bump_pair(request.requester_id, {"outgoing_requests": 1}, request.recipient_id, {"incoming_requests": 1})
 
     def delete_request(self, requester_id: str, recipient_id: str) -> bool:
         result = self._c.execute(
@@ -247,17 +223,10 @@ class SqlTx:
         )
         if not result.rowcount:
             return False
-        self._bump(requester_id, outgoing_requests=-1)
-        self._bump(recipient_id, incoming_requests=-1)
+        self._bump_pair(requester_id, {"outgoing_requests": -1}, recipient_id, {"incoming_requests": -1})
         return True
 
     # ----------------------------------------------------------------- blocks
-
-    def get_block(self, blocker_id: str, blocked_id: str) -> Block | None:
-        row = self._c.execute(
-            select(blocks).where(blocks.c.blocker_id == blocker_id, blocks.c.blocked_id == blocked_id)
-        ).first()
-        return _block(row) if row else None
 
     def insert_block(self, block: Block) -> None:
         self._c.execute(
@@ -344,6 +313,27 @@ class SqlTx:
 
     def ping(self) -> None:
         self._c.execute(select(literal(1)))
+
+    def pair(self, user_id: str, other_id: str) -> Pair:
+        found = {row.tag: row for row in self._c.execute(_PAIR, {"a": user_id, "b": other_id})}
+
+        def since(tag):
+            return found[tag].created_us if tag in found else None
+
+        def request(tag, requester, recipient):
+            row = found.get(tag)
+            return ConnectionRequest(row.record_id, requester, recipient, row.text, row.created_us) if row else None
+
+        blocking = found.get("blocking")
+        return Pair(
+            following_since=since("following"),
+            followed_since=since("followed_by"),
+            connected_since=since("connected"),
+            outgoing=request("outgoing", user_id, other_id),
+            incoming=request("incoming", other_id, user_id),
+            blocking=Block(blocking.record_id, user_id, other_id, blocking.text, blocking.created_us) if blocking else None,
+            blocked_by="blocked_by" in found,
+        )
 
     def is_blocked_either_way(self, user_id: str, other_id: str) -> bool:
         return bool(self._c.execute(_BLOCKED_EITHER_WAY, {"a": user_id, "b": other_id}).scalar())
@@ -566,10 +556,56 @@ def _relationships_query() -> Select:
     )
 
 
+def _bump_pair_statement():
+    """Adds per-user deltas to two users' counters (the same user twice adds
+    the first deltas once) and bumps their versions; returns the new rows."""
+    uc = user_counters.c
+    first, second = bindparam("first"), bindparam("second")
+    values = {
+        name: uc[name]
+        + case(
+            (uc.user_id == first, bindparam(f"first_{name}")),
+            else_=bindparam(f"second_{name}"),
+        )
+        for name in COUNTER_COLUMNS
+    }
+    now = bindparam("now")
+    values["version"] = case((uc.version + 1 > now, uc.version + 1), else_=now)
+    return update(user_counters).where(uc.user_id.in_([first, second])).values(values).returning(user_counters)
+
+
+def _pair_query() -> Select:
+    a, b = bindparam("a"), bindparam("b")
+    f, c, r, bl = follows.c, connections.c, connection_requests.c, blocks.c
+    none = literal(None, String)
+
+    def tagged(tag: str, created, record_id, text_, *where) -> Select:
+        return select(
+            literal(tag).label("tag"),
+            created.label("created_us"),
+            record_id.label("record_id"),
+            text_.label("text"),
+        ).where(*where)
+
+    return union_all(
+        tagged("following", f.created_us, none, none, f.follower_id == a, f.followee_id == b),
+        tagged("followed_by", f.created_us, none, none, f.follower_id == b, f.followee_id == a),
+        tagged("connected", c.created_us, none, none, c.user_id == a, c.other_id == b),
+        tagged("outgoing", r.created_us, r.request_id, r.message, r.requester_id == a, r.recipient_id == b),
+        tagged("incoming", r.created_us, r.request_id, r.message, r.requester_id == b, r.recipient_id == a),
+        tagged("blocking", bl.created_us, bl.block_id, bl.reason, bl.blocker_id == a, bl.blocked_id == b),
+        tagged("blocked_by", bl.created_us, none, none, bl.blocker_id == b, bl.blocked_id == a),
+    )
+
+
 # Hot statements, built once: building a statement costs more than running it.
 _RELATIONSHIPS = _relationships_query()
 _BLOCKED_EITHER_WAY = select(_block_between(bindparam("a"), bindparam("b")))
 _COUNTS = select(user_counters).where(user_counters.c.user_id.in_(bindparam("ids", expanding=True)))
+_LOCK = _COUNTS.order_by(user_counters.c.user_id)
+_LOCK_FOR_UPDATE = _LOCK.with_for_update()
+_BUMP_PAIR = _bump_pair_statement()
+_PAIR = _pair_query()
 
 
 def _related(key, created, from_) -> Select:

@@ -27,6 +27,7 @@ from storage.types import (
     Counts,
     Cursor,
     FeedSource,
+    Pair,
     RelatedUser,
     Relationship,
     Removed,
@@ -123,10 +124,10 @@ class Graph:
 
         def run(tx: Tx) -> tuple[bool, int]:
             tx.lock_users((follower_id, followee_id))
-            since = tx.follow_since(follower_id, followee_id)
-            if since is not None:
-                return False, since
-            _refuse_if_blocked(tx, follower_id, followee_id)
+            pair = tx.pair(follower_id, followee_id)
+            if pair.following_since is not None:
+                return False, pair.following_since
+            _refuse_if_blocked(pair)
             now = self._now()
             tx.insert_follow(follower_id, followee_id, now)
             return True, now
@@ -158,24 +159,23 @@ class Graph:
 
         def run(tx: Tx) -> SendResult:
             counts = tx.lock_users((requester_id, recipient_id))
-            _refuse_if_blocked(tx, requester_id, recipient_id)
-            since = tx.connected_since(requester_id, recipient_id)
-            if since is not None:
-                return SendResult(ConnectionState.CONNECTED, False, connected_us=since)
-            pending = tx.pending_request(requester_id, recipient_id)
-            if pending is not None:
-                return SendResult(ConnectionState.PENDING, False, request=pending)
+            pair = tx.pair(requester_id, recipient_id)
+            _refuse_if_blocked(pair)
+            if pair.connected_since is not None:
+                return SendResult(ConnectionState.CONNECTED, False, connected_us=pair.connected_since)
+            if pair.outgoing is not None:
+                return SendResult(ConnectionState.PENDING, False, request=pair.outgoing)
             self._check_limit(counts, requester_id, recipient_id)
             now = self._now()
-            if tx.pending_request(recipient_id, requester_id) is not None:
+            if pair.incoming is not None:
                 # C3: crossing requests accept each other.
                 tx.delete_request(recipient_id, requester_id)
-                self._connect(tx, requester_id, recipient_id, now)
+                self._connect(tx, requester_id, recipient_id, now, pair)
                 return SendResult(ConnectionState.CONNECTED, True, connected_us=now)
             request = ConnectionRequest(request_id, requester_id, recipient_id, message, now)
             tx.insert_request(request)
-            if self.policy.auto_follow:
-                _ensure_follow(tx, requester_id, recipient_id, now)
+            if self.policy.auto_follow and pair.following_since is None:
+                tx.insert_follow(requester_id, recipient_id, now)
             return SendResult(ConnectionState.PENDING, True, request=request)
 
         try:
@@ -193,10 +193,10 @@ class Graph:
 
         def run(tx: Tx) -> int:
             counts = tx.lock_users((recipient_id, requester_id))
-            since = tx.connected_since(recipient_id, requester_id)
-            if since is not None:
-                return since
-            if tx.pending_request(requester_id, recipient_id) is None:
+            pair = tx.pair(requester_id, recipient_id)
+            if pair.connected_since is not None:
+                return pair.connected_since
+            if pair.outgoing is None:
                 raise NotFound(
                     Reason.REQUEST_NOT_FOUND,
                     f"no pending connection request from {requester_id} to {recipient_id}",
@@ -204,7 +204,7 @@ class Graph:
             self._check_limit(counts, recipient_id, requester_id)
             now = self._now()
             tx.delete_request(requester_id, recipient_id)
-            self._connect(tx, requester_id, recipient_id, now)
+            self._connect(tx, requester_id, recipient_id, now, pair)
             return now
 
         return self.storage.read_write(run)
@@ -225,13 +225,16 @@ class Graph:
         _distinct("other_user_id", user_id, other_id)
         return self._locked((user_id, other_id), lambda tx: tx.delete_connection(user_id, other_id))
 
-    def _connect(self, tx: Tx, requester_id: str, recipient_id: str, now: int) -> None:
+    def _connect(self, tx: Tx, requester_id: str, recipient_id: str, now: int, pair: Pair) -> None:
         """Makes the connection; with auto-follow, the requester follows the
-        recipient (from sending) and the recipient the requester (from accepting)."""
+        recipient (from sending) and the recipient the requester (from
+        accepting). ``pair`` is the state seen from the requester's side."""
         tx.insert_connection(requester_id, recipient_id, now)
         if self.policy.auto_follow:
-            _ensure_follow(tx, requester_id, recipient_id, now)
-            _ensure_follow(tx, recipient_id, requester_id, now)
+            if pair.following_since is None:
+                tx.insert_follow(requester_id, recipient_id, now)
+            if pair.followed_since is None:
+                tx.insert_follow(recipient_id, requester_id, now)
 
     def _check_limit(self, counts: dict[str, Counts], *user_ids: str) -> None:
         for user_id in user_ids:
@@ -246,19 +249,20 @@ class Graph:
 
         def run(tx: Tx) -> BlockResult:
             tx.lock_users((blocker_id, blocked_id))
-            existing = tx.get_block(blocker_id, blocked_id)
-            if existing is not None:
-                return BlockResult(existing, False, Removed())
+            pair = tx.pair(blocker_id, blocked_id)
+            if pair.blocking is not None:
+                return BlockResult(pair.blocking, False, Removed())
             if tx.role_of(blocked_id).is_staff:
                 raise PermissionDenied(
                     Reason.CANNOT_BLOCK_STAFF, "moderators and admins cannot be blocked"
                 )
+            # Remove only what the pair read found: each removal is a statement.
             removed = Removed(
-                follows=tx.delete_follow(blocker_id, blocked_id)
-                + tx.delete_follow(blocked_id, blocker_id),
-                connections=int(tx.delete_connection(blocker_id, blocked_id)),
-                requests=tx.delete_request(blocker_id, blocked_id)
-                + tx.delete_request(blocked_id, blocker_id),
+                follows=(pair.following_since is not None and tx.delete_follow(blocker_id, blocked_id))
+                + (pair.followed_since is not None and tx.delete_follow(blocked_id, blocker_id)),
+                connections=int(pair.connected_since is not None and tx.delete_connection(blocker_id, blocked_id)),
+                requests=(pair.outgoing is not None and tx.delete_request(blocker_id, blocked_id))
+                + (pair.incoming is not None and tx.delete_request(blocked_id, blocker_id)),
             )
             block = Block(new_id(), blocker_id, blocked_id, reason, self._now())
             tx.insert_block(block)
@@ -373,7 +377,7 @@ class Graph:
         _distinct("other_user_id", user_id, other_id)
 
         def run(tx: Tx) -> tuple[int, list[RelatedUser]]:
-            _refuse_if_blocked(tx, user_id, other_id)
+            _refuse_if_blocked_either_way(tx, user_id, other_id)
             return tx.mutual_connections(user_id, other_id, limit)
 
         return self.storage.read_only(run)
@@ -396,7 +400,7 @@ class Graph:
 
         def run(tx: Tx) -> list[RelatedUser]:
             if viewer_id is not None:
-                _refuse_if_blocked(tx, viewer_id, user_id)
+                _refuse_if_blocked_either_way(tx, viewer_id, user_id)
             return getattr(tx, query)(user_id, after, size + 1, viewer_id)
 
         return _page(kind, user_id, self.storage.read_only(run), size, lambda u: Cursor(u.since_us, u.user_id))
@@ -442,14 +446,14 @@ def _distinct(field: str, user_id: str, other_id: str) -> None:
         raise InvalidArgument(Reason.SELF_RELATIONSHIP, field, "a user cannot relate to themself")
 
 
-def _refuse_if_blocked(tx: Tx, user_id: str, other_id: str) -> None:
-    if tx.is_blocked_either_way(user_id, other_id):
+def _refuse_if_blocked(pair: Pair) -> None:
+    if pair.blocked_either_way:
         raise PermissionDenied(Reason.BLOCKED, "a block between these users forbids this")
 
 
-def _ensure_follow(tx: Tx, follower_id: str, followee_id: str, now: int) -> None:
-    if tx.follow_since(follower_id, followee_id) is None:
-        tx.insert_follow(follower_id, followee_id, now)
+def _refuse_if_blocked_either_way(tx: Tx, user_id: str, other_id: str) -> None:
+    if tx.is_blocked_either_way(user_id, other_id):
+        raise PermissionDenied(Reason.BLOCKED, "a block between these users forbids this")
 
 
 def _require_staff(tx: Tx, user_id: str) -> None:
