@@ -156,19 +156,12 @@ class SqlTx:
 
     def insert_follow(self, follower_id: str, followee_id: str, now_us: int) -> None:
         self._c.execute(
-            follows.insert().values(
-                follower_id=follower_id, followee_id=followee_id, created_us=now_us
-            )
+            _INSERT_FOLLOW, {"follower_id": follower_id, "followee_id": followee_id, "created_us": now_us}
         )
         self._bump_pair(follower_id, {"following": 1}, followee_id, {"followers": 1})
 
     def delete_follow(self, follower_id: str, followee_id: str) -> bool:
-        result = self._c.execute(
-            delete(follows).where(
-                follows.c.follower_id == follower_id, follows.c.followee_id == followee_id
-            )
-        )
-        if not result.rowcount:
+        if not self._c.execute(_DELETE_FOLLOW, {"a": follower_id, "b": followee_id}).rowcount:
             return False
         self._bump_pair(follower_id, {"following": -1}, followee_id, {"followers": -1})
         return True
@@ -177,7 +170,7 @@ class SqlTx:
 
     def insert_connection(self, user_id: str, other_id: str, now_us: int) -> None:
         self._c.execute(
-            connections.insert(),
+            _INSERT_CONNECTION,
             [
                 {"user_id": user_id, "other_id": other_id, "created_us": now_us},
                 {"user_id": other_id, "other_id": user_id, "created_us": now_us},
@@ -186,15 +179,7 @@ class SqlTx:
         self._bump_pair(user_id, {"connections": 1}, other_id, {"connections": 1})
 
     def delete_connection(self, user_id: str, other_id: str) -> bool:
-        result = self._c.execute(
-            delete(connections).where(
-                or_(
-                    and_(connections.c.user_id == user_id, connections.c.other_id == other_id),
-                    and_(connections.c.user_id == other_id, connections.c.other_id == user_id),
-                )
-            )
-        )
-        if not result.rowcount:
+        if not self._c.execute(_DELETE_CONNECTION, {"a": user_id, "b": other_id}).rowcount:
             return False
         self._bump_pair(user_id, {"connections": -1}, other_id, {"connections": -1})
         return True
@@ -202,26 +187,21 @@ class SqlTx:
     def insert_request(self, request: ConnectionRequest) -> None:
         low, high = sorted((request.requester_id, request.recipient_id))
         self._c.execute(
-            connection_requests.insert().values(
-                request_id=request.request_id,
-                requester_id=request.requester_id,
-                recipient_id=request.recipient_id,
-                user_low=low,
-                user_high=high,
-                message=request.message,
-                created_us=request.created_us,
-            )
+            _INSERT_REQUEST,
+            {
+                "request_id": request.request_id,
+                "requester_id": request.requester_id,
+                "recipient_id": request.recipient_id,
+                "user_low": low,
+                "user_high": high,
+                "message": request.message,
+                "created_us": request.created_us,
+            },
         )
         self._bump_pair(request.requester_id, {"outgoing_requests": 1}, request.recipient_id, {"incoming_requests": 1})
 
     def delete_request(self, requester_id: str, recipient_id: str) -> bool:
-        result = self._c.execute(
-            delete(connection_requests).where(
-                connection_requests.c.requester_id == requester_id,
-                connection_requests.c.recipient_id == recipient_id,
-            )
-        )
-        if not result.rowcount:
+        if not self._c.execute(_DELETE_REQUEST, {"a": requester_id, "b": recipient_id}).rowcount:
             return False
         self._bump_pair(requester_id, {"outgoing_requests": -1}, recipient_id, {"incoming_requests": -1})
         return True
@@ -230,21 +210,19 @@ class SqlTx:
 
     def insert_block(self, block: Block) -> None:
         self._c.execute(
-            blocks.insert().values(
-                block_id=block.block_id,
-                blocker_id=block.blocker_id,
-                blocked_id=block.blocked_id,
-                reason=block.reason,
-                created_us=block.created_us,
-            )
+            _INSERT_BLOCK,
+            {
+                "block_id": block.block_id,
+                "blocker_id": block.blocker_id,
+                "blocked_id": block.blocked_id,
+                "reason": block.reason,
+                "created_us": block.created_us,
+            },
         )
         self._bump(block.blocker_id, blocked=1)
 
     def delete_block(self, blocker_id: str, blocked_id: str) -> bool:
-        result = self._c.execute(
-            delete(blocks).where(blocks.c.blocker_id == blocker_id, blocks.c.blocked_id == blocked_id)
-        )
-        if not result.rowcount:
+        if not self._c.execute(_DELETE_BLOCK, {"a": blocker_id, "b": blocked_id}).rowcount:
             return False
         self._bump(blocker_id, blocked=-1)
         return True
@@ -606,6 +584,22 @@ _LOCK = _COUNTS.order_by(user_counters.c.user_id)
 _LOCK_FOR_UPDATE = _LOCK.with_for_update()
 _BUMP_PAIR = _bump_pair_statement()
 _PAIR = _pair_query()
+_A, _B = bindparam("a"), bindparam("b")
+_INSERT_FOLLOW = follows.insert()
+_DELETE_FOLLOW = delete(follows).where(follows.c.follower_id == _A, follows.c.followee_id == _B)
+_INSERT_CONNECTION = connections.insert()
+_DELETE_CONNECTION = delete(connections).where(
+    or_(
+        and_(connections.c.user_id == _A, connections.c.other_id == _B),
+        and_(connections.c.user_id == _B, connections.c.other_id == _A),
+    )
+)
+_INSERT_REQUEST = connection_requests.insert()
+_DELETE_REQUEST = delete(connection_requests).where(
+    connection_requests.c.requester_id == _A, connection_requests.c.recipient_id == _B
+)
+_INSERT_BLOCK = blocks.insert()
+_DELETE_BLOCK = delete(blocks).where(blocks.c.blocker_id == _A, blocks.c.blocked_id == _B)
 
 
 def _related(key, created, from_) -> Select:
