@@ -60,6 +60,8 @@ migrate: $(VENV)/.installed
 	$(VENV)/bin/socialgraph migrate $(ARGS)
 
 bench: $(VENV)/.installed
+	@command -v ghz >/dev/null || command -v h2load >/dev/null || apt-get install -y nghttp2-client
+	@command -v node >/dev/null || apt-get install -y nodejs
 	$(PY) bench/run.py $(ARGS)
 
 clean:
