@@ -11,7 +11,7 @@ PROTOC := PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m grpc_tools.protoc
 # Usage: $(call protoc_gen,OUTDIR)
 protoc_gen = $(PROTOC) -I$(PROTO_DIR) --python_out=$(1) --grpc_python_out=$(1) --mypy_out=$(1) --mypy_grpc_out=$(1) $(PROTO_SRCS)
 
-.PHONY: install serve test check-protos protos migrate bench clean distclean
+.PHONY: install serve test check-protos protos migrate bench bench-redis clean distclean
 
 install: $(VENV)/.installed
 
@@ -64,9 +64,15 @@ bench: $(VENV)/.installed
 	@command -v node >/dev/null || apt-get install -y nodejs
 	$(PY) bench/run.py $(ARGS)
 
+bench-redis: $(VENV)/.installed
+	$(PY) bench/redis_bench.py $(ARGS)
+
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis .mypy_cache
 	find . -path ./$(VENV) -prune -o -path ./.git -prune -o -type d -name __pycache__ -exec rm -rf {} +
 
-distclean: clean
+distbench-redis: $(VENV)/.installed
+	$(PY) bench/redis_bench.py $(ARGS)
+
+clean: clean
 	rm -rf $(VENV)

@@ -54,6 +54,9 @@ def status_for(exc: Exception) -> Status:
         message, metadata = "the database cannot be reached; safe to retry", {}
     else:
         code, reason, message, metadata = grpc.StatusCode.INTERNAL, "INTERNAL", "internal error", {}
+    # Nothing a client sent may make the error too big to deliver.
+    message = _clip(message)
+    metadata = {key: _clip(value) for key, value in metadata.items()}
     details = [error_details_pb2.ErrorInfo(reason=str(reason), domain=DOMAIN, metadata=metadata)]
     trailing: list[tuple[str, str | bytes]] = []
     if isinstance(exc, RateLimited):
@@ -83,6 +86,10 @@ def status_for(exc: Exception) -> Status:
     status = status_pb2.Status(code=code.value[0], message=message, details=packed)
     trailing.insert(0, ("grpc-status-details-bin", status.SerializeToString()))
     return Status(code, message, tuple(trailing))
+
+
+def _clip(text: str, limit: int = 256) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def translate_errors(cls: type) -> type:

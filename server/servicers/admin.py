@@ -76,7 +76,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         note = v.text(request.note, "note", v.NOTE_MAX)
         report_id = v.record_id(request.report_id, "report_id")
         if report_id is None:
-            raise NotFound(Reason.REPORT_NOT_FOUND, f"report {request.report_id!r} does not exist")
+            raise NotFound(Reason.REPORT_NOT_FOUND, "report_id names no report")
         report = self._graph.resolve_report(report_id, moderator_id, resolution.status, note)
         return pb.ResolveReportResponse(report=convert.report(report))
 
