@@ -196,7 +196,44 @@ def serving(graph) -> Iterator[Client]:
         server.stop(None)
 
 
+def counters(c) -> dict:
+    """A Counts message as a dict with short names, for comparisons."""
+    return {
+        "followers": c.followers,
+        "following": c.following,
+        "connections": c.connections,
+        "incoming": c.incoming_requests,
+        "outgoing": c.outgoing_requests,
+        "blocked": c.blocked,
+    }
+
+
+ZERO = {"followers": 0, "following": 0, "connections": 0, "incoming": 0, "outgoing": 0, "blocked": 0}
+
+
+def zero(**changes) -> dict:
+    return {**ZERO, **changes}
+
+
 # ------------------------------------------------------------------- process
+
+
+def socialgraph_command() -> list[str]:
+    """The ``socialgraph`` console script of this environment."""
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "socialgraph"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "server.cli"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test's environment without any SOCIALGRAPH_* setting, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOCIALGRAPH_")}
+    env.update(extra)
+    return env
 
 
 @contextlib.contextmanager

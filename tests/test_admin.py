@@ -7,12 +7,11 @@ import uuid
 
 import pytest
 from grpc import StatusCode
-
 from socialgraph.v1 import admin_pb2 as apb
 from socialgraph.v1 import common_pb2
 from socialgraph.v1 import social_graph_pb2 as pb
 
-from .support import raises
+from .support import ZERO, counters, raises, zero
 
 MEMBER, MODERATOR, ADMIN = common_pb2.ROLE_MEMBER, common_pb2.ROLE_MODERATOR, common_pb2.ROLE_ADMIN
 OPEN, DISMISSED, ACTIONED = (
@@ -52,22 +51,6 @@ def removed(response: apb.DeleteUserResponse) -> tuple[int, int, int, int]:
     )
 
 
-def counters(c) -> dict:
-    return {
-        "followers": c.followers,
-        "following": c.following,
-        "connections": c.connections,
-        "incoming": c.incoming_requests,
-        "outgoing": c.outgoing_requests,
-        "blocked": c.blocked,
-    }
-
-
-ZERO = {"followers": 0, "following": 0, "connections": 0, "incoming": 0, "outgoing": 0, "blocked": 0}
-
-
-def zero(**changes) -> dict:
-    return {**ZERO, **changes}
 
 
 def report(client, reporter: str, reported: str, reason=common_pb2.REPORT_REASON_SPAM, details: str = ""):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import uuid
 
 from grpc import StatusCode
-
 from socialgraph.v1 import common_pb2
 from socialgraph.v1 import social_graph_pb2 as pb
 
-from .support import raises
+from .support import ZERO, counters, raises, zero
 
 MEMBER, MODERATOR, ADMIN = common_pb2.ROLE_MEMBER, common_pb2.ROLE_MODERATOR, common_pb2.ROLE_ADMIN
 
@@ -17,22 +16,6 @@ MEMBER, MODERATOR, ADMIN = common_pb2.ROLE_MEMBER, common_pb2.ROLE_MODERATOR, co
 # ---------------------------------------------------------------- helpers
 
 
-def counters(c) -> dict:
-    return {
-        "followers": c.followers,
-        "following": c.following,
-        "connections": c.connections,
-        "incoming": c.incoming_requests,
-        "outgoing": c.outgoing_requests,
-        "blocked": c.blocked,
-    }
-
-
-ZERO = {"followers": 0, "following": 0, "connections": 0, "incoming": 0, "outgoing": 0, "blocked": 0}
-
-
-def zero(**changes) -> dict:
-    return {**ZERO, **changes}
 
 
 def list_blocked(client, user_id: str, page_size: int = 0, page_token: str = ""):

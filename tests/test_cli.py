@@ -3,10 +3,8 @@ refusing bad configuration."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,25 +15,17 @@ from server.rules import Graph, Policy
 from storage import open_storage
 from storage.migrate import head, upgrade
 
-from .support import free_port, new_user, temporary_database
+from .support import (
+    clean_env,
+    free_port,
+    new_user,
+    socialgraph_command,
+    temporary_database,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 60  # seconds any one command may take
 TABLES = {"users", "follows", "connections", "connection_requests", "blocks", "user_counters"}
-
-
-def socialgraph_command() -> list[str]:
-    script = Path(sys.executable).parent / "socialgraph"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "server.cli"]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The test's environment without any SOCIALGRAPH_* setting, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOCIALGRAPH_")}
-    env.update(extra)
-    return env
 
 
 def run(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = TIMEOUT):

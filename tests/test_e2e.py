@@ -6,10 +6,8 @@ are built from descriptors the server hands out over reflection."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -25,7 +23,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 from grpc_status import rpc_status
 
-from .support import free_port
+from .support import clean_env, free_port, socialgraph_command
 
 pytestmark = pytest.mark.e2e
 
@@ -40,19 +38,6 @@ REFLECTION = "grpc.reflection.v1alpha.ServerReflection"
 
 
 # ------------------------------------------------------------ the process
-
-
-def socialgraph_command() -> list[str]:
-    script = Path(sys.executable).parent / "socialgraph"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "server.cli"]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOCIALGRAPH_")}
-    env.update(extra)
-    return env
 
 
 @dataclass
