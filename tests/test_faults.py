@@ -930,7 +930,8 @@ def test_sigterm_drains_in_flight_rpc(backend, tmp_path):
                 )
                 assert health(srv.address) in (NOT_SERVING, grpc.StatusCode.UNAVAILABLE)
                 assert call.is_alive(), (
-                    "the in-flight RPC ended before the lock was released"
+                    "the in-flight RPC ended before the lock was released: "
+                    f"{call.result!r} {call.error!r}\n{srv.output()[-3000:]}"
                 )
                 assert srv.process.poll() is None, (
                     "the server exited with an RPC in flight"
