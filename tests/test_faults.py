@@ -878,7 +878,12 @@ def new_rpc_refused(address: str) -> bool:
     """A new connection cannot start an RPC (refused, or rejected as shutting down)."""
     with grpc.insecure_channel(address) as channel:
         try:
-            Client(channel).follow(new_user(), new_user())
+            # Bounded: a probe accepted just before SIGTERM took effect waits
+            # on the same lock as the RPC under test, and must not hold the
+            # test past the grace period.
+            Client(channel).graph.Follow(
+                pb.FollowRequest(follower_id=new_user(), followee_id=new_user()), timeout=1
+            )
         except grpc.RpcError as error:
             return error.code() == grpc.StatusCode.UNAVAILABLE
     return False
