@@ -42,9 +42,6 @@ class SqlStorage:
         self._listeners: list[CountersListener] = []
         self._deadline = deadline
         self._watchdog = Watchdog() if deadline and self._postgres else None
-        # PostgreSQL reads run in autocommit: no BEGIN/COMMIT round trips.
-        # Each statement still sees one snapshot.
-        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgres else engine
 
     def on_counters_committed(self, listener: CountersListener) -> None:
         self._listeners.append(listener)
@@ -82,17 +79,24 @@ class SqlStorage:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             connected = committing = overran = False
             try:
-                with (self.engine if write else self._reader).connect() as conn:
+                with self.engine.connect() as conn:
                     connected = True
                     ticket = self._arm(conn)
+                    autocommit = self._postgres and not write
                     try:
                         conn.execution_options(**{_WRITE: write})
                         tx = SqlTx(conn, postgres=self._postgres)
+                        if autocommit:
+                            # PostgreSQL reads run in autocommit: no BEGIN/COMMIT
+                            # round trips; each statement still sees one snapshot.
+                            conn.connection.dbapi_connection.autocommit = True
                         with conn.begin():
                             result = fn(tx)
                             committing = True
                     finally:
                         overran = ticket is not None and not self._watchdog.disarm(ticket)
+                        if autocommit:
+                            _end_autocommit(conn)
             except DBAPIError as exc:
                 if _is_transient(exc) and attempt < MAX_ATTEMPTS:
                     log.debug("transient conflict, attempt %d: %s", attempt, exc.orig)
@@ -116,6 +120,17 @@ class SqlStorage:
             return None
         fileno = conn.connection.dbapi_connection.pgconn.socket
         return self._watchdog.arm(fileno, self._deadline)
+
+
+def _end_autocommit(conn) -> None:
+    """Puts a reader's connection back in transaction mode; one that cannot
+    be (it broke during the read) is discarded instead of pooled."""
+    if conn.invalidated:
+        return
+    try:
+        conn.connection.dbapi_connection.autocommit = False
+    except Exception as exc:
+        conn.invalidate(exc)
 
 
 def _is_transient(exc: DBAPIError) -> bool:

@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .direct import Direct, DirectCursor
 from .schema import (
     COUNTER_COLUMNS,
     blocks,
@@ -69,6 +70,7 @@ class SqlTx:
 
     def __init__(self, conn: Connection, *, postgres: bool) -> None:
         self._c = conn
+        self._d = DirectCursor(conn)
         self._pg = postgres
         self._insert = postgresql.insert if postgres else sqlite.insert
         self._now_us = time.time_ns() // 1000
@@ -82,7 +84,7 @@ class SqlTx:
         lock = _LOCK_FOR_UPDATE if self._pg else _LOCK
         for _ in range(_LOCK_ATTEMPTS):
             rows = {}
-            for row in self._c.execute(lock, {"ids": ids}):
+            for row in self._d.rows(lock, {"ids": ids}):
                 rows[row.user_id] = _counts(row)
                 self._versions[row.user_id] = row.version
             if len(rows) == len(ids):
@@ -116,7 +118,7 @@ class SqlTx:
         for name in COUNTER_COLUMNS:
             params[f"first_{name}"] = first_deltas.get(name, 0)
             params[f"second_{name}"] = second_deltas.get(name, 0)
-        self._touch(self._c.execute(_BUMP_PAIR, params))
+        self._touch(self._d.rows(_BUMP_PAIR, params))
 
     def _touch(self, rows) -> None:
         for row in rows:
@@ -149,19 +151,17 @@ class SqlTx:
         return _user(self._c.execute(stmt).one())
 
     def role_of(self, user_id: str) -> Role:
-        role = self._c.execute(select(users.c.role).where(users.c.user_id == user_id)).scalar()
+        role = self._d.first_value(_ROLE_OF, {"user_id": user_id})
         return Role(role) if role is not None else Role.MEMBER
 
     # ---------------------------------------------------------------- follows
 
     def insert_follow(self, follower_id: str, followee_id: str, now_us: int) -> None:
-        self._c.execute(
-            _INSERT_FOLLOW, {"follower_id": follower_id, "followee_id": followee_id, "created_us": now_us}
-        )
+        self._d.run(_INSERT_FOLLOW, {"follower_id": follower_id, "followee_id": followee_id, "created_us": now_us})
         self._bump_pair(follower_id, {"following": 1}, followee_id, {"followers": 1})
 
     def delete_follow(self, follower_id: str, followee_id: str) -> bool:
-        if not self._c.execute(_DELETE_FOLLOW, {"a": follower_id, "b": followee_id}).rowcount:
+        if not self._d.run(_DELETE_FOLLOW, {"a": follower_id, "b": followee_id}):
             return False
         self._bump_pair(follower_id, {"following": -1}, followee_id, {"followers": -1})
         return True
@@ -169,7 +169,7 @@ class SqlTx:
     # ------------------------------------------------------------ connections
 
     def insert_connection(self, user_id: str, other_id: str, now_us: int) -> None:
-        self._c.execute(
+        self._d.run(
             _INSERT_CONNECTION,
             [
                 {"user_id": user_id, "other_id": other_id, "created_us": now_us},
@@ -179,14 +179,14 @@ class SqlTx:
         self._bump_pair(user_id, {"connections": 1}, other_id, {"connections": 1})
 
     def delete_connection(self, user_id: str, other_id: str) -> bool:
-        if not self._c.execute(_DELETE_CONNECTION, {"a": user_id, "b": other_id}).rowcount:
+        if not self._d.run(_DELETE_CONNECTION, {"a": user_id, "b": other_id}):
             return False
         self._bump_pair(user_id, {"connections": -1}, other_id, {"connections": -1})
         return True
 
     def insert_request(self, request: ConnectionRequest) -> None:
         low, high = sorted((request.requester_id, request.recipient_id))
-        self._c.execute(
+        self._d.run(
             _INSERT_REQUEST,
             {
                 "request_id": request.request_id,
@@ -201,7 +201,7 @@ class SqlTx:
         self._bump_pair(request.requester_id, {"outgoing_requests": 1}, request.recipient_id, {"incoming_requests": 1})
 
     def delete_request(self, requester_id: str, recipient_id: str) -> bool:
-        if not self._c.execute(_DELETE_REQUEST, {"a": requester_id, "b": recipient_id}).rowcount:
+        if not self._d.run(_DELETE_REQUEST, {"a": requester_id, "b": recipient_id}):
             return False
         self._bump_pair(requester_id, {"outgoing_requests": -1}, recipient_id, {"incoming_requests": -1})
         return True
@@ -209,7 +209,7 @@ class SqlTx:
     # ----------------------------------------------------------------- blocks
 
     def insert_block(self, block: Block) -> None:
-        self._c.execute(
+        self._d.run(
             _INSERT_BLOCK,
             {
                 "block_id": block.block_id,
@@ -222,7 +222,7 @@ class SqlTx:
         self._bump(block.blocker_id, blocked=1)
 
     def delete_block(self, blocker_id: str, blocked_id: str) -> bool:
-        if not self._c.execute(_DELETE_BLOCK, {"a": blocker_id, "b": blocked_id}).rowcount:
+        if not self._d.run(_DELETE_BLOCK, {"a": blocker_id, "b": blocked_id}):
             return False
         self._bump(blocker_id, blocked=-1)
         return True
@@ -293,7 +293,7 @@ class SqlTx:
         self._c.execute(select(literal(1)))
 
     def pair(self, user_id: str, other_id: str) -> Pair:
-        found = {row.tag: row for row in self._c.execute(_PAIR, {"a": user_id, "b": other_id})}
+        found = {row.tag: row for row in self._d.rows(_PAIR, {"a": user_id, "b": other_id})}
 
         def since(tag):
             return found[tag].created_us if tag in found else None
@@ -314,12 +314,12 @@ class SqlTx:
         )
 
     def is_blocked_either_way(self, user_id: str, other_id: str) -> bool:
-        return bool(self._c.execute(_BLOCKED_EITHER_WAY, {"a": user_id, "b": other_id}).scalar())
+        return bool(self._d.first_value(_BLOCKED_EITHER_WAY, {"a": user_id, "b": other_id}))
 
     def relationships(self, user_id: str, other_ids: Sequence[str]) -> dict[str, Relationship]:
         """Every relation between ``user_id`` and ``other_ids`` in one round trip."""
         found: dict[str, dict] = defaultdict(dict)
-        for tag, other, n in self._c.execute(_RELATIONSHIPS, {"me": user_id, "others": list(set(other_ids))}):
+        for tag, other, n in self._d.rows(_RELATIONSHIPS, {"me": user_id, "others": list(set(other_ids))}):
             found[other][tag] = n
         return {
             other: Relationship(
@@ -337,17 +337,12 @@ class SqlTx:
         }
 
     def counts(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]:
-        rows = self._c.execute(_COUNTS, {"ids": list(set(user_ids))})
+        rows = self._d.rows(_COUNTS, {"ids": list(set(user_ids))})
         return {row.user_id: VersionedCounts(_counts(row), row.version) for row in rows}
 
     def blocked_among(self, user_id: str, candidate_ids: Sequence[str]) -> set[str]:
-        candidates = bindparam("candidates", expanding=True)
-        b = blocks.c
-        query = union_all(
-            select(b.blocked_id).where(b.blocker_id == user_id, b.blocked_id.in_(candidates)),
-            select(b.blocker_id).where(b.blocked_id == user_id, b.blocker_id.in_(candidates)),
-        )
-        return set(self._c.execute(query, {"candidates": list(set(candidate_ids))}).scalars())
+        rows = self._d.rows(_BLOCKED_AMONG, {"me": user_id, "candidates": list(set(candidate_ids))})
+        return {row[0] for row in rows}
 
     def mutual_connections(
         self, user_id: str, other_id: str, limit: int
@@ -576,30 +571,46 @@ def _pair_query() -> Select:
     )
 
 
-# Hot statements, built once: building a statement costs more than running it.
-_RELATIONSHIPS = _relationships_query()
-_BLOCKED_EITHER_WAY = select(_block_between(bindparam("a"), bindparam("b")))
-_COUNTS = select(user_counters).where(user_counters.c.user_id.in_(bindparam("ids", expanding=True)))
-_LOCK = _COUNTS.order_by(user_counters.c.user_id)
-_LOCK_FOR_UPDATE = _LOCK.with_for_update()
-_BUMP_PAIR = _bump_pair_statement()
-_PAIR = _pair_query()
+def _blocked_among_query() -> Select:
+    me, candidates = bindparam("me"), bindparam("candidates", expanding=True)
+    b = blocks.c
+    return union_all(
+        select(b.blocked_id).where(b.blocker_id == me, b.blocked_id.in_(candidates)),
+        select(b.blocker_id).where(b.blocked_id == me, b.blocker_id.in_(candidates)),
+    )
+
+
+# Hot statements: built once, run on the driver's cursor (see direct.py).
+_COUNTS_QUERY = select(user_counters).where(user_counters.c.user_id.in_(bindparam("ids", expanding=True)))
+_RELATIONSHIPS = Direct(_relationships_query())
+_BLOCKED_EITHER_WAY = Direct(select(_block_between(bindparam("a"), bindparam("b"))))
+_BLOCKED_AMONG = Direct(_blocked_among_query())
+_COUNTS = Direct(_COUNTS_QUERY)
+_LOCK = Direct(_COUNTS_QUERY.order_by(user_counters.c.user_id))
+_LOCK_FOR_UPDATE = Direct(_COUNTS_QUERY.order_by(user_counters.c.user_id).with_for_update())
+_BUMP_PAIR = Direct(_bump_pair_statement())
+_PAIR = Direct(_pair_query())
+_ROLE_OF = Direct(select(users.c.role).where(users.c.user_id == bindparam("user_id")))
 _A, _B = bindparam("a"), bindparam("b")
-_INSERT_FOLLOW = follows.insert()
-_DELETE_FOLLOW = delete(follows).where(follows.c.follower_id == _A, follows.c.followee_id == _B)
-_INSERT_CONNECTION = connections.insert()
-_DELETE_CONNECTION = delete(connections).where(
-    or_(
-        and_(connections.c.user_id == _A, connections.c.other_id == _B),
-        and_(connections.c.user_id == _B, connections.c.other_id == _A),
+_INSERT_FOLLOW = Direct(follows.insert())
+_DELETE_FOLLOW = Direct(delete(follows).where(follows.c.follower_id == _A, follows.c.followee_id == _B))
+_INSERT_CONNECTION = Direct(connections.insert())
+_DELETE_CONNECTION = Direct(
+    delete(connections).where(
+        or_(
+            and_(connections.c.user_id == _A, connections.c.other_id == _B),
+            and_(connections.c.user_id == _B, connections.c.other_id == _A),
+        )
     )
 )
-_INSERT_REQUEST = connection_requests.insert()
-_DELETE_REQUEST = delete(connection_requests).where(
-    connection_requests.c.requester_id == _A, connection_requests.c.recipient_id == _B
+_INSERT_REQUEST = Direct(connection_requests.insert())
+_DELETE_REQUEST = Direct(
+    delete(connection_requests).where(
+        connection_requests.c.requester_id == _A, connection_requests.c.recipient_id == _B
+    )
 )
-_INSERT_BLOCK = blocks.insert()
-_DELETE_BLOCK = delete(blocks).where(blocks.c.blocker_id == _A, blocks.c.blocked_id == _B)
+_INSERT_BLOCK = Direct(blocks.insert())
+_DELETE_BLOCK = Direct(delete(blocks).where(blocks.c.blocker_id == _A, blocks.c.blocked_id == _B))
 
 
 def _related(key, created, from_) -> Select:
