@@ -18,6 +18,7 @@ from socialgraph.v1 import admin_pb2, social_graph_pb2
 from storage import SqlStorage, StorageUnavailable, open_storage
 from storage.cache import RedisCounterCache
 from storage.counters import InProcessCounterCache, SqlCounters
+from storage.relationships import InProcessRelationshipCache, RedisRelationshipCache, SqlRelationships
 from storage.migrate import upgrade
 
 from . import redis_client
@@ -40,24 +41,35 @@ class PortInUse(RuntimeError):
 
 
 def make_graph(settings: Settings, storage: SqlStorage) -> Graph:
-    """The rules over ``storage``, with the limiter and counter cache the
-    settings ask for: Redis-backed (falling back in-process while Redis is
-    down) with ``redis_url``, in-process without."""
+    """The rules over ``storage``, with the limiter and the counter and
+    relationship caches the settings ask for: Redis-backed (falling back
+    in-process while Redis is down) with ``redis_url``, in-process without."""
     policy = Policy(connection_limit=settings.connection_limit, auto_follow=settings.auto_follow)
     local_limiter = InProcessLimiter(settings.windows)
     if settings.redis_url:
         client = redis_client.connect(settings.redis_url, settings.redis_timeout)
         limiter = FailoverLimiter(RedisLimiter(client, settings.windows), local_limiter)
-        cache = RedisCounterCache(client, SqlCounters(storage), ttl_seconds=settings.counter_cache_ttl)
-    elif settings.workers == 1:
-        limiter = local_limiter
-        cache = InProcessCounterCache(SqlCounters(storage))
+        return Graph(storage, limiter, policy, **cached_readers(storage, client, settings.counter_cache_ttl))
+    if settings.workers == 1:
+        return Graph(storage, local_limiter, policy, **cached_readers(storage))
+    # Several processes without Redis: an in-process cache would go stale
+    # across them, so counters and relationships come from SQL; the limit
+    # holds per process.
+    return Graph(storage, local_limiter, policy)
+
+
+def cached_readers(storage: SqlStorage, client=None, ttl_seconds: int = 3600, prefix: str = "sg") -> dict:
+    """The counter and relationship caches over ``storage`` (in Redis with
+    ``client``, in-process without), as ``Graph`` keyword arguments; every
+    committed write publishes its counters to them."""
+    if client is not None:
+        counters = RedisCounterCache(client, SqlCounters(storage), ttl_seconds=ttl_seconds, prefix=prefix)
+        relationships = RedisRelationshipCache(client, SqlRelationships(storage), counters, ttl_seconds=ttl_seconds)
     else:
-        # Several processes without Redis: an in-process cache would go stale
-        # across them, so counters come from SQL; the limit holds per process.
-        return Graph(storage, local_limiter, policy)
-    storage.on_counters_committed(cache.publish)
-    return Graph(storage, limiter, policy, counters=cache)
+        counters = InProcessCounterCache(SqlCounters(storage))
+        relationships = InProcessRelationshipCache(SqlRelationships(storage), counters)
+    storage.on_counters_committed(counters.publish)
+    return {"counters": counters, "relationships": relationships}
 
 
 def add_services(server: grpc.Server, graph: Graph) -> None:

@@ -57,7 +57,7 @@ class RedisCounterCache:
         self._client = client
         self._inner = inner
         self._ttl = ttl_seconds
-        self._prefix = prefix
+        self.prefix = prefix
         self._retry_after = retry_after
         self._clock = clock
         self._down_until = 0.0
@@ -69,15 +69,15 @@ class RedisCounterCache:
 
     def get(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]:
         unique = list(dict.fromkeys(user_ids))
-        if not self._usable():
+        if not self.usable():
             return self._inner.get(unique)
         try:
             pipe = self._client.pipeline(transaction=False)
             for user_id in unique:
-                pipe.hmget(counts_key(self._prefix, user_id), _FIELDS)
+                pipe.hmget(counts_key(self.prefix, user_id), _FIELDS)
             rows = pipe.execute()
         except REDIS_ERRORS as exc:
-            self._failed(exc, ())
+            self.failed(exc)
             return self._inner.get(unique)
         found: dict[str, VersionedCounts] = {}
         missing = []
@@ -101,13 +101,13 @@ class RedisCounterCache:
         """Stores committed counters, keeping the higher version. Never raises."""
         if not changed:
             return
-        if not self._usable():
+        if not self.usable():
             self._remember(changed)
             return
         try:
             self._store(changed)
         except REDIS_ERRORS as exc:
-            self._failed(exc, changed)
+            self.failed(exc, changed)
 
     def _store(self, changed: dict[str, VersionedCounts]) -> None:
         # EVAL rather than EVALSHA: Redis Cluster pipelines refuse EVALSHA,
@@ -118,12 +118,12 @@ class RedisCounterCache:
             args = [entry.version, self._ttl]
             for name in COUNTER_COLUMNS:
                 args += [name, getattr(counts, name)]
-            pipe.execute_command("EVAL", SCRIPT, 1, counts_key(self._prefix, user_id), *args)
+            pipe.execute_command("EVAL", SCRIPT, 1, counts_key(self.prefix, user_id), *args)
         pipe.execute()
 
     # ---------------------------------------------------------------- outages
 
-    def _usable(self) -> bool:
+    def usable(self) -> bool:
         """False while Redis is considered down; after the pause, the entries
         that may have missed a publish are dropped before the cache is trusted."""
         if self._clock() < self._down_until:
@@ -138,15 +138,17 @@ class RedisCounterCache:
         try:
             pipe = self._client.pipeline(transaction=False)
             for user_id in dirty:
-                pipe.delete(counts_key(self._prefix, user_id))
+                pipe.delete(counts_key(self.prefix, user_id))
             pipe.execute()
         except REDIS_ERRORS as exc:
-            self._failed(exc, dirty)
+            self.failed(exc, dirty)
             return False
         log.info("counter cache: Redis is back; dropped %d possibly stale entries", len(dirty))
         return True
 
-    def _failed(self, exc: Exception, user_ids) -> None:
+    def failed(self, exc: Exception, user_ids=()) -> None:
+        """Redis failed a call: it is not used for a while, and ``user_ids``
+        (whose entries may now be stale) are dropped once it is back."""
         CACHE_ERRORS.inc()
         with self._lock:
             first = self._clock() >= self._down_until

@@ -66,6 +66,11 @@ class InProcessCounterCache:
             found.update(loaded)
         return found
 
+    def versions(self, user_ids: Sequence[str]) -> dict[str, int]:
+        """The cached version of each user that has an entry; reads nothing."""
+        with self._lock:
+            return {u: entry.version for u in user_ids if (entry := self._entries.get(u)) is not None}
+
     def publish(self, changed: dict[str, VersionedCounts]) -> None:
         with self._lock:
             for user_id, entry in changed.items():

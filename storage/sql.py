@@ -52,6 +52,7 @@ from .types import (
     Relationship,
     Removed,
     Pair,
+    VersionedRelationships,
     Report,
     ReportReason,
     ReportStatus,
@@ -316,12 +317,17 @@ class SqlTx:
     def is_blocked_either_way(self, user_id: str, other_id: str) -> bool:
         return bool(self._d.first_value(_BLOCKED_EITHER_WAY, {"a": user_id, "b": other_id}))
 
-    def relationships(self, user_id: str, other_ids: Sequence[str]) -> dict[str, Relationship]:
-        """Every relation between ``user_id`` and ``other_ids`` in one round trip."""
+    def relationships(self, user_id: str, other_ids: Sequence[str]) -> VersionedRelationships:
+        """Every relation between ``user_id`` and ``other_ids``, and the
+        counter versions of all of them, in one statement (one snapshot)."""
         found: dict[str, dict] = defaultdict(dict)
+        versions = dict.fromkeys((user_id, *other_ids), 0)
         for tag, other, n in self._d.rows(_RELATIONSHIPS, {"me": user_id, "others": list(set(other_ids))}):
-            found[other][tag] = n
-        return {
+            if tag == "version":
+                versions[other] = int(n)
+            else:
+                found[other][tag] = n
+        relationships = {
             other: Relationship(
                 other_user_id=other,
                 following="following" in found[other],
@@ -335,6 +341,7 @@ class SqlTx:
             )
             for other in set(other_ids)
         }
+        return VersionedRelationships(relationships, versions)
 
     def counts(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]:
         rows = self._d.rows(_COUNTS, {"ids": list(set(user_ids))})
@@ -504,7 +511,7 @@ def _block_between(user_id, other_id) -> ColumnElement[bool]:
 
 def _relationships_query() -> Select:
     me, others = bindparam("me"), bindparam("others", expanding=True)
-    f, c, r, b = follows.c, connections.c, connection_requests.c, blocks.c
+    f, c, r, b, uc = follows.c, connections.c, connection_requests.c, blocks.c, user_counters.c
     c2 = connections.alias("c2")
 
     def tagged(tag: str, other, where, n=literal(1)) -> Select:
@@ -526,6 +533,7 @@ def _relationships_query() -> Select:
         )
         .select_from(connections.join(c2, c2.c.other_id == c.other_id))
         .group_by(c2.c.user_id),
+        tagged("version", uc.user_id, [or_(uc.user_id == me, uc.user_id.in_(others))], uc.version),
     )
 
 

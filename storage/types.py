@@ -129,6 +129,33 @@ class Relationship:
     def can_interact(self) -> bool:
         return not (self.blocking or self.blocked_by)
 
+    def seen_by_other(self, viewer_id: str) -> "Relationship":
+        """The same relationship from the other user's side; ``viewer_id`` is
+        the user this one is seen from."""
+        return Relationship(
+            other_user_id=viewer_id,
+            following=self.followed_by,
+            followed_by=self.following,
+            connected=self.connected,
+            outgoing_request_pending=self.incoming_request_pending,
+            incoming_request_pending=self.outgoing_request_pending,
+            blocking=self.blocked_by,
+            blocked_by=self.blocking,
+            mutual_connections_count=self.mutual_connections_count,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VersionedRelationships:
+    """Relationships read in one statement, with the counter-row version of
+    every user involved as that statement saw it (0 for a user without a
+    counter row). Every edge change bumps the version of at least one of its
+    two users, so a relationship cached with both versions is current for as
+    long as both versions are."""
+
+    relationships: dict[str, Relationship]
+    versions: dict[str, int]
+
 
 @dataclass(frozen=True, slots=True)
 class Pair:
@@ -230,7 +257,7 @@ class Tx(Protocol):
 
     # Reads.
     def is_blocked_either_way(self, user_id: str, other_id: str) -> bool: ...
-    def relationships(self, user_id: str, other_ids: Sequence[str]) -> dict[str, Relationship]: ...
+    def relationships(self, user_id: str, other_ids: Sequence[str]) -> VersionedRelationships: ...
     def counts(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]: ...
     def blocked_among(self, user_id: str, candidate_ids: Sequence[str]) -> set[str]: ...
     def mutual_connections(self, user_id: str, other_id: str, limit: int) -> tuple[int, list[RelatedUser]]: ...
@@ -257,6 +284,13 @@ class Storage(Protocol):
     def read_only(self, fn: Callable[[Tx], T]) -> T: ...
     def ping(self) -> None: ...
     def close(self) -> None: ...
+
+
+class RelationshipReader(Protocol):
+    """Reads relationships; the relationship caches wrap one of these."""
+
+    def get(self, user_id: str, other_ids: Sequence[str]) -> dict[str, Relationship]:
+        """The relationship with every distinct id of ``other_ids``, from ``user_id``'s side."""
 
 
 class CounterReader(Protocol):

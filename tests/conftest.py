@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from ratelimit import InProcessLimiter, parse_windows
-from server.app import add_services
+from server.app import add_services, cached_readers
 from server.rules import Graph, Policy
 from storage import open_storage
 from storage.migrate import upgrade
@@ -76,7 +76,8 @@ def limiter():
 
 @pytest.fixture(scope="module")
 def graph(storage, limiter, policy) -> Graph:
-    return Graph(storage, limiter, policy)
+    """Wired as the embedded server is: in-process counter and relationship caches."""
+    return Graph(storage, limiter, policy, **cached_readers(storage))
 
 
 # pytest-grpc's hooks: the servicer under test is the whole graph.

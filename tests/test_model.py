@@ -11,13 +11,17 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
+import uuid
+
 from ratelimit import InProcessLimiter, parse_windows
-from server.rules import Policy
+from server import redis_client
+from server.app import cached_readers
+from server.rules import Graph, Policy
 from socialgraph.v1 import admin_pb2 as apb
 from socialgraph.v1 import social_graph_pb2 as pb
 
 from .model import ADMIN, MEMBER, MODERATOR, Model
-from .support import error_info, new_user
+from .support import REDIS_URL, error_info, new_user, redis_reachable, require
 
 USERS = 3
 # Ordered pairs of user indexes: mostly two users, sometimes one user twice.
@@ -54,6 +58,25 @@ def limiter():
     return InProcessLimiter(parse_windows(f"{RATE_LIMIT}/1h"))
 
 
+@pytest.fixture(scope="module", params=["in-process caches", pytest.param("redis caches", marks=pytest.mark.redis)])
+def graph(request, storage, limiter, policy) -> Graph:
+    """The embedded wiring, and the production one with the counter and
+    relationship caches in Redis: every answer must be the model's either way."""
+    if request.param == "in-process caches":
+        return Graph(storage, limiter, policy, **cached_readers(storage))
+    require("Redis", redis_reachable())
+    client = redis_client.connect(REDIS_URL, timeout=1.0)
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    return Graph(storage, limiter, policy, **cached_readers(storage, client, ttl_seconds=120, prefix=prefix))
+
+
+@pytest.fixture(scope="module")
+def grpc_interceptors(graph):
+    """No interceptors; depending on ``graph`` makes pytest-grpc build a new
+    server for each wiring (a stopped grpc.Server cannot be started again)."""
+    return None
+
+
 def outcome(call):
     """The service's answer in the model's terms."""
     try:
@@ -66,7 +89,7 @@ def outcome(call):
 
 
 def make_machine(client):
-    class Graph(RuleBasedStateMachine):
+    class Machine(RuleBasedStateMachine):
         """Fresh users for every example, so examples share the database safely."""
 
         @initialize()
@@ -156,7 +179,7 @@ def make_machine(client):
                 expected = self.model.counts(counts.user_id)
                 assert {name: getattr(counts, name) for name in expected} == expected, counts.user_id
 
-    return Graph
+    return Machine
 
 
 def test_service_behaves_like_the_model(client, long_run):

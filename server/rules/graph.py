@@ -19,6 +19,7 @@ from uuid6 import uuid7
 
 from ratelimit import Limiter
 from storage.counters import SqlCounters
+from storage.relationships import SqlRelationships
 from storage.types import (
     Block,
     ConnectionRequest,
@@ -30,6 +31,7 @@ from storage.types import (
     Pair,
     RelatedUser,
     Relationship,
+    RelationshipReader,
     Removed,
     Report,
     ReportReason,
@@ -109,12 +111,14 @@ class Graph:
         policy: Policy = Policy(),
         clock: Callable[[], int] = now_us,
         counters: CounterReader | None = None,
+        relationships: RelationshipReader | None = None,
     ) -> None:
         self.storage = storage
         self.limiter = limiter
         self.policy = policy
         self._now = clock
         self.counters = counters if counters is not None else SqlCounters(storage)
+        self.relationships = relationships if relationships is not None else SqlRelationships(storage)
 
     # ---------------------------------------------------------------- follows
 
@@ -351,12 +355,12 @@ class Graph:
 
     def get_relationship(self, user_id: str, other_id: str) -> Relationship:
         _distinct("other_user_id", user_id, other_id)
-        return self.storage.read_only(lambda tx: tx.relationships(user_id, [other_id]))[other_id]
+        return self.relationships.get(user_id, [other_id])[other_id]
 
     def batch_get_relationships(self, user_id: str, other_ids: Sequence[str]) -> list[Relationship]:
         for other_id in other_ids:
             _distinct("other_user_ids", user_id, other_id)
-        found = self.storage.read_only(lambda tx: tx.relationships(user_id, other_ids))
+        found = self.relationships.get(user_id, other_ids)
         return [found[other_id] for other_id in other_ids]
 
     def get_counts(self, user_ids: Sequence[str]) -> list[Counts]:
@@ -365,7 +369,7 @@ class Graph:
 
     def can_interact(self, user_id: str, other_id: str) -> bool:
         _distinct("other_user_id", user_id, other_id)
-        return not self.storage.read_only(lambda tx: tx.is_blocked_either_way(user_id, other_id))
+        return self.relationships.get(user_id, [other_id])[other_id].can_interact
 
     def filter_interactable(self, user_id: str, candidate_ids: Sequence[str]) -> list[str]:
         if not candidate_ids:

@@ -1,0 +1,180 @@
+"""The relationship caches (in-process and Redis) pass one suite: hits run no
+SQL, both sides of a pair share one entry, any write to either user makes the
+entry a miss, an entry read before a newer write is never served, and a
+Redis outage falls back to SQL."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import pytest
+
+from ratelimit import InProcessLimiter, parse_windows
+from server import redis_client
+from server.app import cached_readers
+from server.rules import Graph, Policy
+from storage import open_storage
+from storage.migrate import upgrade
+from storage.relationships import decode, encode
+
+from .support import REDIS_URL, new_user, redis_reachable, require
+
+
+class CountingReader:
+    """The SQL relationship reader, counting the pairs it is asked for."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.asked: list[tuple[str, str]] = []
+
+    def get(self, user_id, other_ids):
+        return self.get_versioned(user_id, other_ids).relationships
+
+    def get_versioned(self, user_id, other_ids):
+        self.asked.extend((user_id, other) for other in other_ids)
+        return self.inner.get_versioned(user_id, other_ids)
+
+
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory):
+    storage = open_storage(f"sqlite:///{tmp_path_factory.mktemp('relcache')}/relcache.db")
+    upgrade(storage)
+    yield storage
+    storage.close()
+
+
+@pytest.fixture(params=["in-process", pytest.param("redis", marks=pytest.mark.redis)])
+def world(request, storage):
+    """A graph whose relationships come through a fresh cache over counted SQL reads."""
+    listeners = list(storage._listeners)
+    if request.param == "in-process":
+        readers = cached_readers(storage)
+    else:
+        require("Redis", redis_reachable())
+        client = redis_client.connect(REDIS_URL, timeout=1.0)
+        readers = cached_readers(storage, client, ttl_seconds=60, prefix=f"test-{uuid.uuid4().hex[:12]}")
+    cache = readers["relationships"]
+    reader = CountingReader(cache._inner)
+    cache._inner = reader
+    graph = Graph(storage, InProcessLimiter(parse_windows("1000/1h")), Policy(), **readers)
+    yield graph, reader
+    storage._listeners[:] = listeners
+
+
+def flags(relationship) -> dict:
+    return dataclasses.asdict(relationship)
+
+
+def test_a_miss_reads_sql_once_then_both_sides_hit(world):
+    graph, reader = world
+    a, b = new_user(), new_user()
+    graph.follow(a, b)
+    first = graph.get_relationship(a, b)
+    assert reader.asked == [(a, b)]
+    assert (first.following, first.followed_by) == (True, False)
+    reader.asked.clear()
+    assert flags(graph.get_relationship(a, b)) == flags(first)
+    seen_by_b = graph.get_relationship(b, a)
+    assert reader.asked == []
+    assert (seen_by_b.other_user_id, seen_by_b.following, seen_by_b.followed_by) == (a, False, True)
+    assert graph.can_interact(b, a) is True
+    assert reader.asked == []
+
+
+def test_every_write_to_either_user_is_seen_at_once(world):
+    graph, reader = world
+    a, b, c = new_user(), new_user(), new_user()
+    graph.follow(a, b)
+    graph.get_relationship(a, b)
+    graph.send_connection_request(b, a, "")
+    rel = graph.get_relationship(a, b)
+    assert (rel.incoming_request_pending, rel.followed_by) == (True, True)
+    graph.accept_connection_request(a, b)
+    assert graph.get_relationship(b, a).connected
+    # A third user's connection changes the pair's mutual count.
+    graph.send_connection_request(c, a, "")
+    graph.accept_connection_request(a, c)
+    graph.send_connection_request(c, b, "")
+    graph.accept_connection_request(b, c)
+    assert graph.get_relationship(a, b).mutual_connections_count == 1
+    graph.block(b, a, "")
+    rel = graph.get_relationship(a, b)
+    assert (rel.blocked_by, rel.connected, rel.following, rel.mutual_connections_count) == (True, False, False, 1)
+    assert graph.can_interact(a, b) is False
+    graph.unblock(b, a)
+    assert graph.can_interact(b, a) is True
+    reader.asked.clear()
+    graph.get_relationship(a, b)
+    assert reader.asked == []
+
+
+def test_an_entry_read_before_a_newer_write_is_never_served(world, storage):
+    graph, _reader = world
+    cache = graph.relationships
+    a, b = new_user(), new_user()
+    graph.follow(a, b)
+    stale = storage.read_only(lambda tx: tx.relationships(a, [b]))  # a reader's SQL result...
+    graph.unfollow(a, b)  # ...overtaken by a newer write
+    cache._store(a, stale)  # the reader stores it late
+    assert graph.get_relationship(a, b).following is False
+    assert graph.batch_get_relationships(b, [a])[0].followed_by is False
+
+
+def test_deleted_and_promoted_users(world):
+    graph, _reader = world
+    from storage.types import Role, User
+
+    a, b = new_user(), new_user()
+    graph.follow(a, b)
+    graph.block(a, b, "")
+    assert graph.get_relationship(b, a).blocked_by
+    graph.upsert_user(User(b, Role.MODERATOR, "", "", 0))  # lifts the block against b (B3)
+    assert graph.can_interact(a, b) is True
+    graph.follow(b, a)
+    assert graph.get_relationship(a, b).followed_by
+    graph.delete_user(b)
+    assert flags(graph.get_relationship(a, b))["followed_by"] is False
+
+
+def test_batches_mix_hits_and_misses_in_request_order(world):
+    graph, reader = world
+    me, x, y, z = new_user(), new_user(), new_user(), new_user()
+    graph.follow(me, x)
+    graph.follow(z, me)
+    graph.get_relationship(me, x)
+    reader.asked.clear()
+    found = graph.batch_get_relationships(me, [y, x, z, x])
+    assert [r.other_user_id for r in found] == [y, x, z, x]
+    assert [(r.following, r.followed_by) for r in found] == [(False, False), (True, False), (False, True), (True, False)]
+    assert sorted(reader.asked) == sorted([(me, y), (me, z)])
+
+
+def test_entries_encode_both_versions_and_every_flag():
+    a, b = "0" * 8 + "-0000-0000-0000-" + "0" * 12, "f" * 8 + "-ffff-ffff-ffff-" + "f" * 12
+    from storage.types import Relationship
+
+    rel = Relationship(b, True, False, True, False, True, False, True, 7)
+    value = encode(a, rel, {a: 11, b: 22}, b)
+    assert decode(value, a, b) == (11, 22, rel)
+    with pytest.raises(ValueError):
+        encode(b, rel, {a: 11, b: 22}, a)
+
+
+@pytest.mark.redis
+def test_redis_outage_reads_sql(storage):
+    """A Redis that does not answer: every read goes to SQL, and is right."""
+    from .support import free_port
+
+    client = redis_client.connect(f"redis://127.0.0.1:{free_port()}/0", timeout=0.05)
+    listeners = list(storage._listeners)
+    readers = cached_readers(storage, client, ttl_seconds=60, prefix="test-down")
+    graph = Graph(storage, InProcessLimiter(parse_windows("1000/1h")), Policy(), **readers)
+    try:
+        a, b = new_user(), new_user()
+        graph.follow(a, b)
+        assert graph.get_relationship(b, a).followed_by
+        graph.unfollow(a, b)
+        assert not graph.get_relationship(b, a).followed_by
+    finally:
+        storage._listeners[:] = listeners
