@@ -113,8 +113,8 @@ def free_port() -> int:
 
 
 def lookups(result: str) -> float:
-    """This process's counter-cache lookups with ``result`` (hit or miss)."""
-    return REGISTRY.get_sample_value("socialgraph_counter_cache_lookups_total", {"result": result}) or 0.0
+    """This process's Redis counter-cache lookups with ``result`` (hit or miss)."""
+    return REGISTRY.get_sample_value("socialgraph_counter_cache_lookups_total", {"tier": "redis", "result": result}) or 0.0
 
 
 def cache_errors() -> float:
@@ -549,8 +549,10 @@ def server_metrics(url: str) -> dict[str, float]:
         return float(match.group(1)) if match else 0.0
 
     return {
-        "hit": value(r'^socialgraph_counter_cache_lookups_total\{result="hit"\}'),
-        "miss": value(r'^socialgraph_counter_cache_lookups_total\{result="miss"\}'),
+        "hit": value(r'^socialgraph_counter_cache_lookups_total\{result="hit",tier="in-process"\}'),
+        "miss": value(r'^socialgraph_counter_cache_lookups_total\{result="miss",tier="in-process"\}'),
+        "redis_hit": value(r'^socialgraph_counter_cache_lookups_total\{result="hit",tier="redis"\}'),
+        "redis_miss": value(r'^socialgraph_counter_cache_lookups_total\{result="miss",tier="redis"\}'),
         "errors": value(r"^socialgraph_counter_cache_errors_total"),
     }
 

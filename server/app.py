@@ -8,6 +8,7 @@ import threading
 from concurrent import futures
 
 import grpc
+from redis import Redis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -18,6 +19,7 @@ from socialgraph.v1 import admin_pb2, social_graph_pb2
 from storage import SqlStorage, StorageUnavailable, open_storage
 from storage.cache import RedisCounterCache
 from storage.counters import InProcessCounterCache, SqlCounters
+from storage.near import CounterFeed, Near
 from storage.relationships import InProcessRelationshipCache, RedisRelationshipCache, SqlRelationships
 from storage.migrate import upgrade
 
@@ -59,17 +61,34 @@ def make_graph(settings: Settings, storage: SqlStorage) -> Graph:
 
 
 def cached_readers(storage: SqlStorage, client=None, ttl_seconds: int = 3600, prefix: str = "sg") -> dict:
-    """The counter and relationship caches over ``storage`` (in Redis with
-    ``client``, in-process without), as ``Graph`` keyword arguments; every
-    committed write publishes its counters to them."""
-    if client is not None:
-        counters = RedisCounterCache(client, SqlCounters(storage), ttl_seconds=ttl_seconds, prefix=prefix)
-        relationships = RedisRelationshipCache(client, SqlRelationships(storage), counters, ttl_seconds=ttl_seconds)
-    else:
+    """The counter and relationship caches over ``storage``, as ``Graph``
+    keyword arguments; every committed write publishes its counters to them.
+
+    Without ``client`` they are in-process. With a Redis server they live in
+    Redis, behind an in-process tier kept in step by the counter feed
+    (storage/near.py); with a Redis Cluster, in Redis alone."""
+    if client is None:
         counters = InProcessCounterCache(SqlCounters(storage))
-        relationships = InProcessRelationshipCache(SqlRelationships(storage), counters)
-    storage.on_counters_committed(counters.publish)
-    return {"counters": counters, "relationships": relationships}
+        storage.on_counters_committed(counters.publish)
+        return {"counters": counters, "relationships": InProcessRelationshipCache(SqlRelationships(storage), counters)}
+    near = isinstance(client, Redis)
+    redis_counters = RedisCounterCache(
+        client, SqlCounters(storage), ttl_seconds=ttl_seconds, prefix=prefix, announce=near
+    )
+    redis_relationships = RedisRelationshipCache(
+        client, SqlRelationships(storage), redis_counters, ttl_seconds=ttl_seconds
+    )
+    storage.on_counters_committed(redis_counters.publish)
+    if not near:
+        return {"counters": redis_counters, "relationships": redis_relationships}
+    local_counters = InProcessCounterCache(redis_counters)
+    local_relationships = InProcessRelationshipCache(redis_relationships, local_counters)
+    storage.on_counters_committed(local_counters.publish)
+    feed = CounterFeed(client, redis_counters.channel, redis_counters.origin, local_counters, local_relationships).start()
+    return {
+        "counters": Near(feed, local_counters, redis_counters),
+        "relationships": Near(feed, local_relationships, redis_relationships),
+    }
 
 
 def add_services(server: grpc.Server, graph: Graph) -> None:

@@ -15,14 +15,17 @@ nothing more; only a process that dies first leaves entries to the TTL.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
+import uuid
 from importlib import resources
 from typing import Callable, Sequence
 
 from prometheus_client import Counter
-from redis.exceptions import RedisClusterException, RedisError
+from redis import Redis
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from .counters import CACHE_LOOKUPS, load_missing
 from .schema import COUNTER_COLUMNS
@@ -32,7 +35,9 @@ log = logging.getLogger(__name__)
 
 REDIS_ERRORS = (RedisError, RedisClusterException)
 SCRIPT = resources.files(__package__).joinpath("lua/set_counts.lua").read_text()
+SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 _FIELDS = (*COUNTER_COLUMNS, "v")
+_BATCH = 100  # users a script call stores on one server
 
 CACHE_ERRORS = Counter(
     "socialgraph_counter_cache_errors_total",
@@ -53,11 +58,17 @@ class RedisCounterCache:
         prefix: str = "sg",
         retry_after: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        announce: bool = False,
     ) -> None:
+        """``announce``: every entry stored, and every entry dropped after an
+        outage, is also published on ``channel`` (see ``storage/near.py``)."""
         self._client = client
         self._inner = inner
         self._ttl = ttl_seconds
         self.prefix = prefix
+        self.channel = f"{prefix}:counts"
+        self.origin = uuid.uuid4().hex
+        self._announce_to = self.channel if announce else ""
         self._retry_after = retry_after
         self._clock = clock
         self._down_until = 0.0
@@ -87,9 +98,9 @@ class RedisCounterCache:
             else:
                 *counters, version = (int(v) for v in values)
                 found[user_id] = VersionedCounts(Counts(user_id, *counters), version)
-        CACHE_LOOKUPS.labels("hit").inc(len(found))
+        CACHE_LOOKUPS.labels("redis", "hit").inc(len(found))
         if missing:
-            CACHE_LOOKUPS.labels("miss").inc(len(missing))
+            CACHE_LOOKUPS.labels("redis", "miss").inc(len(missing))
             loaded = load_missing(self._inner, missing)
             self.publish(loaded)
             found.update(loaded)
@@ -110,15 +121,37 @@ class RedisCounterCache:
             self.failed(exc, changed)
 
     def _store(self, changed: dict[str, VersionedCounts]) -> None:
-        # EVAL rather than EVALSHA: Redis Cluster pipelines refuse EVALSHA,
-        # and Redis caches the compiled script by its hash either way.
+        """One server: EVALSHA with up to ``_BATCH`` users a call (the script
+        is sent again after NOSCRIPT). A cluster: one user a call (its keys
+        sit on different slots), with EVAL, since cluster pipelines refuse
+        EVALSHA; Redis caches the compiled script by its hash either way."""
+        entries = list(changed.items())
+        if isinstance(self._client, Redis):
+            batches = [entries[i : i + _BATCH] for i in range(0, len(entries), _BATCH)]
+            try:
+                self._run_script(batches, "EVALSHA", SCRIPT_SHA)
+                return
+            except NoScriptError:
+                pass
+        else:
+            batches = [[entry] for entry in entries]
+        self._run_script(batches, "EVAL", SCRIPT)
+
+    def _run_script(self, batches, command: str, script: str) -> None:
+        calls = []
+        for batch in batches:
+            args = [self._ttl, self._announce_to, self.origin, len(COUNTER_COLUMNS), *COUNTER_COLUMNS]
+            for _user_id, entry in batch:
+                args.append(entry.version)
+                args.extend(getattr(entry.counts, name) for name in COUNTER_COLUMNS)
+            keys = [counts_key(self.prefix, user_id) for user_id, _entry in batch]
+            calls.append((command, script, len(keys), *keys, *args))
+        if len(calls) == 1:
+            self._client.execute_command(*calls[0])
+            return
         pipe = self._client.pipeline(transaction=False)
-        for user_id, entry in changed.items():
-            counts = entry.counts
-            args = [entry.version, self._ttl]
-            for name in COUNTER_COLUMNS:
-                args += [name, getattr(counts, name)]
-            pipe.execute_command("EVAL", SCRIPT, 1, counts_key(self.prefix, user_id), *args)
+        for call in calls:
+            pipe.execute_command(*call)
         pipe.execute()
 
     # ---------------------------------------------------------------- outages
@@ -126,9 +159,9 @@ class RedisCounterCache:
     def usable(self) -> bool:
         """False while Redis is considered down; after the pause, the entries
         that may have missed a publish are dropped before the cache is trusted."""
-        if self._clock() < self._down_until:
+        if self._down_until and self._clock() < self._down_until:
             return False
-        return self._drop_stale()
+        return not self._dirty or self._drop_stale()
 
     def _drop_stale(self) -> bool:
         with self._lock:
@@ -138,7 +171,10 @@ class RedisCounterCache:
         try:
             pipe = self._client.pipeline(transaction=False)
             for user_id in dirty:
-                pipe.delete(counts_key(self.prefix, user_id))
+                key = counts_key(self.prefix, user_id)
+                pipe.delete(key)
+                if self._announce_to:  # other processes drop their in-process copies too
+                    pipe.publish(self._announce_to, f"{self.origin} {key}")
             pipe.execute()
         except REDIS_ERRORS as exc:
             self.failed(exc, dirty)

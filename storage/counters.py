@@ -18,8 +18,8 @@ from .types import CounterReader, Counts, Storage, VersionedCounts
 
 CACHE_LOOKUPS = Counter(
     "socialgraph_counter_cache_lookups_total",
-    "Counter cache lookups per user id, by result (hit or miss).",
-    ["result"],
+    "Counter cache lookups per user id, by tier (in-process, redis) and result (hit or miss).",
+    ["tier", "result"],
 )
 
 
@@ -58,13 +58,22 @@ class InProcessCounterCache:
                     self._entries.move_to_end(user_id)
                     found[user_id] = entry
         missing = [u for u in dict.fromkeys(user_ids) if u not in found]
-        CACHE_LOOKUPS.labels("hit").inc(len(found))
+        CACHE_LOOKUPS.labels("in-process", "hit").inc(len(found))
         if missing:
-            CACHE_LOOKUPS.labels("miss").inc(len(missing))
+            CACHE_LOOKUPS.labels("in-process", "miss").inc(len(missing))
             loaded = load_missing(self._inner, missing)
             self.publish(loaded)
             found.update(loaded)
         return found
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def discard(self, user_ids) -> None:
+        with self._lock:
+            for user_id in user_ids:
+                self._entries.pop(user_id, None)
 
     def versions(self, user_ids: Sequence[str]) -> dict[str, int]:
         """The cached version of each user that has an entry; reads nothing."""

@@ -92,6 +92,7 @@ class SqlStorage:
                             conn.connection.dbapi_connection.autocommit = True
                         with conn.begin():
                             result = fn(tx)
+                            tx.flush()
                             committing = True
                     finally:
                         overran = ticket is not None and not self._watchdog.disarm(ticket)

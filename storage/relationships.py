@@ -27,8 +27,8 @@ from .types import Relationship, Storage, VersionedRelationships
 
 LOOKUPS = Counter(
     "socialgraph_relationship_cache_lookups_total",
-    "Relationship cache lookups per pair, by result (hit or miss).",
-    ["result"],
+    "Relationship cache lookups per pair, by tier (in-process, redis) and result (hit or miss).",
+    ["tier", "result"],
 )
 
 _FLAGS = (
@@ -55,96 +55,114 @@ class SqlRelationships:
         return self._storage.read_only(lambda tx: tx.relationships(user_id, other_ids))
 
 
-def encode(first: str, relationship: Relationship, versions: dict[str, int], second: str) -> str:
-    """``first`` and ``second`` versions, flags and mutual count, from ``first``'s side."""
-    if relationship.other_user_id != second:
-        raise ValueError("relationship must be seen from the first user")
+def encode(versions: tuple[int, int], relationship: Relationship) -> str:
+    """An entry: the two users' versions, the flags and the mutual count."""
     flags = "".join("1" if getattr(relationship, name) else "0" for name in _FLAGS)
-    return f"{versions[first]}:{versions[second]}:{flags}:{relationship.mutual_connections_count}"
+    return f"{versions[0]}:{versions[1]}:{flags}:{relationship.mutual_connections_count}"
 
 
-def decode(value: str, first: str, second: str) -> tuple[int, int, Relationship]:
+def decode(value: str, other_id: str) -> tuple[tuple[int, int], Relationship]:
+    """An entry as stored, seen by the pair's first user; ``other_id`` is the second."""
     first_version, second_version, flags, mutual = value.split(":")
-    relationship = Relationship(second, *(bit == "1" for bit in flags), int(mutual))
-    return int(first_version), int(second_version), relationship
+    relationship = Relationship(other_id, *(bit == "1" for bit in flags), int(mutual))
+    return (int(first_version), int(second_version)), relationship
 
 
 def _pair(user_id: str, other_id: str) -> tuple[str, str]:
     return (user_id, other_id) if user_id < other_id else (other_id, user_id)
 
 
-def _from_side(user_id: str, first: str, relationship: Relationship) -> Relationship:
-    """A stored entry (seen by ``first``) as ``user_id`` sees it."""
-    return relationship if user_id == first else relationship.seen_by_other(first)
+def _turned(versions: tuple[int, int], relationship: Relationship, viewer_id: str):
+    """The versions and relationship seen by ``viewer_id`` from the other side."""
+    return (versions[1], versions[0]), relationship.seen_by_other(viewer_id)
 
 
-def _first_side(user_id: str, first: str, relationship: Relationship) -> Relationship:
-    """A relationship read by ``user_id`` as ``first`` sees it."""
-    return relationship if user_id == first else relationship.seen_by_other(user_id)
+def _entry(user_id: str, first: str, versions: tuple[int, int], relationship: Relationship) -> str:
+    """What ``user_id`` read, stored as the pair's first user sees it."""
+    if user_id != first:
+        versions, relationship = _turned(versions, relationship, user_id)
+    return encode(versions, relationship)
 
 
 class _Cache:
-    """What the in-process and Redis caches share: misses read SQL once for
-    every missing pair, store what they read, and make sure the counter
-    cache holds the versions that validate it."""
+    """What the in-process and Redis caches share: misses read the tier
+    below once for every missing pair, store what they read, and make sure
+    the counter cache holds the versions that validate it."""
 
-    def __init__(self, inner: SqlRelationships, counters) -> None:
+    def __init__(self, inner, counters) -> None:
         self._inner = inner
         self._counters = counters
 
     def get(self, user_id: str, other_ids: Sequence[str]) -> dict[str, Relationship]:
+        return self.get_versioned(user_id, other_ids).relationships
+
+    def get_versioned(self, user_id: str, other_ids: Sequence[str]) -> VersionedRelationships:
         others = list(dict.fromkeys(other_ids))
         found, unknown_versions = self._lookup(user_id, others)
-        missing = [other for other in others if other not in found]
-        LOOKUPS.labels("hit").inc(len(found))
+        missing = [other for other in others if other not in found.relationships]
+        LOOKUPS.labels(self.tier, "hit").inc(len(found.relationships))
         if missing:
-            LOOKUPS.labels("miss").inc(len(missing))
+            LOOKUPS.labels(self.tier, "miss").inc(len(missing))
             read = self._inner.get_versioned(user_id, missing)
             self._store(user_id, read)
-            found.update(read.relationships)
+            found.relationships.update(read.relationships)
+            found.versions.update(read.versions)
             if unknown_versions:
                 self._counters.get(unknown_versions)  # fills the counter cache
         return found
 
-    def _lookup(self, user_id: str, others: list[str]) -> tuple[dict[str, Relationship], list[str]]:
+    def _lookup(self, user_id: str, others: list[str]) -> tuple[VersionedRelationships, list[str]]:
+        """The entries found valid, and the users whose versions the counter cache lacks."""
         raise NotImplementedError
 
     def _store(self, user_id: str, read: VersionedRelationships) -> None:
         raise NotImplementedError
+
+    def _valid(self, user_id, others, entries, versions) -> VersionedRelationships:
+        """The entries (stored value or None per other) whose versions are the current ones."""
+        found = VersionedRelationships({}, {})
+        for other, value in zip(others, entries):
+            if value is None:
+                continue
+            first, second = _pair(user_id, other)
+            stored, relationship = decode(value, second)
+            if stored == (versions.get(first), versions.get(second)):
+                if user_id != first:
+                    stored, relationship = _turned(stored, relationship, first)
+                found.relationships[other] = relationship
+                found.versions[other] = stored
+        return found
 
 
 class InProcessRelationshipCache(_Cache):
     """An LRU of relationships for one process, validated by the versions in
     an ``InProcessCounterCache``."""
 
-    def __init__(self, inner: SqlRelationships, counters: InProcessCounterCache, max_entries: int = 100_000) -> None:
+    tier = "in-process"
+
+    def __init__(self, inner, counters: InProcessCounterCache, max_entries: int = 100_000) -> None:
         super().__init__(inner, counters)
         self._max = max_entries
         self._entries: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._lock = threading.Lock()
 
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
     def _lookup(self, user_id, others):
-        found: dict[str, Relationship] = {}
         versions = self._counters.versions([user_id, *others])
         with self._lock:
-            for other in others:
-                first, second = _pair(user_id, other)
-                value = self._entries.get((first, second))
-                if value is None:
-                    continue
-                first_version, second_version, relationship = decode(value, first, second)
-                if (first_version, second_version) == (versions.get(first), versions.get(second)):
-                    self._entries.move_to_end((first, second))
-                    found[other] = _from_side(user_id, first, relationship)
+            entries = [self._entries.get(_pair(user_id, other)) for other in others]
+        found = self._valid(user_id, others, entries, versions)
         return found, [u for u in dict.fromkeys([user_id, *others]) if u not in versions]
 
     def _store(self, user_id, read):
         with self._lock:
             for other, relationship in read.relationships.items():
-                first, second = _pair(user_id, other)
-                seen = _first_side(user_id, first, relationship)
-                self._entries[(first, second)] = encode(first, seen, read.versions, second)
-                self._entries.move_to_end((first, second))
+                pair = _pair(user_id, other)
+                self._entries[pair] = _entry(user_id, pair[0], read.versions[other], relationship)
+                self._entries.move_to_end(pair)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
 
@@ -155,50 +173,45 @@ class RedisRelationshipCache(_Cache):
     ``RedisCounterCache`` in the same round trip. While the counter cache
     considers Redis down, every read goes to SQL."""
 
+    tier = "redis"
+
     def __init__(self, client, inner: SqlRelationships, counters: RedisCounterCache, ttl_seconds: int = 3600) -> None:
         super().__init__(inner, counters)
         self._client = client
         self._ttl = ttl_seconds
         self._prefix = counters.prefix
 
-    def get(self, user_id: str, other_ids: Sequence[str]) -> dict[str, Relationship]:
+    def get_versioned(self, user_id: str, other_ids: Sequence[str]) -> VersionedRelationships:
         if not self._counters.usable():
-            return self._inner.get(user_id, other_ids)
-        return super().get(user_id, other_ids)
+            return self._inner.get_versioned(user_id, other_ids)
+        return super().get_versioned(user_id, other_ids)
 
     def _key(self, first: str, second: str) -> str:
         return f"{self._prefix}:r:{{{first}}}:{second}"
 
     def _lookup(self, user_id, others):
         users = list(dict.fromkeys([user_id, *others]))
-        pairs = [_pair(user_id, other) for other in others]
         try:
             pipe = self._client.pipeline(transaction=False)
-            for first, second in pairs:
-                pipe.get(self._key(first, second))
+            for other in others:
+                pipe.get(self._key(*_pair(user_id, other)))
             for user in users:
                 pipe.hget(counts_key(self._prefix, user), "v")
             replies = pipe.execute()
         except REDIS_ERRORS as exc:
             self._counters.failed(exc)
-            return {}, []
-        versions = {user: int(v) for user, v in zip(users, replies[len(pairs):]) if v is not None}
-        found: dict[str, Relationship] = {}
-        for other, (first, second), value in zip(others, pairs, replies):
-            if value is None:
-                continue
-            first_version, second_version, relationship = decode(value.decode(), first, second)
-            if (first_version, second_version) == (versions.get(first), versions.get(second)):
-                found[other] = _from_side(user_id, first, relationship)
-        return found, [user for user in users if user not in versions]
+            return VersionedRelationships({}, {}), []
+        versions = {user: int(v) for user, v in zip(users, replies[len(others):]) if v is not None}
+        entries = [None if value is None else value.decode() for value in replies[: len(others)]]
+        return self._valid(user_id, others, entries, versions), [u for u in users if u not in versions]
 
     def _store(self, user_id, read):
         try:
             pipe = self._client.pipeline(transaction=False)
             for other, relationship in read.relationships.items():
                 first, second = _pair(user_id, other)
-                seen = _first_side(user_id, first, relationship)
-                pipe.set(self._key(first, second), encode(first, seen, read.versions, second), ex=self._ttl)
+                entry = _entry(user_id, first, read.versions[other], relationship)
+                pipe.set(self._key(first, second), entry, ex=self._ttl)
             pipe.execute()
         except REDIS_ERRORS as exc:
             self._counters.failed(exc)

@@ -67,7 +67,12 @@ _LOCK_ATTEMPTS = 3
 
 class SqlTx:
     """One transaction on one connection. ``touched`` collects the counters
-    the transaction changed, as they will be once it commits."""
+    the transaction changed, as they will be once it commits.
+
+    Edge writes add their counter changes up per user; ``flush`` (run by the
+    storage before COMMIT) applies them, two users a statement, so a write
+    that changes several edges of one pair (a block's cascade, a request
+    with its auto-follow) updates their counters once."""
 
     def __init__(self, conn: Connection, *, postgres: bool) -> None:
         self._c = conn
@@ -77,6 +82,7 @@ class SqlTx:
         self._now_us = time.time_ns() // 1000
         self.touched: dict[str, VersionedCounts] = {}
         self._versions: dict[str, int] = {}
+        self._deltas: dict[str, dict[str, int]] = {}
 
     # ------------------------------------------------------------------ locks
 
@@ -104,9 +110,10 @@ class SqlTx:
         return case((version + 1 > self._now_us, version + 1), else_=self._now_us)
 
     def _bump(self, user_id: str | ColumnElement, **deltas: int) -> None:
-        """Adds ``deltas`` to the counters of one user, or of every user a subquery selects."""
+        """Adds ``deltas`` to the counters of one user (at ``flush``), or of
+        every user a subquery selects (at once)."""
         if isinstance(user_id, str):
-            self._bump_pair(user_id, deltas, user_id, {})
+            self._add(user_id, deltas)
             return
         values = {name: user_counters.c[name] + delta for name, delta in deltas.items()}
         values["version"] = self._next_version()
@@ -114,12 +121,26 @@ class SqlTx:
         self._touch(self._c.execute(update(user_counters).where(where).values(values).returning(user_counters)))
 
     def _bump_pair(self, first: str, first_deltas: dict[str, int], second: str, second_deltas: dict[str, int]) -> None:
-        """One statement for the counters of the two users an edge joins."""
-        params = {"first": first, "second": second, "now": self._now_us}
-        for name in COUNTER_COLUMNS:
-            params[f"first_{name}"] = first_deltas.get(name, 0)
-            params[f"second_{name}"] = second_deltas.get(name, 0)
-        self._touch(self._d.rows(_BUMP_PAIR, params))
+        """The counter changes of the two users an edge joins (at ``flush``)."""
+        self._add(first, first_deltas)
+        self._add(second, second_deltas)
+
+    def _add(self, user_id: str, deltas: dict[str, int]) -> None:
+        pending = self._deltas.setdefault(user_id, {})
+        for name, delta in deltas.items():
+            pending[name] = pending.get(name, 0) + delta
+
+    def flush(self) -> None:
+        """Applies the counter changes added up so far, two users a statement."""
+        pending, self._deltas = list(self._deltas.items()), {}
+        for i in range(0, len(pending), 2):
+            first, first_deltas = pending[i]
+            second, second_deltas = pending[i + 1] if i + 1 < len(pending) else pending[i]
+            params = {"first": first, "second": second, "now": self._now_us}
+            for name in COUNTER_COLUMNS:
+                params[f"first_{name}"] = first_deltas.get(name, 0)
+                params[f"second_{name}"] = second_deltas.get(name, 0)
+            self._touch(self._d.rows(_BUMP_PAIR, params))
 
     def _touch(self, rows) -> None:
         for row in rows:
@@ -341,7 +362,9 @@ class SqlTx:
             )
             for other in set(other_ids)
         }
-        return VersionedRelationships(relationships, versions)
+        return VersionedRelationships(
+            relationships, {other: (versions[user_id], versions[other]) for other in relationships}
+        )
 
     def counts(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]:
         rows = self._d.rows(_COUNTS, {"ids": list(set(user_ids))})

@@ -147,14 +147,14 @@ class Relationship:
 
 @dataclass(frozen=True, slots=True)
 class VersionedRelationships:
-    """Relationships read in one statement, with the counter-row version of
-    every user involved as that statement saw it (0 for a user without a
-    counter row). Every edge change bumps the version of at least one of its
-    two users, so a relationship cached with both versions is current for as
-    long as both versions are."""
+    """Relationships with, for each, the counter-row versions of its two
+    users (the viewer's, the other's) as the statement that read it saw them
+    (0 for a user without a counter row). Every edge change bumps the version
+    of at least one of its two users, so a relationship cached with both
+    versions is current for as long as both versions are."""
 
     relationships: dict[str, Relationship]
-    versions: dict[str, int]
+    versions: dict[str, tuple[int, int]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,3 +152,20 @@ def test_redis_entries_are_hash_tagged_and_expire():
     assert 0 < client.ttl(key) <= 120
     assert client.hget(key, "v") == b"7"
     client.delete(key)
+
+
+@pytest.mark.redis
+def test_publishing_survives_a_flushed_script_cache():
+    """Publishes run the script by its hash; a Redis that lost its scripts
+    (a restart, SCRIPT FLUSH) gets the script again and stores the value."""
+    require("Redis", redis_reachable())
+    client = redis_client.connect(REDIS_URL, timeout=1.0)
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    cache = RedisCounterCache(client, SqlCounters(None), ttl_seconds=120, prefix=prefix)
+    user = new_user()
+    client.script_flush()
+    cache.publish({user: VersionedCounts(Counts(user, followers=3), 5)})
+    assert client.hget(counts_key(prefix, user), "followers") == b"3"
+    cache.publish({user: VersionedCounts(Counts(user, followers=4), 6)})
+    assert client.hget(counts_key(prefix, user), "followers") == b"4"
+    client.delete(counts_key(prefix, user))

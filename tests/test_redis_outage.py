@@ -323,7 +323,7 @@ def test_a_restarted_empty_redis_serves_no_stale_counters(private_redis, sqlite_
     upgrade(storage)
     try:
         graph = make_graph(settings, storage)
-        assert isinstance(graph.counters, RedisCounterCache)
+        assert isinstance(graph.counters._remote, RedisCounterCache)  # behind the in-process tier
         user, fans = new_user(), [new_user() for _ in range(5)]
         graph.follow(fans[0], user)
         assert graph.get_counts([user]) == [Counts(user, followers=1)]  # warm
@@ -377,7 +377,7 @@ def cut_off_graph(settings: Settings, storage, retry_after: float = 0.2):
     local = InProcessLimiter(settings.windows)
     limiter = FailoverLimiter(RedisLimiter(client, settings.windows), local, retry_after=retry_after)
     cache = RedisCounterCache(client, SqlCounters(storage), ttl_seconds=settings.counter_cache_ttl,
-                              retry_after=retry_after)
+                              retry_after=retry_after, announce=True)
     storage.on_counters_committed(cache.publish)
     graph = Graph(storage, limiter, Policy(connection_limit=settings.connection_limit), counters=cache)
     return graph, client
