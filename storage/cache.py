@@ -38,6 +38,7 @@ SCRIPT = resources.files(__package__).joinpath("lua/set_counts.lua").read_text()
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 _FIELDS = (*COUNTER_COLUMNS, "v")
 _BATCH = 100  # users a script call stores on one server
+_NAMES = " ".join(COUNTER_COLUMNS)
 
 CACHE_ERRORS = Counter(
     "socialgraph_counter_cache_errors_total",
@@ -140,12 +141,12 @@ class RedisCounterCache:
     def _run_script(self, batches, command: str, script: str) -> None:
         calls = []
         for batch in batches:
-            args = [self._ttl, self._announce_to, self.origin, len(COUNTER_COLUMNS), *COUNTER_COLUMNS]
-            for _user_id, entry in batch:
-                args.append(entry.version)
-                args.extend(getattr(entry.counts, name) for name in COUNTER_COLUMNS)
             keys = [counts_key(self.prefix, user_id) for user_id, _entry in batch]
-            calls.append((command, script, len(keys), *keys, *args))
+            values = [
+                " ".join(map(str, (entry.version, *(getattr(entry.counts, name) for name in COUNTER_COLUMNS))))
+                for _user_id, entry in batch
+            ]
+            calls.append((command, script, len(keys), *keys, self._ttl, self._announce_to, self.origin, _NAMES, *values))
         if len(calls) == 1:
             self._client.execute_command(*calls[0])
             return

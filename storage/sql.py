@@ -665,7 +665,8 @@ def _keyset(query: Select, created, key, after: Cursor | None, limit: int) -> Se
 
 
 def _counts(row) -> Counts:
-    return Counts(row.user_id, *(int(getattr(row, name)) for name in COUNTER_COLUMNS))
+    """A ``user_counters`` row (its columns in table order) as Counts."""
+    return Counts(*row[: 1 + len(COUNTER_COLUMNS)])
 
 
 def _user(row) -> User:

@@ -5,23 +5,29 @@
 --          one key a call).
 -- ARGV[1]  the TTL in seconds; ARGV[2] the channel that announces stored
 --          counters ('' for none); ARGV[3] who stores them (announced, so a
---          process can skip its own); ARGV[4] the number of fields F;
---          ARGV[5 .. 4+F] the field names; then for each key its version
---          and its F values.
+--          process can skip its own); ARGV[4] the field names, separated by
+--          spaces; ARGV[4 + i] for KEYS[i]: its version and its values in
+--          field order, separated by spaces.
 -- Returns how many keys were stored (those with an older version or none).
 -- Each announcement is "ORIGIN KEY VERSION FIELD VALUE ...".
 
-local fields = tonumber(ARGV[4])
+local names = {}
+for name in string.gmatch(ARGV[4], '%S+') do
+  names[#names + 1] = name
+end
 local stored = 0
 for i, key in ipairs(KEYS) do
-  local base = 4 + fields + (i - 1) * (fields + 1)
-  local version = ARGV[base + 1]
+  local values = {}
+  for value in string.gmatch(ARGV[4 + i], '%S+') do
+    values[#values + 1] = value
+  end
+  local version = values[1]
   local cached = redis.call('HGET', key, 'v')
   if not (cached and tonumber(cached) >= tonumber(version)) then
     local pairs = {}
-    for f = 1, fields do
-      pairs[#pairs + 1] = ARGV[4 + f]
-      pairs[#pairs + 1] = ARGV[base + 1 + f]
+    for f = 1, #names do
+      pairs[#pairs + 1] = names[f]
+      pairs[#pairs + 1] = values[f + 1]
     end
     redis.call('HSET', key, 'v', version, unpack(pairs))
     redis.call('EXPIRE', key, ARGV[1])
