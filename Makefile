@@ -71,8 +71,5 @@ clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis .mypy_cache
 	find . -path ./$(VENV) -prune -o -path ./.git -prune -o -type d -name __pycache__ -exec rm -rf {} +
 
-distbench-redis: $(VENV)/.installed
-	$(PY) bench/redis_bench.py $(ARGS)
-
-clean: clean
+distclean: clean
 	rm -rf $(VENV)
