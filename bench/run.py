@@ -20,7 +20,10 @@ generator, in the same run. Every scenario is proven by the server's own
 counters: the delta of ``socialgraph_rpcs_total`` for the method must be
 exactly the requests the generator completed, all with the expected code.
 Latency percentiles are the generator's (h2load's --log-file, ghz's
-distribution, loadgen's own), measured on the client.
+distribution, loadgen's own), measured on the client. Each scenario also
+records the CPU time per request of the server, PostgreSQL, Redis, the
+generator and the kernel's workers (from /proc), which shows where a
+scenario's cost goes on the shared machine.
 
     python bench/run.py [--quick] [--database-url URL] [--redis-url URL]
                         [--workers 1,2] [--duration S] [--json PATH]
@@ -34,6 +37,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -118,6 +122,55 @@ def delta(before: dict, after: dict) -> dict[str, dict[str, int]]:
         if d:
             out.setdefault(key[0], {})[key[1]] = d
     return out
+
+
+# ------------------------------------------------------------------ CPU
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+_GROUPS = (("postgres", ("postgres",)), ("redis", ("redis-server",)),
+           ("generator", ("h2load", "node", "ghz")), ("kernel", ("kworker", "ksoftirqd")))
+
+
+class CpuMeter:
+    """CPU time spent, from construction to ``per_request``, by the server
+    (with its workers), PostgreSQL, Redis, the load generator and the
+    kernel's workers: where a scenario's cost goes on a shared machine."""
+
+    def __init__(self, server) -> None:
+        self.server_pids = {server.proc.pid, *server.worker_pids()}
+        self.start = self._sample()
+
+    @staticmethod
+    def _generator() -> float:
+        """The load generators are this process's children, reaped when done."""
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    def _sample(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat.rsplit(")", 1)[1].split()
+            ticks = int(fields[11]) + int(fields[12])
+            group = "server" if int(d) in self.server_pids else next(
+                (g for g, prefixes in _GROUPS if name.startswith(prefixes)), "other")
+            out[group] = out.get(group, 0.0) + ticks / _TICK
+        out["generator"] = out.get("generator", 0.0) + self._generator()
+        return out
+
+    def per_request(self, requests: int) -> dict[str, float]:
+        """Microseconds of CPU per request, by group."""
+        end = self._sample()
+        return {g: round((end.get(g, 0.0) - self.start.get(g, 0.0)) / max(requests, 1) * 1e6)
+                for g in ("server", "postgres", "redis", "generator", "kernel", "other")}
 
 
 # ------------------------------------------------------------------ server
@@ -287,17 +340,19 @@ class H2load:
         if sc.get("max_requests"):
             n = min(n, sc["max_requests"])
         before = server.metrics.quiesce()
+        meter = CpuMeter(server)
         lf = os.path.join(self.tmp, "h2load.log")
         out = subprocess.run(self._cmd(server.port, sc["paths"], body, lf, conns, streams, n=n),
                              capture_output=True, text=True, timeout=duration * 10 + 120)
-        after = server.metrics.quiesce()
         res = self._parse(out.stdout)
+        cpu = meter.per_request(res["done"])
+        after = server.metrics.quiesce()
         lat = sorted(float(line.split("\t")[2]) for line in open(lf) if line.strip())
         os.unlink(lf)
         return {"generator": "h2load", "concurrency": f"{conns} conns x {streams} streams",
                 "requests": res["done"], "http_ok": res["succeeded"], "seconds": res["seconds"],
                 "rps": res["rps"], "p50_ms": pct(lat, 0.5) / 1000, "p99_ms": pct(lat, 0.99) / 1000,
-                "server_codes": delta(before, after)}
+                "cpu_us_per_request": cpu, "server_codes": delta(before, after)}
 
     def run_pairs(self, server, sc: dict, duration: float) -> dict:
         """One h2load process per body, each -c 1 -m 1 cycling sc['paths']."""
@@ -309,6 +364,7 @@ class H2load:
         rate = sum(self._parse(p.communicate(timeout=120)[0])["rps"] for p in probe)
         per = max(2, int(rate * duration / len(files)) // len(sc["paths"]) * len(sc["paths"]))
         before = server.metrics.quiesce()
+        meter = CpuMeter(server)
         logs = [os.path.join(self.tmp, f"pair{i}.log") for i in range(len(files))]
         t0 = time.monotonic()
         procs = [subprocess.Popen(self._cmd(server.port, sc["paths"], f, lf, 1, 1, n=per),
@@ -316,6 +372,7 @@ class H2load:
                  for f, lf in zip(files, logs)]
         results = [self._parse(p.communicate(timeout=duration * 10 + 120)[0]) for p in procs]
         wall = time.monotonic() - t0
+        cpu = meter.per_request(sum(r["done"] for r in results))
         after = server.metrics.quiesce()
         lat = []
         for lf in logs:
@@ -326,7 +383,7 @@ class H2load:
         slowest = max(r["seconds"] for r in results)
         return {"generator": "h2load", "concurrency": f"{len(files)} processes x 1 conn x 1 stream",
                 "requests": done, "http_ok": sum(r["succeeded"] for r in results),
-                "seconds": slowest, "wall_seconds": round(wall, 2), "rps": done / slowest,
+                "seconds": slowest, "wall_seconds": round(wall, 2), "rps": done / slowest, "cpu_us_per_request": cpu,
                 "p50_ms": pct(lat, 0.5) / 1000, "p99_ms": pct(lat, 0.99) / 1000,
                 "server_codes": delta(before, after)}
 
@@ -365,7 +422,9 @@ class Ghz:
         if sc.get("max_requests"):
             n = min(n, sc["max_requests"])
         before = server.metrics.quiesce()
+        meter = CpuMeter(server)
         r = self._run(server, call, data, n=n)
+        r["cpu_us_per_request"] = meter.per_request(r["requests"])
         after = server.metrics.quiesce()
         return {"generator": "ghz", "concurrency": f"{self.args.connections} conns x "
                 f"{self.args.connections * self.args.streams} concurrent", "http_ok": r["requests"],
@@ -396,14 +455,16 @@ class Loadgen:
         with open(sf, "w") as f:
             json.dump(spec, f)
         before = server.metrics.quiesce()
+        meter = CpuMeter(server)
         out = subprocess.run(["node", os.path.join(HERE, "loadgen.js"), sf], check=True, capture_output=True,
                              text=True, timeout=duration * 10 + 120)
-        after = server.metrics.quiesce()
         r = json.loads(out.stdout)
+        cpu = meter.per_request(r["requests"])
+        after = server.metrics.quiesce()
         return {"generator": "loadgen.js", "concurrency": f"{conns} conns x {streams} streams", "requests": r["requests"],
                 "http_ok": r["requests"] - r["failed"], "client_grpc_status": r["grpc_status"],
                 "seconds": r["seconds"], "rps": r["rps"], "p50_ms": r["p50_us"] / 1000,
-                "p99_ms": r["p99_us"] / 1000, "server_codes": delta(before, after)}
+                "p99_ms": r["p99_us"] / 1000, "cpu_us_per_request": cpu, "server_codes": delta(before, after)}
 
 
 def verify(res: dict, expect: dict[str, str] | None) -> tuple[bool, str]:
@@ -533,8 +594,11 @@ def main() -> int:
     p.add_argument("--probe", type=float, default=1.0, help="seconds of warm-up/probe before each scenario")
     p.add_argument("--memory-requests", type=int, default=None,
                    help="GetRelationship requests of the memory run (default 1,000,000; --quick 50,000)")
-    p.add_argument("--connections", type=int, default=4)
-    p.add_argument("--streams", type=int, default=8)
+    # 32 requests in flight. Many connections, so that SO_REUSEPORT, which
+    # gives each new connection to one worker by hash, shares them out
+    # evenly among --workers processes (4 connections can land 4:0).
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--streams", type=int, default=2)
     p.add_argument("--threads", type=int, default=32, help="server --threads")
     p.add_argument("--pairs", type=int, default=32, help="Follow+Unfollow pairs (one h2load process each)")
     p.add_argument("--reseed", action="store_true")
@@ -586,6 +650,8 @@ def main() -> int:
 
     try:
         for wi, w in enumerate(workers):
+            if wi:
+                settle_database(args)
             log(f"server: --workers {w}")
             server = Server(args, w)
             servers.append(server)
@@ -716,12 +782,37 @@ def print_table(results, memory, checks) -> None:
         log(f"{r['name']:<36} {r['workers']:>2} {r['generator']:<10} {r['requests']:>8} {r['rps']:>8.0f} "
             f"{fmt(r['p50_ms'], '.2f'):>8} {fmt(r['p99_ms'], '.2f'):>8} {fmt(r['ratio'], '.2f'):>6} "
             f"{target:>7} {res:>6}  {r['verification']}")
+    log("")
+    log(f"CPU per request, us: {'scenario':<36} {'w':>2} {'server':>7} {'pg':>6} {'redis':>6} {'gen':>6} "
+        f"{'kernel':>7} {'other':>6}")
+    for r in results:
+        c = r.get("cpu_us_per_request") or {}
+        log(f"{'':<21}{r['name']:<36} {r['workers']:>2} {c.get('server', 0):>7} {c.get('postgres', 0):>6} "
+            f"{c.get('redis', 0):>6} {c.get('generator', 0):>6} {c.get('kernel', 0):>7} {c.get('other', 0):>6}")
     if memory:
         log(f"memory (--workers {memory['workers']}, {memory['completed']} GetRelationship requests): "
             f"RSS MB {memory['rss_mb']}")
     log("")
     for c in checks:
         log(f"{'PASS' if c['pass'] else 'FAIL'}  {c['check']}: {c['value']}")
+
+
+def settle_database(args, limit: float = 180.0) -> None:
+    """Lets PostgreSQL finish the autovacuum the write scenarios set off, and
+    checkpoints, so that work does not count against the next server."""
+    import psycopg
+
+    start = time.monotonic()
+    with psycopg.connect(args.pg_url, autocommit=True) as conn:
+        while time.monotonic() - start < limit:
+            busy = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+            ).fetchone()[0]
+            if not busy:
+                break
+            time.sleep(1)
+        conn.execute("CHECKPOINT")
+    log(f"database: settled in {time.monotonic() - start:.0f}s (autovacuum done, checkpoint)")
 
 
 def _clear_redis(url: str) -> None:
