@@ -107,22 +107,12 @@ class DirectCursor:
 
     def rows(self, statement: Direct, params: Mapping[str, Any]) -> list:
         """Every row, as named tuples of the statement's columns."""
-        form = statement.form(self._dialect)
-        cursor = self._execute(form, params)
-        try:
-            fetched = cursor.fetchall()
-        except self._errors as exc:
-            self._raise(exc, form.sql, params)
+        form, fetched = self._fetch(statement, params, all_rows=True)
         return [form.row._make(row) for row in fetched] if form.row else fetched
 
     def first_value(self, statement: Direct, params: Mapping[str, Any]) -> Any:
         """The first column of the first row, or None."""
-        form = statement.form(self._dialect)
-        cursor = self._execute(form, params)
-        try:
-            row = cursor.fetchone()
-        except self._errors as exc:
-            self._raise(exc, form.sql, params)
+        _form, row = self._fetch(statement, params, all_rows=False)
         return None if row is None else row[0]
 
     def run(self, statement: Direct, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> int:
@@ -136,6 +126,14 @@ class DirectCursor:
         except self._errors as exc:
             self._raise(exc, sql, params)
         return self._cursor.rowcount
+
+    def _fetch(self, statement: Direct, params: Mapping[str, Any], *, all_rows: bool) -> tuple[_Form, Any]:
+        form = statement.form(self._dialect)
+        cursor = self._execute(form, params)
+        try:
+            return form, cursor.fetchall() if all_rows else cursor.fetchone()
+        except self._errors as exc:
+            self._raise(exc, form.sql, params)
 
     def _execute(self, form: _Form, params: Mapping[str, Any]):
         sql, bound = form.bind(params)
