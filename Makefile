@@ -11,7 +11,7 @@ PROTOC := PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m grpc_tools.protoc
 # Usage: $(call protoc_gen,OUTDIR)
 protoc_gen = $(PROTOC) -I$(PROTO_DIR) --python_out=$(1) --grpc_python_out=$(1) --mypy_out=$(1) --mypy_grpc_out=$(1) $(PROTO_SRCS)
 
-.PHONY: install serve test check-protos protos migrate bench bench-redis clean distclean
+.PHONY: install services serve test check-protos protos migrate bench bench-redis clean distclean
 
 install: $(VENV)/.installed
 
@@ -25,10 +25,15 @@ $(VENV)/.installed: pyproject.toml $(TOP_PKG_INITS)
 	$(PY) -m pip install -e '.[test]'
 	touch $@
 
+# PostgreSQL and Redis on loopback for the tests and the bench (installs them
+# from Debian's packages when missing; see scripts/services).
+services:
+	scripts/services
+
 serve: $(VENV)/.installed
 	$(VENV)/bin/socialgraph serve $(ARGS)
 
-test: $(VENV)/.installed check-protos
+test: $(VENV)/.installed services check-protos
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Regenerate protobuf/gRPC code in place (commit the result).
@@ -59,12 +64,10 @@ check-protos: $(VENV)/.installed
 migrate: $(VENV)/.installed
 	$(VENV)/bin/socialgraph migrate $(ARGS)
 
-bench: $(VENV)/.installed
-	@command -v ghz >/dev/null || command -v h2load >/dev/null || apt-get install -y nghttp2-client
-	@command -v node >/dev/null || apt-get install -y nodejs
+bench: $(VENV)/.installed services
 	$(PY) bench/run.py $(ARGS)
 
-bench-redis: $(VENV)/.installed
+bench-redis: $(VENV)/.installed services
 	$(PY) bench/redis_bench.py $(ARGS)
 
 clean:
