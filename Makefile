@@ -11,7 +11,7 @@ PROTOC := PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m grpc_tools.protoc
 # Usage: $(call protoc_gen,OUTDIR)
 protoc_gen = $(PROTOC) -I$(PROTO_DIR) --python_out=$(1) --grpc_python_out=$(1) --mypy_out=$(1) --mypy_grpc_out=$(1) $(PROTO_SRCS)
 
-.PHONY: install services serve test check-protos protos migrate bench bench-redis clean distclean
+.PHONY: install services serve test check-protos lint-protos protos migrate bench bench-redis clean distclean
 
 install: $(VENV)/.installed
 
@@ -33,7 +33,7 @@ services:
 serve: $(VENV)/.installed
 	$(VENV)/bin/socialgraph serve $(ARGS)
 
-test: $(VENV)/.installed services check-protos
+test: $(VENV)/.installed services check-protos lint-protos
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Regenerate protobuf/gRPC code in place (commit the result).
@@ -60,6 +60,20 @@ check-protos: $(VENV)/.installed
 		exit 1; \
 	fi; \
 	echo "check-protos: generated code is up to date"
+
+# The buf CLI, pinned in tools/package.json (npm, into tools/node_modules).
+BUF := tools/node_modules/.bin/buf
+
+$(BUF): tools/package.json tools/package-lock.json
+	npm ci --prefix tools --no-audit --no-fund
+	touch $@
+
+# buf lint (STANDARD and comments), buf format, and buf breaking against the
+# protos before this change (scripts/buf-breaking says which commit).
+lint-protos: $(BUF)
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+	BUF=$(BUF) scripts/buf-breaking
 
 migrate: $(VENV)/.installed
 	$(VENV)/bin/socialgraph migrate $(ARGS)
