@@ -41,12 +41,27 @@ SERVICE_NAMES = (
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
+class _ReflectionServicer(reflection.ReflectionServicer):
+    """Also finds the file of a method symbol (``package.Service.Method``),
+    which the reflection protocol allows and ghz asks for: protobuf's upb
+    descriptor pool resolves services, messages and fields, not methods."""
+
+    def _file_containing_symbol(self, request, fully_qualified_name):
+        service, _, method = fully_qualified_name.rpartition(".")
+        try:
+            if method in self._pool.FindServiceByName(service).methods_by_name:
+                fully_qualified_name = service
+        except KeyError:
+            pass
+        return super()._file_containing_symbol(request, fully_qualified_name)
+
+
 def enable_reflection(server: grpc.Server, service_names) -> None:
     """Server reflection as grpc.reflection.v1alpha and as v1, which newer
     grpcurl and ghz ask for first. grpcio-reflection serves only v1alpha; v1
     is the same protocol (same messages, same field numbers) under a new
     package name, so one servicer answers both."""
-    servicer = reflection.ReflectionServicer(service_names)
+    servicer = _ReflectionServicer(service_names)
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
     v1 = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,

@@ -231,12 +231,17 @@ def test_reflection_v1_and_v1alpha_both_answer(channel, service):
     requests = [
         reflection_pb2.ServerReflectionRequest(list_services=""),
         reflection_pb2.ServerReflectionRequest(file_containing_symbol=GRAPH),
+        # A method is a symbol too (ghz asks this way).
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol=f"{GRAPH}.Follow"),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol=f"{GRAPH}.NoSuchMethod"),
     ]
-    listed, described = call(iter(requests), timeout=RPC_TIMEOUT)
+    listed, by_service, by_method, missing = call(iter(requests), timeout=RPC_TIMEOUT)
     assert {GRAPH, ADMIN, HEALTH} <= {entry.name for entry in listed.list_services_response.service}
-    files = described.file_descriptor_response.file_descriptor_proto
-    names = {descriptor_pb2.FileDescriptorProto.FromString(blob).name for blob in files}
-    assert "socialgraph/v1/social_graph.proto" in names
+    for described in (by_service, by_method):
+        files = described.file_descriptor_response.file_descriptor_proto
+        names = {descriptor_pb2.FileDescriptorProto.FromString(blob).name for blob in files}
+        assert "socialgraph/v1/social_graph.proto" in names
+    assert missing.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
 
 
 def test_scenario_through_reflection_only(channel):
