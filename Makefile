@@ -10,8 +10,14 @@ PY_CLIENT := clients/python
 PY_GEN_DIR := $(PY_CLIENT)/src/socialgraph/v1
 # The buf CLI, pinned in tools/package.json (npm, into tools/node_modules).
 BUF := tools/node_modules/.bin/buf
+# ghz from the Go module proxy, pinned, into .tools/bin; Go's module and build
+# caches stay in .tools too (ignored), so a clone reuses its first download.
+GHZ_VERSION := v0.120.0
+TOOLS := $(abspath .tools)
+GHZ := .tools/bin/ghz
+GO_TOOLS_ENV := GOBIN=$(TOOLS)/bin GOPATH=$(TOOLS)/go GOMODCACHE=$(TOOLS)/go/pkg/mod GOCACHE=$(TOOLS)/go/cache GOFLAGS=-modcacherw
 
-.PHONY: install services serve test check-protos lint-protos protos migrate bench bench-redis clean distclean
+.PHONY: install services serve test check-protos lint-protos protos ghz migrate bench bench-redis clean distclean
 
 install: $(VENV)/.installed
 
@@ -34,8 +40,8 @@ services:
 serve: $(VENV)/.installed
 	$(VENV)/bin/socialgraph serve $(ARGS)
 
-test: $(VENV)/.installed services check-protos lint-protos
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: $(VENV)/.installed services check-protos lint-protos $(GHZ)
+	GHZ=$(abspath $(GHZ)) $(PY) -m pytest $(PYTEST_ARGS)
 
 # Regenerate the Python code from protos/ (commit the result).
 protos: $(VENV)/.installed $(BUF)
@@ -69,6 +75,14 @@ lint-protos: $(BUF)
 	$(BUF) format --diff --exit-code
 	BUF=$(BUF) scripts/buf-breaking
 
+ghz: $(GHZ)
+
+# Rebuilt when GHZ_VERSION changes (the stamp names the version).
+$(GHZ): .tools/ghz-$(GHZ_VERSION)
+.tools/ghz-$(GHZ_VERSION):
+	$(GO_TOOLS_ENV) go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
+	touch $@
+
 migrate: $(VENV)/.installed
 	$(VENV)/bin/socialgraph migrate $(ARGS)
 
@@ -83,4 +97,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -path ./.git -prune -o -type d -name __pycache__ -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .tools tools/node_modules
