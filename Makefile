@@ -86,8 +86,8 @@ $(GHZ): .tools/ghz-$(GHZ_VERSION)
 migrate: $(VENV)/.installed
 	$(VENV)/bin/socialgraph migrate $(ARGS)
 
-bench: $(VENV)/.installed services
-	$(PY) bench/run.py $(ARGS)
+bench: $(VENV)/.installed services $(GHZ)
+	GHZ=$(abspath $(GHZ)) $(PY) bench/run.py $(ARGS)
 
 bench-redis: $(VENV)/.installed services
 	$(PY) bench/redis_bench.py $(ARGS)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from .support import require, running_server
+from .support import require, running_server, temporary_database
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 ROOT = Path(__file__).parent.parent
 GHZ = os.environ.get("GHZ") or shutil.which("ghz") or str(ROOT / ".tools" / "bin" / "ghz")
@@ -37,10 +37,12 @@ def readme_ghz_commands() -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def address(tmp_path_factory):
+    """A server on PostgreSQL, as the configs are meant for (SQLite's one
+    writer at a time can time out under 16 concurrent writes)."""
     require("ghz", os.access(GHZ, os.X_OK))
-    database = tmp_path_factory.mktemp("ghz") / "ghz.db"
-    with running_server("--database-url", f"sqlite:///{database}") as (address, _):
-        yield address
+    with temporary_database("postgres", tmp_path_factory.mktemp("ghz")) as url:
+        with running_server("--database-url", url) as (address, _):
+            yield address
 
 
 def smoke(argv: list[str], address: str) -> dict:
