@@ -3,6 +3,7 @@ real server process, and what installing it brings in."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email
 import subprocess
@@ -15,9 +16,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from socialgraph.client import SERVICE_CONFIG, Error, connect, decode_error, pages
+from socialgraph.client import SERVICE_CONFIG, Error, channel_options, connect, decode_error, pages
 from socialgraph.v1 import common_pb2, error_reason_pb2
 from socialgraph.v1 import social_graph_pb2 as pb
+from socialgraph.v1 import social_graph_pb2_grpc
 
 from .support import new_user, running_server
 
@@ -70,6 +72,22 @@ def test_an_error_decodes_into_its_reason_constant(client):
     assert (error.reason_name, error.domain) == ("INVALID_USER_ID", "socialgraph.v1")
     assert error.metadata["field"] == "followee_id"
     assert error.retry_after is None
+
+
+@pytest.mark.e2e
+def test_an_asyncio_error_decodes_the_same(address):
+    async def refused() -> Error:
+        async with grpc.aio.insecure_channel(address, options=channel_options()) as channel:
+            graph = social_graph_pb2_grpc.SocialGraphServiceStub(channel)
+            user = new_user()
+            try:
+                await graph.Follow(pb.FollowRequest(follower_id=user, followee_id=user))
+            except grpc.aio.AioRpcError as error:
+                return decode_error(error)
+            raise AssertionError("following oneself succeeded")
+
+    error = asyncio.run(refused())
+    assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, error_reason_pb2.SELF_RELATIONSHIP)
 
 
 @pytest.mark.e2e
