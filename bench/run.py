@@ -421,22 +421,23 @@ class Ghz:
         return {"requests": int(out["count"]), "seconds": out["total"] / 1e9, "rps": out["rps"],
                 "p50_ms": dist.get(50), "p99_ms": dist.get(99), "status": out.get("statusCodeDistribution")}
 
-    def run(self, server, sc: dict, duration: float, warm: bool = True) -> dict:
-        """``warm=False`` skips the probe, for call data that must not repeat
-        (each element creates something): the run is then ``duration`` long
-        and must not get through all of it."""
+    def run(self, server, sc: dict, duration: float) -> dict:
+        """A probe of ``--probe`` seconds sizes a count-based run of about
+        ``duration`` seconds (a run cut by time would cancel the calls in
+        flight, which the server may still complete). Call data of several
+        messages, each of which creates something, must not repeat: the
+        probe sends the second half of it and the run at most the first."""
         call = sc["paths"][0].strip("/").replace("/", ".")
         data = sc["json"]
-        if warm:
-            rate = self._run(server, call, data, duration=self.args.probe)["rps"]
-            n = max(64, int(rate * duration))
-            if sc.get("max_requests"):
-                n = min(n, sc["max_requests"])
+        half = len(data) // 2
+        probe, data = (data, data) if len(data) == 1 else (data[half:], data[:half])
+        rate = self._run(server, call, probe, duration=self.args.probe)["rps"]
+        n = max(64, int(rate * duration))
+        if len(data) > 1:
+            n = min(n, len(data))
         before = server.metrics.quiesce()
         meter = CpuMeter(server)
-        r = self._run(server, call, data, n=n) if warm else self._run(server, call, data, duration=duration)
-        if not warm and r["requests"] > len(data):
-            raise SystemExit(f"{sc['name']}: {r['requests']} requests repeated some of the {len(data)} messages")
+        r = self._run(server, call, data, n=n)
         r["cpu_us_per_request"] = meter.per_request(r["requests"])
         after = server.metrics.quiesce()
         return {"generator": "ghz", "concurrency": f"{self.args.connections} conns x "
@@ -640,9 +641,9 @@ def main() -> int:
                 vfloor = record({**health(), "name": "floor: Health/Check (ghz)"},
                                 vg.run(server, health(), args.duration), None)["rps"]
                 sc = send_requests(40_000 if args.quick else 150_000)
-                record(sc, vg.run(server, sc, args.duration, warm=False), vfloor, TARGETS["SendConnectionRequest"])
+                record(sc, vg.run(server, sc, args.duration), vfloor, TARGETS["SendConnectionRequest"])
                 sc = blocks_of_celebrity()
-                record(sc, vg.run(server, sc, args.duration, warm=False), vfloor)
+                record(sc, vg.run(server, sc, args.duration), vfloor)
             if wi == len(workers) - 1:
                 memory = memory_run(args, server, gen_name, data)
             server.stop()
