@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
 import threading
 from concurrent import futures
@@ -26,7 +27,7 @@ from storage.migrate import upgrade
 from . import redis_client
 from .handlers import add_service
 from .metrics import MetricsInterceptor, serve_metrics
-from .rules import Graph, Policy
+from .rules import Graph, PageTokens, Policy
 from .servicers import AdminServicer, SocialGraphServicer
 from .settings import Settings
 
@@ -81,16 +82,27 @@ def make_graph(settings: Settings, storage: SqlStorage) -> Graph:
     in-process while Redis is down) with ``redis_url``, in-process without."""
     policy = Policy(connection_limit=settings.connection_limit, auto_follow=settings.auto_follow)
     local_limiter = InProcessLimiter(settings.windows)
+    tokens = page_tokens(settings, storage)
     if settings.redis_url:
         client = redis_client.connect(settings.redis_url, settings.redis_timeout)
         limiter = FailoverLimiter(RedisLimiter(client, settings.windows), local_limiter)
-        return Graph(storage, limiter, policy, **cached_readers(storage, client, settings.counter_cache_ttl))
+        readers = cached_readers(storage, client, settings.counter_cache_ttl)
+        return Graph(storage, limiter, policy, page_tokens=tokens, **readers)
     if settings.workers == 1:
-        return Graph(storage, local_limiter, policy, **cached_readers(storage))
+        return Graph(storage, local_limiter, policy, page_tokens=tokens, **cached_readers(storage))
     # Several processes without Redis: an in-process cache would go stale
     # across them, so counters and relationships come from SQL; the limit
     # holds per process.
-    return Graph(storage, local_limiter, policy)
+    return Graph(storage, local_limiter, policy, page_tokens=tokens)
+
+
+def page_tokens(settings: Settings, storage: SqlStorage) -> PageTokens:
+    """The configured keys; without any, the key kept in the database (made
+    by the first process that asks), so every process accepts every token."""
+    if settings.page_token_keys:
+        return PageTokens(settings.page_token_keys)
+    stored = storage.read_write(lambda tx: tx.service_key("page_tokens", secrets.token_hex(32)))
+    return PageTokens([stored.encode()])
 
 
 def cached_readers(storage: SqlStorage, client=None, ttl_seconds: int = 3600, prefix: str = "sg") -> dict:

@@ -59,6 +59,15 @@ class Settings:
     max_message_bytes: int = _setting(4 * 1024 * 1024, "largest request or response message")
     health_interval: float = _setting(2.0, "seconds between database health probes")
     migrate_on_start: bool = _setting(True, "apply schema migrations when the server starts")
+    page_token_key: str = _setting(
+        "",
+        "keys that sign page tokens, comma-separated: the first signs, every one is accepted (rotation); "
+        "empty: one random key, made once and kept in the database",
+    )
+
+    @property
+    def page_token_keys(self) -> tuple[bytes, ...]:
+        return tuple(key.strip().encode() for key in self.page_token_key.split(",") if key.strip())
 
     @property
     def windows(self) -> tuple[Window, ...]:

@@ -38,6 +38,7 @@ from .schema import (
     connections,
     follows,
     reports,
+    service_keys,
     user_counters,
     users,
 )
@@ -289,6 +290,17 @@ class SqlTx:
         version = max(self._versions.get(user_id, 0) + 1, self._now_us)
         self.touched[user_id] = VersionedCounts(Counts(user_id), version)
         return removed
+
+    # ----------------------------------------------------------- service keys
+
+    def service_key(self, name: str, candidate: str) -> str:
+        """The key stored under ``name``; ``candidate`` becomes it when there is none yet."""
+        self._c.execute(
+            self._insert(service_keys)
+            .values(name=name, value=candidate)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        return self._c.execute(select(service_keys.c.value).where(service_keys.c.name == name)).scalar_one()
 
     # ---------------------------------------------------------------- reports
 

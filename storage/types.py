@@ -272,6 +272,10 @@ class Tx(Protocol):
 
     # Maintenance.
     def recount(self) -> list[CounterFix]: ...
+    def service_key(self, name: str, candidate: str) -> str:
+        """The key stored under ``name``, shared by every process on the
+        database; ``candidate`` becomes it when there is none yet."""
+        ...
 
 
 CountersListener = Callable[[dict[str, VersionedCounts]], None]

@@ -878,12 +878,12 @@ def test_page_token_of_reports_with_another_status_is_invalid_page_token(ctx, wa
 
 
 def _forge(token: str, position: str | None = None, key: str | None = None) -> str:
-    """A token in the service's own shape with one part replaced."""
-    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
-    kind, created, old_key = raw.split(".", 2)
-    return _b64(
-        f"{kind}.{created if position is None else position}.{old_key if key is None else key}".encode()
-    )
+    """A token in the service's own shape (``<time>.<id>`` and a 16-byte MAC)
+    with one part replaced and the MAC kept."""
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    created, old_key = raw[:-16].decode("ascii").split(".", 1)
+    forged = f"{created if position is None else position}.{old_key if key is None else key}"
+    return _b64(forged.encode() + raw[-16:])
 
 
 FORGERIES = [

@@ -11,6 +11,7 @@ from .errors import (
     Reason,
 )
 from .graph import BlockResult, ConnectionState, Graph, Page, Policy, SendResult, Stats
+from .paging import PageTokens
 
 __all__ = [
     "BlockResult",
@@ -21,6 +22,7 @@ __all__ = [
     "InvalidArgument",
     "NotFound",
     "Page",
+    "PageTokens",
     "PermissionDenied",
     "Policy",
     "RateLimited",

@@ -112,6 +112,7 @@ class Graph:
         clock: Callable[[], int] = now_us,
         counters: CounterReader | None = None,
         relationships: RelationshipReader | None = None,
+        page_tokens: paging.PageTokens | None = None,
     ) -> None:
         self.storage = storage
         self.limiter = limiter
@@ -119,6 +120,7 @@ class Graph:
         self._now = clock
         self.counters = counters if counters is not None else SqlCounters(storage)
         self.relationships = relationships if relationships is not None else SqlRelationships(storage)
+        self.page_tokens = page_tokens if page_tokens is not None else paging.PageTokens.random()
 
     # ---------------------------------------------------------------- follows
 
@@ -315,14 +317,14 @@ class Graph:
     def list_reports(self, moderator_id: str, status: ReportStatus, size: int, token: str) -> Page:
         """R2."""
         scope = str(int(status))
-        after = paging.decode(token, "reports", scope)
+        after = self.page_tokens.decode(token, "reports", scope)
 
         def run(tx: Tx) -> list[Report]:
             _require_staff(tx, moderator_id)
             return tx.list_reports(status, after, size + 1)
 
         rows = self.storage.read_only(run)
-        return _page("reports", scope, rows, size, lambda r: Cursor(r.created_us, r.report_id))
+        return self._page("reports", scope, rows, size, lambda r: Cursor(r.created_us, r.report_id))
 
     def resolve_report(self, report_id: str, moderator_id: str, status: ReportStatus, note: str) -> Report:
         """R2: repeating the same resolution changes nothing."""
@@ -398,7 +400,7 @@ class Graph:
     def _list_users(self, kind: str, query: str, user_id: str, size: int, token: str, viewer_id: str | None) -> Page:
         """B4: a viewer on either side of a block with the owner sees nothing,
         and users on either side of a block with the viewer are left out."""
-        after = paging.decode(token, kind, user_id)
+        after = self.page_tokens.decode(token, kind, user_id)
         if viewer_id == user_id:
             viewer_id = None
 
@@ -407,26 +409,26 @@ class Graph:
                 _refuse_if_blocked_either_way(tx, viewer_id, user_id)
             return getattr(tx, query)(user_id, after, size + 1, viewer_id)
 
-        return _page(kind, user_id, self.storage.read_only(run), size, lambda u: Cursor(u.since_us, u.user_id))
+        return self._page(kind, user_id, self.storage.read_only(run), size, lambda u: Cursor(u.since_us, u.user_id))
 
     def list_requests(self, user_id: str, incoming: bool, size: int, token: str) -> Page:
         kind = "incoming" if incoming else "outgoing"
-        after = paging.decode(token, kind, user_id)
+        after = self.page_tokens.decode(token, kind, user_id)
         rows = self.storage.read_only(lambda tx: tx.list_requests(user_id, incoming, after, size + 1))
-        return _page(kind, user_id, rows, size, lambda r: Cursor(r.created_us, r.request_id))
+        return self._page(kind, user_id, rows, size, lambda r: Cursor(r.created_us, r.request_id))
 
     def list_blocked(self, user_id: str, size: int, token: str) -> Page:
-        after = paging.decode(token, "blocked", user_id)
+        after = self.page_tokens.decode(token, "blocked", user_id)
         rows = self.storage.read_only(lambda tx: tx.list_blocked(user_id, after, size + 1))
-        return _page("blocked", user_id, rows, size, lambda b: Cursor(b.created_us, b.blocked_id))
+        return self._page("blocked", user_id, rows, size, lambda b: Cursor(b.created_us, b.blocked_id))
 
     def list_feed_sources(self, user_id: str, size: int, token: str) -> Page:
         """N1: authors followed; private posts only from connections."""
-        after = paging.decode(token, "feed", user_id)
+        after = self.page_tokens.decode(token, "feed", user_id)
         rows: list[FeedSource] = self.storage.read_only(
             lambda tx: tx.list_feed_sources(user_id, after, size + 1)
         )
-        return _page("feed", user_id, rows, size, lambda s: Cursor(s.since_us, s.author_id))
+        return self._page("feed", user_id, rows, size, lambda s: Cursor(s.since_us, s.author_id))
 
     def stats(self) -> Stats:
         since = self._now() - DAY_US
@@ -436,6 +438,10 @@ class Graph:
         return self.storage.read_write(lambda tx: tx.recount())
 
     # ---------------------------------------------------------------- helpers
+
+    def _page(self, kind: str, scope: str, rows: list, size: int, position: Callable[[object], Cursor]) -> Page:
+        items, token = self.page_tokens.paginate(kind, scope, rows, size, position)
+        return Page(items, token)
 
     def _locked(self, user_ids: tuple[str, ...], write: Callable[[Tx], object]):
         def run(tx: Tx):
@@ -463,8 +469,3 @@ def _refuse_if_blocked_either_way(tx: Tx, user_id: str, other_id: str) -> None:
 def _require_staff(tx: Tx, user_id: str) -> None:
     if not tx.role_of(user_id).is_staff:
         raise PermissionDenied(Reason.NOT_A_MODERATOR, f"user {user_id} is not a moderator or admin")
-
-
-def _page(kind: str, scope: str, rows: list, size: int, position: Callable[[object], Cursor]) -> Page:
-    items, token = paging.paginate(kind, scope, rows, size, position)
-    return Page(items, token)
