@@ -80,7 +80,11 @@ def make_graph(settings: Settings, storage: SqlStorage) -> Graph:
     """The rules over ``storage``, with the limiter and the counter and
     relationship caches the settings ask for: Redis-backed (falling back
     in-process while Redis is down) with ``redis_url``, in-process without."""
-    policy = Policy(connection_limit=settings.connection_limit, auto_follow=settings.auto_follow)
+    policy = Policy(
+        connection_limit=settings.connection_limit,
+        auto_follow=settings.auto_follow,
+        avatar_schemes=("https", "http") if settings.allow_http_avatars else ("https",),
+    )
     local_limiter = InProcessLimiter(settings.windows)
     tokens = page_tokens(settings, storage)
     if settings.redis_url:

@@ -50,6 +50,7 @@ class Settings:
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR", commands=_ALL)
     connection_limit: int = _setting(2000, "most connections a user may have (C6)")
     auto_follow: bool = _setting(True, "sending and accepting a request follow the other user (C4)")
+    allow_http_avatars: bool = _setting(False, "accept http:// avatar URLs as well as https://")
     rate_limits: str = _setting(
         "20/1h,100/24h", "connection requests per requester per sliding window, comma-separated (C7)"
     )

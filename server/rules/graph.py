@@ -69,6 +69,8 @@ class Policy:
 
     connection_limit: int = 2000
     auto_follow: bool = True
+    # URL schemes an avatar may use.
+    avatar_schemes: tuple[str, ...] = ("https",)
 
 
 class ConnectionState(enum.IntEnum):
