@@ -84,6 +84,7 @@ def make_graph(settings: Settings, storage: SqlStorage) -> Graph:
         connection_limit=settings.connection_limit,
         auto_follow=settings.auto_follow,
         avatar_schemes=("https", "http") if settings.allow_http_avatars else ("https",),
+        page_bytes=settings.page_bytes,
     )
     local_limiter = InProcessLimiter(settings.windows)
     tokens = page_tokens(settings, storage)
@@ -220,7 +221,11 @@ class App:
                 ("grpc.so_reuseport", int(worker)),
                 ("grpc.max_receive_message_length", message_limit),
                 ("grpc.max_send_message_length", message_limit),
+                ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
             ],
+            # Beyond this many calls running or queued, grpc refuses new ones
+            # at once (RESOURCE_EXHAUSTED) instead of queueing without bound.
+            maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
         add_services(self.server, self.graph)
         self.health = health.HealthServicer(experimental_non_blocking=True)

@@ -71,6 +71,8 @@ class Policy:
     auto_follow: bool = True
     # URL schemes an avatar may use.
     avatar_schemes: tuple[str, ...] = ("https",)
+    # Most bytes of items in one page; a page stops early rather than pass it.
+    page_bytes: int = 512 * 1024
 
 
 class ConnectionState(enum.IntEnum):
@@ -388,7 +390,8 @@ class Graph:
             _refuse_if_blocked_either_way(tx, user_id, other_id)
             return tx.mutual_connections(user_id, other_id, limit)
 
-        return self.storage.read_only(run)
+        count, users = self.storage.read_only(run)
+        return count, paging.within(users, self.policy.page_bytes)
 
     def list_followers(self, user_id: str, size: int, token: str, viewer_id: str | None) -> Page:
         return self._list_users("followers", "list_followers", user_id, size, token, viewer_id)
@@ -442,7 +445,7 @@ class Graph:
     # ---------------------------------------------------------------- helpers
 
     def _page(self, kind: str, scope: str, rows: list, size: int, position: Callable[[object], Cursor]) -> Page:
-        items, token = self.page_tokens.paginate(kind, scope, rows, size, position)
+        items, token = self.page_tokens.paginate(kind, scope, rows, size, position, self.policy.page_bytes)
         return Page(items, token)
 
     def _locked(self, user_ids: tuple[str, ...], write: Callable[[Tx], object]):

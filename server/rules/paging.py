@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import secrets
@@ -86,12 +87,40 @@ class PageTokens:
         rows: Sequence[T],
         size: int,
         position: Callable[[T], Cursor],
+        max_bytes: int | None = None,
     ) -> tuple[list[T], str]:
-        """``rows`` was fetched with ``size + 1``; returns the page and the next token."""
-        page = list(rows[:size])
-        if len(rows) <= size:
+        """``rows`` was fetched with ``size + 1``; returns the page and the
+        next token. With ``max_bytes``, the page also stops early, after at
+        least one item, before its items would weigh more than that."""
+        page = within(rows[:size], max_bytes)
+        if len(page) == len(rows):
             return page, ""
         return page, self.encode(kind, scope, position(page[-1]))
+
+
+# Per field of an item: its tag, length and any number or timestamp, generously.
+_FIELD_BYTES = 16
+
+
+def within(items: Sequence[T], max_bytes: int | None) -> list[T]:
+    """The longest prefix of ``items`` (at least one) weighing at most ``max_bytes``."""
+    if max_bytes is None:
+        return list(items)
+    total = 0
+    for i, item in enumerate(items):
+        total += weight(item)
+        if total > max_bytes and i > 0:
+            return list(items[:i])
+    return list(items)
+
+
+def weight(item: object) -> int:
+    """An upper bound on the bytes ``item`` (a storage record) takes in a response."""
+    total = _FIELD_BYTES
+    for f in dataclasses.fields(item):  # type: ignore[arg-type]
+        value = getattr(item, f.name)
+        total += _FIELD_BYTES + (len(value.encode()) if isinstance(value, str) else 0)
+    return total
 
 
 def _mac(key: bytes, kind: str, scope: str, position: bytes) -> bytes:
