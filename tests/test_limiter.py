@@ -255,3 +255,24 @@ def test_a_crossing_request_that_connects_uses_a_slot(limited):
     assert limited.send(sender, new_user()).created
     with raises(grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED"):
         limited.send(sender, new_user())
+
+
+def test_in_process_memory_follows_active_requesters_only(clock):
+    """200k one-off requesters must not stay in memory for ever: once their
+    attempts leave the longest window they are dropped."""
+    limiter = InProcessLimiter(parse_windows("5/1h,20/1d"), clock=clock)
+    for i in range(20_000):
+        assert limiter.acquire(f"one-off-{i}", "t").allowed
+        if i % 1000 == 0:
+            clock.advance(1)
+    assert len(limiter) == 20_000
+    clock.advance(86_400 - 10)  # the first ones have left the day window
+    limiter.acquire("active", "t")
+    assert 1 < len(limiter) < 20_000
+    clock.advance(86_400)
+    assert limiter.acquire("active", "u").allowed
+    assert len(limiter) == 1
+    # A released attempt does not keep its requester either.
+    limiter.acquire("gone", "t")
+    limiter.release("gone", "t")
+    assert len(limiter) == 1
