@@ -13,13 +13,13 @@ from redis import Redis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
-from ratelimit import InProcessLimiter
 from ratelimit.failover import FailoverLimiter
 from ratelimit.redis import RedisLimiter
 from socialgraph.v1 import admin_pb2, social_graph_pb2
 from storage import SqlStorage, StorageUnavailable, open_storage
 from storage.cache import RedisCounterCache
 from storage.counters import InProcessCounterCache, SqlCounters
+from storage.limiter import SqlLimiter
 from storage.near import CounterFeed, Near
 from storage.relationships import InProcessRelationshipCache, RedisRelationshipCache, SqlRelationships
 from storage.migrate import upgrade
@@ -78,27 +78,28 @@ class PortInUse(RuntimeError):
 
 def make_graph(settings: Settings, storage: SqlStorage) -> Graph:
     """The rules over ``storage``, with the limiter and the counter and
-    relationship caches the settings ask for: Redis-backed (falling back
-    in-process while Redis is down) with ``redis_url``, in-process without."""
+    relationship caches the settings ask for: Redis-backed with
+    ``redis_url`` (the limiter falling back to the database while Redis is
+    down), the database limiter and in-process caches without."""
     policy = Policy(
         connection_limit=settings.connection_limit,
         auto_follow=settings.auto_follow,
         avatar_schemes=("https", "http") if settings.allow_http_avatars else ("https",),
         page_bytes=settings.page_bytes,
     )
-    local_limiter = InProcessLimiter(settings.windows)
+    # The database limiter is exact across every process on the database.
+    sql_limiter = SqlLimiter(storage, settings.windows)
     tokens = page_tokens(settings, storage)
     if settings.redis_url:
         client = redis_client.connect(settings.redis_url, settings.redis_timeout)
-        limiter = FailoverLimiter(RedisLimiter(client, settings.windows), local_limiter)
+        limiter = FailoverLimiter(RedisLimiter(client, settings.windows), sql_limiter)
         readers = cached_readers(storage, client, settings.counter_cache_ttl)
         return Graph(storage, limiter, policy, page_tokens=tokens, **readers)
     if settings.workers == 1:
-        return Graph(storage, local_limiter, policy, page_tokens=tokens, **cached_readers(storage))
+        return Graph(storage, sql_limiter, policy, page_tokens=tokens, **cached_readers(storage))
     # Several processes without Redis: an in-process cache would go stale
-    # across them, so counters and relationships come from SQL; the limit
-    # holds per process.
-    return Graph(storage, local_limiter, policy, page_tokens=tokens)
+    # across them, so counters and relationships come from SQL.
+    return Graph(storage, sql_limiter, policy, page_tokens=tokens)
 
 
 def page_tokens(settings: Settings, storage: SqlStorage) -> PageTokens:

@@ -37,6 +37,7 @@ from .schema import (
     connection_requests,
     connections,
     follows,
+    limiter_log,
     reports,
     service_keys,
     user_counters,
@@ -64,6 +65,8 @@ from .types import (
 )
 
 _LOCK_ATTEMPTS = 3
+# Any fixed number: keeps the limiter's advisory locks apart from others.
+_LIMITER_LOCK_SEED = 0x5A7E
 
 
 class SqlTx:
@@ -301,6 +304,47 @@ class SqlTx:
             .on_conflict_do_nothing(index_elements=["name"])
         )
         return self._c.execute(select(service_keys.c.value).where(service_keys.c.name == name)).scalar_one()
+
+    # ---------------------------------------------------------------- limiter
+
+    def lock_limiter_key(self, key: str) -> None:
+        """Serialises the limiter's transactions on one key until COMMIT
+        (SQLite's BEGIN IMMEDIATE already serialises every write)."""
+        if self._pg:
+            self._c.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, _LIMITER_LOCK_SEED))))
+
+    def limiter_times(self, key: str, since_us: int) -> list[int]:
+        """The key's admitted attempts after ``since_us``, oldest first;
+        older ones are deleted."""
+        log = limiter_log.c
+        self._c.execute(delete(limiter_log).where(log.limiter_key == key, log.at_us <= since_us))
+        query = select(log.at_us).where(log.limiter_key == key).order_by(log.at_us)
+        return list(self._c.execute(query).scalars())
+
+    def limiter_entries(self, key: str, since_us: int) -> list[tuple[str, int]]:
+        """The key's (token, time) entries after ``since_us``."""
+        log = limiter_log.c
+        query = select(log.token, log.at_us).where(log.limiter_key == key, log.at_us > since_us)
+        return [(row.token, row.at_us) for row in self._c.execute(query)]
+
+    def limiter_add(self, key: str, token: str, at_us: int) -> None:
+        self._c.execute(
+            self._insert(limiter_log)
+            .values(limiter_key=key, token=token, at_us=at_us)
+            .on_conflict_do_nothing(index_elements=["limiter_key", "token"])
+        )
+
+    def limiter_remove(self, key: str, token: str) -> None:
+        log = limiter_log.c
+        self._c.execute(delete(limiter_log).where(log.limiter_key == key, log.token == token))
+
+    def limiter_prune(self, before_us: int, limit: int) -> int:
+        """Deletes up to ``limit`` entries of any key older than ``before_us``."""
+        log = limiter_log.c
+        old = select(log.limiter_key, log.token).where(log.at_us <= before_us).limit(limit)
+        return self._c.execute(
+            delete(limiter_log).where(tuple_(log.limiter_key, log.token).in_(old))
+        ).rowcount
 
     # ---------------------------------------------------------------- reports
 

@@ -17,9 +17,19 @@ from server import redis_client
 from server.rules import Graph, Policy
 from socialgraph.v1 import social_graph_pb2 as pb
 from storage import open_storage
+from storage.limiter import SqlLimiter
 from storage.migrate import upgrade
 
-from .support import REDIS_URL, new_user, raises, redis_reachable, require, serving, status_detail
+from .support import (
+    REDIS_URL,
+    new_user,
+    raises,
+    redis_reachable,
+    require,
+    serving,
+    status_detail,
+    temporary_database,
+)
 
 
 class FakeClock:
@@ -47,7 +57,14 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["in-process", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "in-process",
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ]
+)
 def kind(request):
     if request.param == "redis":
         require("Redis", redis_reachable())
@@ -56,17 +73,32 @@ def kind(request):
 
 @pytest.fixture
 def timeline(kind, clock):
-    return clock if kind == "in-process" else RedisTime()
+    return RedisTime() if kind == "redis" else clock
 
 
 @pytest.fixture
-def make_limiter(kind, clock):
+def sql_storage(kind, tmp_path):
+    """A fresh database for the database limiter (None for the other kinds)."""
+    if kind not in ("sqlite", "postgres"):
+        yield None
+        return
+    with temporary_database(kind, tmp_path) as url:
+        storage = open_storage(url, pool_size=8)
+        upgrade(storage)
+        yield storage
+        storage.close()
+
+
+@pytest.fixture
+def make_limiter(kind, clock, sql_storage):
     """Builds a limiter of the kind under test for the given windows; each
     Redis limiter gets its own key prefix, so tests never share logs."""
 
     def make(spec: str):
         if kind == "in-process":
             return InProcessLimiter(parse_windows(spec), clock=clock)
+        if sql_storage is not None:
+            return SqlLimiter(sql_storage, parse_windows(spec), clock=lambda: int(clock() * 1_000_000))
         client = redis_client.connect(REDIS_URL, timeout=1.0)
         return RedisLimiter(client, parse_windows(spec), prefix=f"test-{uuid.uuid4().hex[:12]}")
 
