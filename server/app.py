@@ -86,6 +86,7 @@ def make_graph(settings: Settings, storage: SqlStorage) -> Graph:
         auto_follow=settings.auto_follow,
         avatar_schemes=("https", "http") if settings.allow_http_avatars else ("https",),
         page_bytes=settings.page_bytes,
+        edge_batch=settings.edge_batch_size,
     )
     # The database limiter is exact across every process on the database.
     sql_limiter = SqlLimiter(storage, settings.windows)

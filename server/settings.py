@@ -50,6 +50,9 @@ class Settings:
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR", commands=_ALL)
     connection_limit: int = _setting(2000, "most connections a user may have (C6)")
     auto_follow: bool = _setting(True, "sending and accepting a request follow the other user (C4)")
+    edge_batch_size: int = _setting(
+        1000, "most edges of each kind one transaction removes when deleting or promoting a user"
+    )
     allow_http_avatars: bool = _setting(False, "accept http:// avatar URLs as well as https://")
     rate_limits: str = _setting(
         "20/1h,100/24h", "connection requests per requester per sliding window, comma-separated (C7)"
@@ -103,6 +106,8 @@ class Settings:
             raise ValueError(f"metrics_listen must be host:port, got {self.metrics_listen!r}")
         if self.redis_timeout <= 0 or self.counter_cache_ttl < 1 or self.database_timeout <= 0:
             raise ValueError("redis_timeout, counter_cache_ttl and database_timeout must be positive")
+        if self.edge_batch_size < 1:
+            raise ValueError("edge_batch_size must be at least 1")
         if self.connection_limit < 1:
             raise ValueError("connection_limit must be at least 1")
         if min(self.max_message_bytes, self.page_max_bytes, self.max_concurrent_streams, self.max_concurrent_rpcs) < 1:

@@ -113,9 +113,9 @@ class SqlTx:
         version = user_counters.c.version
         return case((version + 1 > self._now_us, version + 1), else_=self._now_us)
 
-    def _bump(self, user_id: str | ColumnElement, **deltas: int) -> None:
+    def _bump(self, user_id: str | list[str] | ColumnElement, **deltas: int) -> None:
         """Adds ``deltas`` to the counters of one user (at ``flush``), or of
-        every user a subquery selects (at once)."""
+        every user a list names or a subquery selects (at once)."""
         if isinstance(user_id, str):
             self._add(user_id, deltas)
             return
@@ -253,12 +253,59 @@ class SqlTx:
         self._bump(blocker_id, blocked=-1)
         return True
 
-    def delete_blocks_against(self, blocked_id: str) -> int:
-        blockers = select(blocks.c.blocker_id).where(blocks.c.blocked_id == blocked_id)
-        self._bump(blockers, blocked=-1)
-        return self._c.execute(delete(blocks).where(blocks.c.blocked_id == blocked_id)).rowcount
+    def delete_blocks_against(self, blocked_id: str, limit: int | None = None) -> int:
+        """Deletes the blocks against ``blocked_id`` (at most ``limit`` of them)."""
+        b = blocks.c
+        blockers = select(b.blocker_id).where(b.blocked_id == blocked_id)
+        if limit is None:
+            self._bump(blockers, blocked=-1)
+            return self._c.execute(delete(blocks).where(b.blocked_id == blocked_id)).rowcount
+        ids = list(self._c.execute(blockers.order_by(b.blocker_id).limit(limit)).scalars())
+        if ids:
+            self._bump(ids, blocked=-1)
+            self._c.execute(delete(blocks).where(b.blocked_id == blocked_id, b.blocker_id.in_(ids)))
+        return len(ids)
 
     # --------------------------------------------------------------- accounts
+
+    def delete_user_edges(self, user_id: str, limit: int) -> Removed:
+        """Deletes up to ``limit`` edges of each kind that involve
+        ``user_id``, keeping both sides' counters in step; the user's
+        record and counters stay. Every other user it touches is one of at
+        most ``limit`` per kind, so the transaction stays short."""
+        f, c, r, b = follows.c, connections.c, connection_requests.c, blocks.c
+
+        def others(column, where) -> list[str]:
+            return list(self._c.execute(select(column).where(where).order_by(column).limit(limit)).scalars())
+
+        def remove(table, where, other, theirs: str, mine: str) -> int:
+            ids = others(other, where)
+            if ids:
+                self._c.execute(delete(table).where(where, other.in_(ids)))
+                self._bump(ids, **{theirs: -1})
+                self._add(user_id, {mine: -len(ids)})
+            return len(ids)
+
+        follows_removed = remove(follows, f.follower_id == user_id, f.followee_id, "followers", "following")
+        follows_removed += remove(follows, f.followee_id == user_id, f.follower_id, "following", "followers")
+        connected = others(c.other_id, c.user_id == user_id)
+        if connected:
+            self._c.execute(delete(connections).where(c.user_id == user_id, c.other_id.in_(connected)))
+            self._c.execute(delete(connections).where(c.other_id == user_id, c.user_id.in_(connected)))
+            self._bump(connected, connections=-1)
+            self._add(user_id, {"connections": -len(connected)})
+        requests_removed = remove(
+            connection_requests, r.requester_id == user_id, r.recipient_id, "incoming_requests", "outgoing_requests"
+        )
+        requests_removed += remove(
+            connection_requests, r.recipient_id == user_id, r.requester_id, "outgoing_requests", "incoming_requests"
+        )
+        own_blocks = others(b.blocked_id, b.blocker_id == user_id)
+        if own_blocks:
+            self._c.execute(delete(blocks).where(b.blocker_id == user_id, b.blocked_id.in_(own_blocks)))
+            self._add(user_id, {"blocked": -len(own_blocks)})
+        blocks_removed = len(own_blocks) + self.delete_blocks_against(user_id, limit)
+        return Removed(follows_removed, len(connected), requests_removed, blocks_removed)
 
     def delete_user(self, user_id: str) -> Removed:
         """Removes every edge that involves ``user_id``, keeping the other

@@ -73,6 +73,9 @@ class Policy:
     avatar_schemes: tuple[str, ...] = ("https",)
     # Most bytes of items in one page; a page stops early rather than pass it.
     page_bytes: int = 512 * 1024
+    # Most edges of each kind one transaction of a big account's deletion or
+    # promotion removes.
+    edge_batch: int = 1000
 
 
 class ConnectionState(enum.IntEnum):
@@ -290,14 +293,20 @@ class Graph:
     def upsert_user(self, user: User) -> User:
         """R3; B3: a moderator or admin is blocked by nobody."""
 
-        def run(tx: Tx) -> User:
+        def run(tx: Tx) -> tuple[User, int]:
             tx.lock_users((user.user_id,))
             stored = tx.upsert_user(user, self._now())
-            if stored.role.is_staff:
-                tx.delete_blocks_against(stored.user_id)
-            return stored
+            removed = tx.delete_blocks_against(stored.user_id, self.policy.edge_batch) if stored.role.is_staff else 0
+            return stored, removed
 
-        return self.storage.read_write(run)
+        stored, removed = self.storage.read_write(run)
+        # Blocks against the user beyond the first batch go in batches of
+        # their own: no block can be added meanwhile, the role is committed.
+        while removed == self.policy.edge_batch:
+            removed = self._locked(
+                (user.user_id,), lambda tx: tx.delete_blocks_against(user.user_id, self.policy.edge_batch)
+            )
+        return stored
 
     def get_user(self, user_id: str) -> User:
         user = self.storage.read_only(lambda tx: tx.get_user(user_id))
@@ -306,8 +315,18 @@ class Graph:
         return user
 
     def delete_user(self, user_id: str) -> Removed:
-        """R4."""
-        return self._locked((user_id,), lambda tx: tx.delete_user(user_id))
+        """R4. The edges go in transactions of at most ``edge_batch`` per
+        kind, each keeping every counter exact, so no transaction holds
+        other users' counter rows for long; the last one removes whatever is
+        left (edges added meanwhile included), the counters and the record."""
+        batch = self.policy.edge_batch
+        total = Removed()
+        while True:
+            part = self._locked((user_id,), lambda tx: tx.delete_user_edges(user_id, batch))
+            total = _sum(total, part)
+            if max(part.follows, part.connections, part.requests, part.blocks) < batch:
+                break
+        return _sum(total, self._locked((user_id,), lambda tx: tx.delete_user(user_id)))
 
     def report_user(self, reporter_id: str, reported_id: str, reason: ReportReason, details: str) -> Report:
         """R1."""
@@ -454,6 +473,10 @@ class Graph:
             return write(tx)
 
         return self.storage.read_write(run)
+
+
+def _sum(a: Removed, b: Removed) -> Removed:
+    return Removed(a.follows + b.follows, a.connections + b.connections, a.requests + b.requests, a.blocks + b.blocks)
 
 
 def _distinct(field: str, user_id: str, other_id: str) -> None:
