@@ -25,6 +25,7 @@ from storage.relationships import InProcessRelationshipCache, RedisRelationshipC
 from storage.migrate import upgrade
 
 from . import redis_client
+from .fairness import FairExecutor, ShedInterceptor
 from .handlers import add_service
 from .metrics import MetricsInterceptor, serve_metrics
 from .rules import Graph, PageTokens, Policy
@@ -215,8 +216,8 @@ class App:
         self.graph = make_graph(settings, self.storage)
         message_limit = settings.max_message_bytes
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc"),
-            interceptors=[MetricsInterceptor()],
+            FairExecutor(settings.threads, settings.max_concurrent_rpcs),
+            interceptors=[MetricsInterceptor(), ShedInterceptor()],
             options=[
                 # One process fails on a port that is already taken instead of
                 # sharing it; workers share theirs (their parent checked it).
@@ -225,9 +226,10 @@ class App:
                 ("grpc.max_send_message_length", message_limit),
                 ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
             ],
-            # Beyond this many calls running or queued, grpc refuses new ones
-            # at once (RESOURCE_EXHAUSTED) instead of queueing without bound.
-            maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+            # The executor sheds load from max_concurrent_rpcs on (OVERLOADED);
+            # shed calls count here until answered, so grpc's own refusal of
+            # every new call starts only at four times that.
+            maximum_concurrent_rpcs=4 * settings.max_concurrent_rpcs,
         )
         add_services(self.server, self.graph)
         self.health = health.HealthServicer(experimental_non_blocking=True)

@@ -66,7 +66,9 @@ class Settings:
     )
     max_concurrent_streams: int = _setting(100, "most RPCs in flight on one client connection (HTTP/2 MAX_CONCURRENT_STREAMS)")
     max_concurrent_rpcs: int = _setting(
-        512, "most RPCs in flight (running or queued) in one process; beyond it calls fail RESOURCE_EXHAUSTED at once"
+        512,
+        "RPCs in flight (running or queued) in one process from which callers over their share are refused "
+        "RESOURCE_EXHAUSTED / OVERLOADED at once; grpc refuses every new call beyond four times this",
     )
     health_interval: float = _setting(2.0, "seconds between database health probes")
     migrate_on_start: bool = _setting(True, "apply schema migrations when the server starts")
