@@ -204,3 +204,79 @@ def test_an_overloaded_process_sheds_the_flood_with_overloaded_and_retry_info(ti
     assert {error_info(e).reason for e in shed} == {"OVERLOADED"}
     assert status_detail(shed[0], error_details_pb2.RetryInfo).retry_delay.seconds == 1
     assert dict(shed[0].trailing_metadata())["retry-after"] == "1"
+
+
+# ------------------------------------------------------- readers that never read
+
+
+def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def _literal(name: str, value: str) -> bytes:
+    """An HPACK literal header field without indexing, new name, no Huffman."""
+    return b"\x00" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
+
+
+def _rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+SLOW_STREAMS = 200
+SLOW_LIMIT_STREAMS = 20
+SLOW_PAGE_BYTES = 256 * 1024
+RSS_GROWTH_BOUND = 100 * 1024 * 1024
+
+
+def test_a_reader_that_never_reads_holds_bounded_memory(tmp_path):
+    """A raw HTTP/2 client sets its window to 0 and opens 200 ListFollowers
+    streams of a user with 200 maximal followers, reading nothing. Only
+    --max-concurrent-streams of them are accepted, each answer is at most a
+    page budget, so the server's RSS grows by less than the stated bound,
+    and another client is served meanwhile."""
+    import time
+
+    args = (
+        "--database-url", f"sqlite:///{tmp_path}/slow.db",
+        "--max-concurrent-streams", str(SLOW_LIMIT_STREAMS),
+        "--page-max-bytes", str(SLOW_PAGE_BYTES),
+    )
+    with running_server(*args) as (address, process), own_connection(address) as channel:
+        client = Client(channel)
+        star = new_user()
+        for _ in range(200):
+            fan = new_user()
+            client.upsert(fan, display_name=BIG_NAME, avatar_url=BIG_AVATAR)
+            client.follow(fan, star)
+        request = pb.ListFollowersRequest(user_id=star, page_size=1000).SerializeToString()
+        before = _rss_bytes(process.pid)
+        host, port = address.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            settings = (0x4).to_bytes(2, "big") + (0).to_bytes(4, "big")  # INITIAL_WINDOW_SIZE 0
+            out = [b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", _frame(0x4, 0, 0, settings)]
+            headers = b"".join(
+                _literal(name, value)
+                for name, value in (
+                    (":method", "POST"),
+                    (":scheme", "http"),
+                    (":path", "/socialgraph.v1.SocialGraphService/ListFollowers"),
+                    (":authority", address),
+                    ("content-type", "application/grpc"),
+                    ("te", "trailers"),
+                )
+            )
+            body = b"\x00" + len(request).to_bytes(4, "big") + request
+            for i in range(SLOW_STREAMS):
+                stream = 2 * i + 1
+                out.append(_frame(0x1, 0x4, stream, headers))  # HEADERS, END_HEADERS
+                out.append(_frame(0x0, 0x1, stream, body))  # DATA, END_STREAM
+            sock.sendall(b"".join(out))
+            time.sleep(3.0)  # every accepted stream has built its answer
+            grown = _rss_bytes(process.pid) - before
+            # The server still answers others while the slow reader sits there.
+            assert client.graph.GetCounts(pb.GetCountsRequest(user_ids=[star]), timeout=10).counts[0].followers == 200
+        assert grown < RSS_GROWTH_BOUND, f"RSS grew by {grown / 2**20:.0f} MiB"
