@@ -308,3 +308,27 @@ def test_in_process_memory_follows_active_requesters_only(clock):
     limiter.acquire("gone", "t")
     limiter.release("gone", "t")
     assert len(limiter) == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_the_database_limiter_deletes_entries_that_left_the_longest_window(backend, tmp_path, clock):
+    """Every PRUNE_EVERY decisions, a batch of expired entries goes, whoever's they are."""
+    from storage import limiter as sql_limiter
+    from storage.schema import limiter_log
+    from sqlalchemy import func, select
+
+    with temporary_database(backend, tmp_path) as url:
+        storage = open_storage(url, pool_size=2)
+        upgrade(storage)
+        try:
+            limiter = SqlLimiter(storage, parse_windows("5/1h"), clock=lambda: int(clock() * 1_000_000))
+            for i in range(40):
+                assert limiter.acquire(f"gone-{i}", "t").allowed
+            clock.advance(3600)
+            for i in range(sql_limiter.PRUNE_EVERY - 40):
+                limiter.acquire("active", f"t{i}")
+            query = select(limiter_log.c.limiter_key, func.count()).group_by(limiter_log.c.limiter_key)
+            with storage.engine.connect() as conn:
+                assert dict(conn.execute(query).all()) == {"active": 5}
+        finally:
+            storage.close()
