@@ -60,9 +60,26 @@ class Decision:
 
 ALLOWED = Decision(True)
 
+
+def refusal(windows: Sequence[Window], times: Sequence[float], now: float) -> Decision | None:
+    """The sliding-log rule shared by the in-process and SQL limiters:
+    ``times`` are the admitted attempts of one key (oldest first, seconds);
+    None when every window has room, else the refusal of the window whose
+    slot frees last."""
+    refused = None
+    for window in windows:
+        inside = [t for t in times if t > now - window.seconds]
+        if len(inside) >= window.limit:
+            # The slot frees when the entry that makes the count reach the
+            # limit leaves the window.
+            wait = inside[len(inside) - window.limit] + window.seconds - now
+            if refused is None or wait > refused.retry_after:
+                refused = Decision(False, wait, window)
+    return refused
+
 DECISIONS = Counter(
     "socialgraph_limiter_decisions_total",
-    "Connection-request limiter decisions, by backend (redis, in-process) and result.",
+    "Connection-request limiter decisions, by backend (redis, sql, in-process) and result.",
     ["backend", "result"],
 )
 

@@ -1,13 +1,21 @@
-"""Keeps connection requests flowing while Redis is down: the in-process
-limiter takes over (the limit then holds per process) and Redis is tried
-again after a pause."""
+"""Keeps connection requests flowing, and exactly limited, while Redis is
+down: the database limiter (storage/limiter.py) takes over and Redis is tried
+again after a pause.
+
+The database log is kept whole while Redis answers too: every attempt Redis
+admits is also recorded there, so the fallback knows what Redis knew. After
+an outage, each requester's log in Redis is completed from the database (the
+attempts admitted during the outage, or everything when Redis restarted
+empty) the first time this process sees the requester, for one longest
+window.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Callable
+from typing import Callable, Protocol
 
 from prometheus_client import Counter
 from redis.exceptions import RedisClusterException, RedisError
@@ -20,15 +28,25 @@ REDIS_ERRORS = (RedisError, RedisClusterException)
 
 FALLBACKS = Counter(
     "socialgraph_limiter_fallbacks_total",
-    "Times the limiter fell back from Redis to the in-process limiter.",
+    "Times the limiter fell back from Redis to the database limiter.",
 )
+
+
+class Seedable(Limiter, Protocol):
+    def seed(self, key: str, entries: list[tuple[str, int]]) -> None: ...
+
+
+class Recording(Limiter, Protocol):
+    def record(self, key: str, token: str, at_us: int | None = None) -> None: ...
+
+    def entries(self, key: str) -> list[tuple[str, int]]: ...
 
 
 class FailoverLimiter:
     def __init__(
         self,
-        primary: Limiter,
-        fallback: Limiter,
+        primary: Seedable,
+        fallback: Recording,
         retry_after: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -39,6 +57,10 @@ class FailoverLimiter:
         self._clock = clock
         self._down_until = 0.0
         self._lock = threading.Lock()
+        # After an outage: until when requesters are completed from the
+        # database, and those already done.
+        self._sync_until = 0.0
+        self._synced: set[str] = set()
 
     @property
     def degraded(self) -> bool:
@@ -47,24 +69,47 @@ class FailoverLimiter:
     def acquire(self, key: str, token: str) -> Decision:
         if not self.degraded:
             try:
-                return self._primary.acquire(key, token)
+                self._sync(key)
+                decision = self._primary.acquire(key, token)
             except REDIS_ERRORS as exc:
                 self._mark_down(exc)
+            else:
+                if decision.allowed:
+                    try:
+                        self._fallback.record(key, token)
+                    except BaseException:
+                        self._release_primary(key, token)
+                        raise
+                return decision
         return self._fallback.acquire(key, token)
 
     def release(self, key: str, token: str) -> None:
-        # The token is in at most one of them; releasing an unknown token is a no-op.
         self._fallback.release(key, token)
         if not self.degraded:
-            try:
-                self._primary.release(key, token)
-            except REDIS_ERRORS as exc:
-                self._mark_down(exc)
+            self._release_primary(key, token)
+
+    def _release_primary(self, key: str, token: str) -> None:
+        try:
+            self._primary.release(key, token)
+        except REDIS_ERRORS as exc:
+            self._mark_down(exc)
+
+    def _sync(self, key: str) -> None:
+        if self._clock() >= self._sync_until:
+            if self._synced:
+                self._synced = set()
+            return
+        if key in self._synced:
+            return
+        self._primary.seed(key, self._fallback.entries(key))
+        self._synced.add(key)
 
     def _mark_down(self, exc: Exception) -> None:
         with self._lock:
             first = not self.degraded
             self._down_until = self._clock() + self._retry_after
+            self._sync_until = self._down_until + self.windows[-1].seconds
+            self._synced = set()
         if first:
             FALLBACKS.inc()
-            log.warning("limiter: Redis unavailable (%s); limiting in-process for now", exc)
+            log.warning("limiter: Redis unavailable (%s); limiting in the database for now", exc)

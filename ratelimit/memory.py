@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Callable, Sequence
 
-from .base import ALLOWED, Decision, Window, decision_counters
+from .base import ALLOWED, Decision, Window, decision_counters, refusal
 
 
 class InProcessLimiter:
     """Sliding logs in a dict, guarded by one lock. ``clock`` returns seconds
-    (monotonic by default); tests pass their own to move time."""
+    (monotonic by default); tests pass their own to move time.
+
+    Logs are kept in order of their last admission, so requesters whose
+    logs have emptied (their last attempt left the longest window) are
+    dropped from the front at every call: memory follows the requesters
+    active within one window, not every requester ever seen."""
 
     def __init__(self, windows: Sequence[Window], clock: Callable[[], float] = time.monotonic):
         if not windows:
@@ -21,8 +26,12 @@ class InProcessLimiter:
         self._horizon = self.windows[-1].seconds
         self._clock = clock
         self._lock = threading.Lock()
-        self._logs: dict[str, deque[tuple[float, str]]] = {}
+        self._logs: OrderedDict[str, deque[tuple[float, str]]] = OrderedDict()
         self._decisions = decision_counters("in-process")
+
+    def __len__(self) -> int:
+        """Requesters tracked."""
+        return len(self._logs)
 
     def acquire(self, key: str, token: str) -> Decision:
         decision = self._acquire(key, token)
@@ -32,26 +41,27 @@ class InProcessLimiter:
     def _acquire(self, key: str, token: str) -> Decision:
         with self._lock:
             now = self._clock()
+            self._prune(now)
             log = self._logs.get(key)
             if log is None:
-                log = self._logs[key] = deque()
+                log = deque()
             while log and log[0][0] <= now - self._horizon:
                 log.popleft()
-            refusal = None
-            for window in self.windows:
-                inside = [t for t, _ in log if t > now - window.seconds]
-                if len(inside) >= window.limit:
-                    # The slot frees when the entry that makes the count reach
-                    # the limit leaves the window.
-                    wait = inside[len(inside) - window.limit] + window.seconds - now
-                    if refusal is None or wait > refusal.retry_after:
-                        refusal = Decision(False, wait, window)
-            if refusal is not None:
-                if not log:
-                    del self._logs[key]
-                return refusal
+            refused = refusal(self.windows, [t for t, _ in log], now)
+            if refused is not None:
+                return refused
             log.append((now, token))
+            self._logs[key] = log
+            self._logs.move_to_end(key)
             return ALLOWED
+
+    def _prune(self, now: float) -> None:
+        """Drops the least recently admitted requesters whose every entry has left the longest window."""
+        while self._logs:
+            key, log = next(iter(self._logs.items()))
+            if log and log[-1][0] > now - self._horizon:
+                return
+            del self._logs[key]
 
     def release(self, key: str, token: str) -> None:
         with self._lock:

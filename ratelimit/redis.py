@@ -43,3 +43,11 @@ class RedisLimiter:
 
     def release(self, key: str, token: str) -> None:
         self._client.zrem(log_key(self._prefix, key), token)
+
+    def seed(self, key: str, entries: list[tuple[str, int]]) -> None:
+        """Adds attempts admitted elsewhere ((token, µs) pairs) that the log lacks."""
+        if not entries:
+            return
+        log = log_key(self._prefix, key)
+        self._client.zadd(log, {token: at_us for token, at_us in entries}, nx=True)
+        self._client.pexpire(log, self.windows[-1].seconds * 1000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
 import threading
 from concurrent import futures
@@ -12,21 +13,22 @@ from redis import Redis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
-from ratelimit import InProcessLimiter
 from ratelimit.failover import FailoverLimiter
 from ratelimit.redis import RedisLimiter
 from socialgraph.v1 import admin_pb2, social_graph_pb2
 from storage import SqlStorage, StorageUnavailable, open_storage
 from storage.cache import RedisCounterCache
 from storage.counters import InProcessCounterCache, SqlCounters
+from storage.limiter import SqlLimiter
 from storage.near import CounterFeed, Near
 from storage.relationships import InProcessRelationshipCache, RedisRelationshipCache, SqlRelationships
 from storage.migrate import upgrade
 
 from . import redis_client
+from .fairness import FairExecutor, ShedInterceptor
 from .handlers import add_service
 from .metrics import MetricsInterceptor, serve_metrics
-from .rules import Graph, Policy
+from .rules import Graph, PageTokens, Policy
 from .servicers import AdminServicer, SocialGraphServicer
 from .settings import Settings
 
@@ -77,20 +79,38 @@ class PortInUse(RuntimeError):
 
 def make_graph(settings: Settings, storage: SqlStorage) -> Graph:
     """The rules over ``storage``, with the limiter and the counter and
-    relationship caches the settings ask for: Redis-backed (falling back
-    in-process while Redis is down) with ``redis_url``, in-process without."""
-    policy = Policy(connection_limit=settings.connection_limit, auto_follow=settings.auto_follow)
-    local_limiter = InProcessLimiter(settings.windows)
+    relationship caches the settings ask for: Redis-backed with
+    ``redis_url`` (the limiter falling back to the database while Redis is
+    down), the database limiter and in-process caches without."""
+    policy = Policy(
+        connection_limit=settings.connection_limit,
+        auto_follow=settings.auto_follow,
+        avatar_schemes=("https", "http") if settings.allow_http_avatars else ("https",),
+        page_bytes=settings.page_bytes,
+        edge_batch=settings.edge_batch_size,
+    )
+    # The database limiter is exact across every process on the database.
+    sql_limiter = SqlLimiter(storage, settings.windows)
+    tokens = page_tokens(settings, storage)
     if settings.redis_url:
         client = redis_client.connect(settings.redis_url, settings.redis_timeout)
-        limiter = FailoverLimiter(RedisLimiter(client, settings.windows), local_limiter)
-        return Graph(storage, limiter, policy, **cached_readers(storage, client, settings.counter_cache_ttl))
+        limiter = FailoverLimiter(RedisLimiter(client, settings.windows), sql_limiter)
+        readers = cached_readers(storage, client, settings.counter_cache_ttl)
+        return Graph(storage, limiter, policy, page_tokens=tokens, **readers)
     if settings.workers == 1:
-        return Graph(storage, local_limiter, policy, **cached_readers(storage))
+        return Graph(storage, sql_limiter, policy, page_tokens=tokens, **cached_readers(storage))
     # Several processes without Redis: an in-process cache would go stale
-    # across them, so counters and relationships come from SQL; the limit
-    # holds per process.
-    return Graph(storage, local_limiter, policy)
+    # across them, so counters and relationships come from SQL.
+    return Graph(storage, sql_limiter, policy, page_tokens=tokens)
+
+
+def page_tokens(settings: Settings, storage: SqlStorage) -> PageTokens:
+    """The configured keys; without any, the key kept in the database (made
+    by the first process that asks), so every process accepts every token."""
+    if settings.page_token_keys:
+        return PageTokens(settings.page_token_keys)
+    stored = storage.read_write(lambda tx: tx.service_key("page_tokens", secrets.token_hex(32)))
+    return PageTokens([stored.encode()])
 
 
 def cached_readers(storage: SqlStorage, client=None, ttl_seconds: int = 3600, prefix: str = "sg") -> dict:
@@ -196,15 +216,20 @@ class App:
         self.graph = make_graph(settings, self.storage)
         message_limit = settings.max_message_bytes
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc"),
-            interceptors=[MetricsInterceptor()],
+            FairExecutor(settings.threads, settings.max_concurrent_rpcs),
+            interceptors=[MetricsInterceptor(), ShedInterceptor()],
             options=[
                 # One process fails on a port that is already taken instead of
                 # sharing it; workers share theirs (their parent checked it).
                 ("grpc.so_reuseport", int(worker)),
                 ("grpc.max_receive_message_length", message_limit),
                 ("grpc.max_send_message_length", message_limit),
+                ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
             ],
+            # The executor sheds load from max_concurrent_rpcs on (OVERLOADED);
+            # shed calls count here until answered, so grpc's own refusal of
+            # every new call starts only at four times that.
+            maximum_concurrent_rpcs=4 * settings.max_concurrent_rpcs,
         )
         add_services(self.server, self.graph)
         self.health = health.HealthServicer(experimental_non_blocking=True)

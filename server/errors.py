@@ -20,6 +20,7 @@ from .rules import (
     GraphError,
     InvalidArgument,
     NotFound,
+    Overloaded,
     PermissionDenied,
     RateLimited,
     Reason,
@@ -38,6 +39,7 @@ _CODES: dict[type[GraphError], grpc.StatusCode] = {
     NotFound: grpc.StatusCode.NOT_FOUND,
     RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ConnectionLimitReached: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -62,7 +64,7 @@ def status_for(exc: Exception) -> Status:
     metadata = {key: _clip(value) for key, value in metadata.items()}
     details = [error_details_pb2.ErrorInfo(reason=str(reason), domain=DOMAIN, metadata=metadata)]
     trailing: list[tuple[str, str | bytes]] = []
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, (RateLimited, Overloaded)):
         delay = max(exc.retry_after, 0.0)
         seconds = int(delay)
         details.append(
@@ -70,6 +72,8 @@ def status_for(exc: Exception) -> Status:
                 retry_delay=duration_pb2.Duration(seconds=seconds, nanos=int((delay - seconds) * 1e9))
             )
         )
+        trailing.append(("retry-after", str(max(1, math.ceil(delay)))))
+    if isinstance(exc, RateLimited):
         details.append(
             error_details_pb2.QuotaFailure(
                 violations=[
@@ -80,7 +84,6 @@ def status_for(exc: Exception) -> Status:
                 ]
             )
         )
-        trailing.append(("retry-after", str(max(1, math.ceil(delay)))))
     packed = []
     for detail in details:
         any_detail = any_pb2.Any()

@@ -50,6 +50,10 @@ class Settings:
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR", commands=_ALL)
     connection_limit: int = _setting(2000, "most connections a user may have (C6)")
     auto_follow: bool = _setting(True, "sending and accepting a request follow the other user (C4)")
+    edge_batch_size: int = _setting(
+        1000, "most edges of each kind one transaction removes when deleting or promoting a user"
+    )
+    allow_http_avatars: bool = _setting(False, "accept http:// avatar URLs as well as https://")
     rate_limits: str = _setting(
         "20/1h,100/24h", "connection requests per requester per sliding window, comma-separated (C7)"
     )
@@ -57,8 +61,31 @@ class Settings:
     threads: int = _setting(32, "gRPC worker threads per process; also the database connection pool size")
     grace_period: float = _setting(10.0, "seconds in-flight RPCs get to finish on SIGTERM")
     max_message_bytes: int = _setting(4 * 1024 * 1024, "largest request or response message")
+    page_max_bytes: int = _setting(
+        512 * 1024, "most bytes of items in one page (at most half of max_message_bytes); a page stops early instead"
+    )
+    max_concurrent_streams: int = _setting(100, "most RPCs in flight on one client connection (HTTP/2 MAX_CONCURRENT_STREAMS)")
+    max_concurrent_rpcs: int = _setting(
+        512,
+        "RPCs in flight (running or queued) in one process from which callers over their share are refused "
+        "RESOURCE_EXHAUSTED / OVERLOADED at once; grpc refuses every new call beyond four times this",
+    )
     health_interval: float = _setting(2.0, "seconds between database health probes")
     migrate_on_start: bool = _setting(True, "apply schema migrations when the server starts")
+    page_token_key: str = _setting(
+        "",
+        "keys that sign page tokens, comma-separated: the first signs, every one is accepted (rotation); "
+        "empty: one random key, made once and kept in the database",
+    )
+
+    @property
+    def page_bytes(self) -> int:
+        """The page budget in force: a page and its envelope always fit in a message."""
+        return min(self.page_max_bytes, self.max_message_bytes // 2)
+
+    @property
+    def page_token_keys(self) -> tuple[bytes, ...]:
+        return tuple(key.strip().encode() for key in self.page_token_key.split(",") if key.strip())
 
     @property
     def windows(self) -> tuple[Window, ...]:
@@ -81,8 +108,12 @@ class Settings:
             raise ValueError(f"metrics_listen must be host:port, got {self.metrics_listen!r}")
         if self.redis_timeout <= 0 or self.counter_cache_ttl < 1 or self.database_timeout <= 0:
             raise ValueError("redis_timeout, counter_cache_ttl and database_timeout must be positive")
+        if self.edge_batch_size < 1:
+            raise ValueError("edge_batch_size must be at least 1")
         if self.connection_limit < 1:
             raise ValueError("connection_limit must be at least 1")
+        if min(self.max_message_bytes, self.page_max_bytes, self.max_concurrent_streams, self.max_concurrent_rpcs) < 1:
+            raise ValueError("max_message_bytes, page_max_bytes, max_concurrent_streams and max_concurrent_rpcs must be positive")
         if self.threads < 1 or self.workers < 1:
             raise ValueError("threads and workers must be at least 1")
         if not self.listen.rpartition(":")[2].isdigit():

@@ -4,7 +4,9 @@ Each failure is an ``InvalidArgument`` naming the field."""
 from __future__ import annotations
 
 import enum
+import unicodedata
 from typing import Iterable, TypeVar
+from urllib.parse import urlsplit
 
 from .rules import InvalidArgument, Reason
 from .rules.ids import UUID
@@ -53,14 +55,98 @@ def record_id(value: str, field: str) -> str | None:
     return value.lower() if UUID.fullmatch(value) else None
 
 
+# Free text (messages, reasons, notes) keeps tabs and line breaks but no other
+# control character, and none of the bidi controls that reorder what follows
+# them (embeddings and overrides).
+_BIDI_OVERRIDES = frozenset("\u202a\u202b\u202c\u202d\u202e")
+_TEXT_CONTROLS_ALLOWED = frozenset("\t\n\r")
+# Names are one line, and show exactly what they say: besides controls,
+# no bidi control at all (marks and isolates included) and no invisible or
+# zero-width character. A zero-width joiner is kept between two symbols, where
+# it builds one emoji (👩‍💻), and so are tag characters, which build flags.
+_BIDI_CONTROLS = _BIDI_OVERRIDES | frozenset("\u200e\u200f\u061c\u2066\u2067\u2068\u2069")
+_ZWJ = "\u200d"
+
+
 def text(value: str, field: str, limit: int) -> str:
+    """Free text of at most ``limit`` code points (so at most 4 × ``limit``
+    bytes of UTF-8)."""
+    _length(value, field, limit)
+    if "\x00" in value:
+        raise InvalidArgument(Reason.INVALID_TEXT, field, "must not contain NUL characters")
+    for ch in value:
+        if ch in _BIDI_OVERRIDES or (_is_control(ch) and ch not in _TEXT_CONTROLS_ALLOWED):
+            raise InvalidArgument(
+                Reason.INVALID_TEXT, field, f"must not contain control or bidi override characters, got U+{ord(ch):04X}"
+            )
+    return value
+
+
+def display_name(value: str, field: str) -> str:
+    """A one-line name that renders as what it says: no control, bidi or
+    zero-width characters."""
+    text(value, field, DISPLAY_NAME_MAX)
+    for i, ch in enumerate(value):
+        if ch == _ZWJ and _is_symbol(value, i - 1) and _is_symbol(value, i + 1):
+            continue
+        if ch in _BIDI_CONTROLS or _is_control(ch) or _is_invisible(ch):
+            raise InvalidArgument(
+                Reason.INVALID_TEXT,
+                field,
+                f"must not contain control, bidi or zero-width characters, got U+{ord(ch):04X}",
+            )
+    return value
+
+
+def avatar_url(value: str, field: str, schemes: Iterable[str] = ("https",)) -> str:
+    """Empty, or an absolute URL of one of ``schemes`` with a host, in ASCII
+    (percent-encoded), so its length in bytes is its length in characters."""
+    _length(value, field, AVATAR_URL_MAX)
+    if not value:
+        return value
+    allowed = tuple(schemes)
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        parts, host = None, None
+    if (
+        parts is None
+        or not value.isascii()
+        or any(ch.isspace() or _is_control(ch) for ch in value)
+        or parts.scheme not in allowed
+        or not host
+    ):
+        raise InvalidArgument(
+            Reason.INVALID_TEXT,
+            field,
+            f"must be an absolute {' or '.join(allowed)} URL with a host, in ASCII (percent-encode the rest)",
+        )
+    return value
+
+
+def _length(value: str, field: str, limit: int) -> None:
     if len(value) > limit:
         raise InvalidArgument(
             Reason.FIELD_TOO_LONG, field, f"must be at most {limit} characters, got {len(value)}"
         )
-    if "\x00" in value:
-        raise InvalidArgument(Reason.INVALID_TEXT, field, "must not contain NUL characters")
-    return value
+
+
+def _is_control(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Cc", "Zl", "Zp")
+
+
+def _is_invisible(ch: str) -> bool:
+    """Format characters (zero-width spaces and joiners, word joiner, BOM,
+    soft hyphen...), except tag characters."""
+    return unicodedata.category(ch) == "Cf" and not "\U000e0020" <= ch <= "\U000e007f"
+
+
+def _is_symbol(value: str, i: int) -> bool:
+    """An emoji-like character at ``i``, or a variation selector or modifier after one."""
+    if not 0 <= i < len(value):
+        return False
+    return unicodedata.category(value[i]) in ("So", "Sk") or value[i] == "\ufe0f"
 
 
 def enum_value(value: int, field: str, kind: type[E]) -> E:

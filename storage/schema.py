@@ -154,3 +154,24 @@ COUNTER_COLUMNS = (
     "blocked",
 )
 
+
+# Secrets every server process on this database shares, made by the first
+# that needs one (the page token key when none is configured).
+service_keys = Table(
+    "service_keys",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# The limiter's sliding logs when it runs in the database (no Redis, or Redis
+# down): one row per admitted attempt, named by its token.
+limiter_log = Table(
+    "limiter_log",
+    metadata,
+    Column("limiter_key", String(200), primary_key=True),
+    Column("token", String(UUID_LEN), primary_key=True),
+    Column("at_us", BigInteger, nullable=False),
+    Index(None, "limiter_key", "at_us"),
+    Index(None, "at_us"),
+)

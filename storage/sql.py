@@ -37,7 +37,9 @@ from .schema import (
     connection_requests,
     connections,
     follows,
+    limiter_log,
     reports,
+    service_keys,
     user_counters,
     users,
 )
@@ -63,6 +65,8 @@ from .types import (
 )
 
 _LOCK_ATTEMPTS = 3
+# Any fixed number: keeps the limiter's advisory locks apart from others.
+_LIMITER_LOCK_SEED = 0x5A7E
 
 
 class SqlTx:
@@ -109,9 +113,9 @@ class SqlTx:
         version = user_counters.c.version
         return case((version + 1 > self._now_us, version + 1), else_=self._now_us)
 
-    def _bump(self, user_id: str | ColumnElement, **deltas: int) -> None:
+    def _bump(self, user_id: str | list[str] | ColumnElement, **deltas: int) -> None:
         """Adds ``deltas`` to the counters of one user (at ``flush``), or of
-        every user a subquery selects (at once)."""
+        every user a list names or a subquery selects (at once)."""
         if isinstance(user_id, str):
             self._add(user_id, deltas)
             return
@@ -249,12 +253,59 @@ class SqlTx:
         self._bump(blocker_id, blocked=-1)
         return True
 
-    def delete_blocks_against(self, blocked_id: str) -> int:
-        blockers = select(blocks.c.blocker_id).where(blocks.c.blocked_id == blocked_id)
-        self._bump(blockers, blocked=-1)
-        return self._c.execute(delete(blocks).where(blocks.c.blocked_id == blocked_id)).rowcount
+    def delete_blocks_against(self, blocked_id: str, limit: int | None = None) -> int:
+        """Deletes the blocks against ``blocked_id`` (at most ``limit`` of them)."""
+        b = blocks.c
+        blockers = select(b.blocker_id).where(b.blocked_id == blocked_id)
+        if limit is None:
+            self._bump(blockers, blocked=-1)
+            return self._c.execute(delete(blocks).where(b.blocked_id == blocked_id)).rowcount
+        ids = list(self._c.execute(blockers.order_by(b.blocker_id).limit(limit)).scalars())
+        if ids:
+            self._bump(ids, blocked=-1)
+            self._c.execute(delete(blocks).where(b.blocked_id == blocked_id, b.blocker_id.in_(ids)))
+        return len(ids)
 
     # --------------------------------------------------------------- accounts
+
+    def delete_user_edges(self, user_id: str, limit: int) -> Removed:
+        """Deletes up to ``limit`` edges of each kind that involve
+        ``user_id``, keeping both sides' counters in step; the user's
+        record and counters stay. Every other user it touches is one of at
+        most ``limit`` per kind, so the transaction stays short."""
+        f, c, r, b = follows.c, connections.c, connection_requests.c, blocks.c
+
+        def others(column, where) -> list[str]:
+            return list(self._c.execute(select(column).where(where).order_by(column).limit(limit)).scalars())
+
+        def remove(table, where, other, theirs: str, mine: str) -> int:
+            ids = others(other, where)
+            if ids:
+                self._c.execute(delete(table).where(where, other.in_(ids)))
+                self._bump(ids, **{theirs: -1})
+                self._add(user_id, {mine: -len(ids)})
+            return len(ids)
+
+        follows_removed = remove(follows, f.follower_id == user_id, f.followee_id, "followers", "following")
+        follows_removed += remove(follows, f.followee_id == user_id, f.follower_id, "following", "followers")
+        connected = others(c.other_id, c.user_id == user_id)
+        if connected:
+            self._c.execute(delete(connections).where(c.user_id == user_id, c.other_id.in_(connected)))
+            self._c.execute(delete(connections).where(c.other_id == user_id, c.user_id.in_(connected)))
+            self._bump(connected, connections=-1)
+            self._add(user_id, {"connections": -len(connected)})
+        requests_removed = remove(
+            connection_requests, r.requester_id == user_id, r.recipient_id, "incoming_requests", "outgoing_requests"
+        )
+        requests_removed += remove(
+            connection_requests, r.recipient_id == user_id, r.requester_id, "outgoing_requests", "incoming_requests"
+        )
+        own_blocks = others(b.blocked_id, b.blocker_id == user_id)
+        if own_blocks:
+            self._c.execute(delete(blocks).where(b.blocker_id == user_id, b.blocked_id.in_(own_blocks)))
+            self._add(user_id, {"blocked": -len(own_blocks)})
+        blocks_removed = len(own_blocks) + self.delete_blocks_against(user_id, limit)
+        return Removed(follows_removed, len(connected), requests_removed, blocks_removed)
 
     def delete_user(self, user_id: str) -> Removed:
         """Removes every edge that involves ``user_id``, keeping the other
@@ -289,6 +340,58 @@ class SqlTx:
         version = max(self._versions.get(user_id, 0) + 1, self._now_us)
         self.touched[user_id] = VersionedCounts(Counts(user_id), version)
         return removed
+
+    # ----------------------------------------------------------- service keys
+
+    def service_key(self, name: str, candidate: str) -> str:
+        """The key stored under ``name``; ``candidate`` becomes it when there is none yet."""
+        self._c.execute(
+            self._insert(service_keys)
+            .values(name=name, value=candidate)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        return self._c.execute(select(service_keys.c.value).where(service_keys.c.name == name)).scalar_one()
+
+    # ---------------------------------------------------------------- limiter
+
+    def lock_limiter_key(self, key: str) -> None:
+        """Serialises the limiter's transactions on one key until COMMIT
+        (SQLite's BEGIN IMMEDIATE already serialises every write)."""
+        if self._pg:
+            self._c.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, _LIMITER_LOCK_SEED))))
+
+    def limiter_times(self, key: str, since_us: int) -> list[int]:
+        """The key's admitted attempts after ``since_us``, oldest first;
+        older ones are deleted."""
+        log = limiter_log.c
+        self._c.execute(delete(limiter_log).where(log.limiter_key == key, log.at_us <= since_us))
+        query = select(log.at_us).where(log.limiter_key == key).order_by(log.at_us)
+        return list(self._c.execute(query).scalars())
+
+    def limiter_entries(self, key: str, since_us: int) -> list[tuple[str, int]]:
+        """The key's (token, time) entries after ``since_us``."""
+        log = limiter_log.c
+        query = select(log.token, log.at_us).where(log.limiter_key == key, log.at_us > since_us)
+        return [(row.token, row.at_us) for row in self._c.execute(query)]
+
+    def limiter_add(self, key: str, token: str, at_us: int) -> None:
+        self._c.execute(
+            self._insert(limiter_log)
+            .values(limiter_key=key, token=token, at_us=at_us)
+            .on_conflict_do_nothing(index_elements=["limiter_key", "token"])
+        )
+
+    def limiter_remove(self, key: str, token: str) -> None:
+        log = limiter_log.c
+        self._c.execute(delete(limiter_log).where(log.limiter_key == key, log.token == token))
+
+    def limiter_prune(self, before_us: int, limit: int) -> int:
+        """Deletes up to ``limit`` entries of any key older than ``before_us``."""
+        log = limiter_log.c
+        old = select(log.limiter_key, log.token).where(log.at_us <= before_us).limit(limit)
+        return self._c.execute(
+            delete(limiter_log).where(tuple_(log.limiter_key, log.token).in_(old))
+        ).rowcount
 
     # ---------------------------------------------------------------- reports
 

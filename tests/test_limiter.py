@@ -17,9 +17,19 @@ from server import redis_client
 from server.rules import Graph, Policy
 from socialgraph.v1 import social_graph_pb2 as pb
 from storage import open_storage
+from storage.limiter import SqlLimiter
 from storage.migrate import upgrade
 
-from .support import REDIS_URL, new_user, raises, redis_reachable, require, serving, status_detail
+from .support import (
+    REDIS_URL,
+    new_user,
+    raises,
+    redis_reachable,
+    require,
+    serving,
+    status_detail,
+    temporary_database,
+)
 
 
 class FakeClock:
@@ -47,7 +57,14 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["in-process", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "in-process",
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ]
+)
 def kind(request):
     if request.param == "redis":
         require("Redis", redis_reachable())
@@ -56,17 +73,32 @@ def kind(request):
 
 @pytest.fixture
 def timeline(kind, clock):
-    return clock if kind == "in-process" else RedisTime()
+    return RedisTime() if kind == "redis" else clock
 
 
 @pytest.fixture
-def make_limiter(kind, clock):
+def sql_storage(kind, tmp_path):
+    """A fresh database for the database limiter (None for the other kinds)."""
+    if kind not in ("sqlite", "postgres"):
+        yield None
+        return
+    with temporary_database(kind, tmp_path) as url:
+        storage = open_storage(url, pool_size=8)
+        upgrade(storage)
+        yield storage
+        storage.close()
+
+
+@pytest.fixture
+def make_limiter(kind, clock, sql_storage):
     """Builds a limiter of the kind under test for the given windows; each
     Redis limiter gets its own key prefix, so tests never share logs."""
 
     def make(spec: str):
         if kind == "in-process":
             return InProcessLimiter(parse_windows(spec), clock=clock)
+        if sql_storage is not None:
+            return SqlLimiter(sql_storage, parse_windows(spec), clock=lambda: int(clock() * 1_000_000))
         client = redis_client.connect(REDIS_URL, timeout=1.0)
         return RedisLimiter(client, parse_windows(spec), prefix=f"test-{uuid.uuid4().hex[:12]}")
 
@@ -255,3 +287,48 @@ def test_a_crossing_request_that_connects_uses_a_slot(limited):
     assert limited.send(sender, new_user()).created
     with raises(grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED"):
         limited.send(sender, new_user())
+
+
+def test_in_process_memory_follows_active_requesters_only(clock):
+    """200k one-off requesters must not stay in memory for ever: once their
+    attempts leave the longest window they are dropped."""
+    limiter = InProcessLimiter(parse_windows("5/1h,20/1d"), clock=clock)
+    for i in range(20_000):
+        assert limiter.acquire(f"one-off-{i}", "t").allowed
+        if i % 1000 == 0:
+            clock.advance(1)
+    assert len(limiter) == 20_000
+    clock.advance(86_400 - 10)  # the first ones have left the day window
+    limiter.acquire("active", "t")
+    assert 1 < len(limiter) < 20_000
+    clock.advance(86_400)
+    assert limiter.acquire("active", "u").allowed
+    assert len(limiter) == 1
+    # A released attempt does not keep its requester either.
+    limiter.acquire("gone", "t")
+    limiter.release("gone", "t")
+    assert len(limiter) == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_the_database_limiter_deletes_entries_that_left_the_longest_window(backend, tmp_path, clock):
+    """Every PRUNE_EVERY decisions, a batch of expired entries goes, whoever's they are."""
+    from storage import limiter as sql_limiter
+    from storage.schema import limiter_log
+    from sqlalchemy import func, select
+
+    with temporary_database(backend, tmp_path) as url:
+        storage = open_storage(url, pool_size=2)
+        upgrade(storage)
+        try:
+            limiter = SqlLimiter(storage, parse_windows("5/1h"), clock=lambda: int(clock() * 1_000_000))
+            for i in range(40):
+                assert limiter.acquire(f"gone-{i}", "t").allowed
+            clock.advance(3600)
+            for i in range(sql_limiter.PRUNE_EVERY - 40):
+                limiter.acquire("active", f"t{i}")
+            query = select(limiter_log.c.limiter_key, func.count()).group_by(limiter_log.c.limiter_key)
+            with storage.engine.connect() as conn:
+                assert dict(conn.execute(query).all()) == {"active": 5}
+        finally:
+            storage.close()

@@ -50,4 +50,4 @@ def test_metrics_count_rpcs_by_method_and_code(tmp_path):
     assert rpcs("/grpc.health.v1.Health/Check", "OK") >= 1
     assert samples[f'socialgraph_rpc_duration_seconds_count{{method="{follow}"}}'] == 3
     assert samples['socialgraph_counter_cache_lookups_total{result="hit",tier="in-process"}'] >= 1
-    assert samples['socialgraph_limiter_decisions_total{backend="in-process",result="allowed"}'] == 1
+    assert samples['socialgraph_limiter_decisions_total{backend="sql",result="allowed"}'] == 1

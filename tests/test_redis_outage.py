@@ -18,7 +18,7 @@ import pytest
 import redis
 from socialgraph.v1 import social_graph_pb2 as pb
 
-from ratelimit import InProcessLimiter, parse_windows
+from ratelimit import parse_windows
 from ratelimit.failover import FailoverLimiter
 from ratelimit.redis import RedisLimiter, log_key
 from server import redis_client
@@ -28,6 +28,7 @@ from server.settings import Settings
 from storage import open_storage
 from storage.cache import RedisCounterCache, counts_key
 from storage.counters import SqlCounters
+from storage.limiter import SqlLimiter
 from storage.migrate import upgrade
 from storage.types import Counts
 
@@ -374,8 +375,9 @@ class Switchable:
 def cut_off_graph(settings: Settings, storage, retry_after: float = 0.2):
     """As make_graph wires a Redis-backed graph, over a Switchable client."""
     client = Switchable(redis_client.connect(settings.redis_url, settings.redis_timeout))
-    local = InProcessLimiter(settings.windows)
-    limiter = FailoverLimiter(RedisLimiter(client, settings.windows), local, retry_after=retry_after)
+    limiter = FailoverLimiter(
+        RedisLimiter(client, settings.windows), SqlLimiter(storage, settings.windows), retry_after=retry_after
+    )
     cache = RedisCounterCache(client, SqlCounters(storage), ttl_seconds=settings.counter_cache_ttl,
                               retry_after=retry_after, announce=True)
     storage.on_counters_committed(cache.publish)
@@ -454,43 +456,88 @@ def test_a_stale_entry_left_by_a_cut_off_process_does_not_outlive_its_recovery(p
         storage_b.close()
 
 
-# ----------------------------------------------------- in-process: the limiter
+# ------------------------------------------------------------- the limiter
 
 
-def test_the_limiter_falls_back_during_the_outage_and_returns_after(private_redis):
-    windows = parse_windows("3/1h")
-    client = redis_client.connect(private_redis.url, timeout=0.2)
+@pytest.fixture
+def limiter_storage(sqlite_url):
+    storage = open_storage(sqlite_url, pool_size=8)
+    upgrade(storage)
+    yield storage
+    storage.close()
+
+
+def failover(redis_url: str, storage, windows, prefix: str) -> FailoverLimiter:
+    """One process's limiter: Redis first, the shared database while Redis fails."""
+    client = redis_client.connect(redis_url, timeout=0.2)
+    return FailoverLimiter(RedisLimiter(client, windows, prefix=prefix), SqlLimiter(storage, windows), retry_after=0.2)
+
+
+def test_an_outage_admits_exactly_the_limit_across_processes(private_redis, limiter_storage):
+    """With the limit at 5: 2 before the outage, then 3 more across two
+    processes while Redis is down, and none after it restarts empty."""
+    windows = parse_windows("5/1h")
     prefix = f"test-{uuid.uuid4().hex[:12]}"
-    limiter = FailoverLimiter(RedisLimiter(client, windows, prefix=prefix), InProcessLimiter(windows),
-                              retry_after=0.2)
+    a = failover(private_redis.url, limiter_storage, windows, prefix)
+    b = failover(private_redis.url, limiter_storage, windows, prefix)
     user = new_user()
+    assert a.acquire(user, "before-a").allowed and b.acquire(user, "before-b").allowed
+    assert not a.degraded
     direct = redis.Redis(port=private_redis.port, socket_timeout=2)
-
-    assert limiter.acquire(user, "before").allowed
-    assert not limiter.degraded
-    assert direct.zrange(log_key(prefix, user), 0, -1) == [b"before"]
+    assert sorted(direct.zrange(log_key(prefix, user), 0, -1)) == [b"before-a", b"before-b"]
     direct.close()
 
     private_redis.stop()
-    # In-process limiting: its own window for this process.
-    assert [limiter.acquire(user, f"during-{i}").allowed for i in range(4)] == [True, True, True, False]
-    assert limiter.degraded
-    limiter.release(user, "during-0")  # given back in-process
-    assert limiter.acquire(user, "during-4").allowed
-    # Still down after the pause: Redis is tried, fails, and the fallback answers.
-    assert wait_until(lambda: not limiter.degraded, timeout=2.0)
-    assert not limiter.acquire(user, "during-5").allowed
-    assert limiter.degraded
+    during = [limiter.acquire(user, f"during-{name}-{i}").allowed for i in range(4) for name, limiter in (("a", a), ("b", b))]
+    assert during.count(True) == 3, during
+    assert a.degraded and b.degraded
+    a.release(user, "during-a-0")  # given back in the database: one more fits
+    assert b.acquire(user, "during-again").allowed
+    assert not a.acquire(user, "during-full").allowed
 
-    private_redis.start()
-    assert wait_until(lambda: not limiter.degraded, timeout=2.0), "still degraded after the retry pause"
-    decision = limiter.acquire(user, "after")
-    assert decision.allowed
-    assert not limiter.degraded, "Redis answered, but the limiter fell back again"
+    private_redis.start()  # empty
+    assert wait_until(lambda: not a.degraded and not b.degraded, timeout=2.0)
+    after = [limiter.acquire(user, f"after-{name}-{i}").allowed for i in range(3) for name, limiter in (("a", a), ("b", b))]
+    assert after == [False] * 6, "Redis restarted empty, yet admitted past the limit"
+    assert not a.degraded, "Redis answered, but the limiter fell back again"
     direct = redis.Redis(port=private_redis.port, socket_timeout=2)
-    assert direct.zrange(log_key(prefix, user), 0, -1) == [b"after"], "the Redis log is not used again"
-    assert [limiter.acquire(user, f"after-{i}").allowed for i in range(3)] == [True, True, False]
-    assert direct.zcard(log_key(prefix, user)) == 3
-    limiter.release(user, "after-0")
-    assert direct.zcard(log_key(prefix, user)) == 2
+    assert direct.zcard(log_key(prefix, user)) == 5, "the Redis log was not completed from the database"
+    # Given back through Redis and the database alike.
+    a.release(user, "before-a")
+    assert direct.zcard(log_key(prefix, user)) == 4
+    assert b.acquire(user, "after-release").allowed
+    assert not a.acquire(user, "after-full").allowed
     direct.close()
+
+
+def test_a_stalled_redis_admits_exactly_the_limit(private_redis, limiter_storage):
+    """Redis stops answering for two seconds (SIGSTOP) under one requester's
+    attempts from two processes: the limit still holds."""
+    import os
+    import signal
+    import threading
+
+    windows = parse_windows("5/1h")
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    limiters = [failover(private_redis.url, limiter_storage, windows, prefix) for _ in range(2)]
+    user = new_user()
+    assert limiters[0].acquire(user, "before").allowed
+    os.kill(private_redis.process.pid, signal.SIGSTOP)
+    resume = threading.Timer(2.0, os.kill, (private_redis.process.pid, signal.SIGCONT))
+    resume.start()
+    admitted = 1
+    try:
+        deadline = time.monotonic() + 3.5
+        i = 0
+        while time.monotonic() < deadline:
+            for limiter in limiters:
+                admitted += limiter.acquire(user, f"t-{i}").allowed
+                i += 1
+            time.sleep(0.05)
+    finally:
+        resume.join()
+        os.kill(private_redis.process.pid, signal.SIGCONT)
+    assert i > 20
+    assert admitted == 5
+
+

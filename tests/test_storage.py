@@ -92,3 +92,15 @@ def test_recount_fixes_drifted_counters(fresh):
     assert graph.recount() == []
     [ca, cb] = graph.get_counts([a, b])
     assert (ca.followers, ca.blocked, cb.followers) == (0, 1, 1)
+
+
+def test_sqlite_syncs_every_commit_to_disk(tmp_path):
+    """I6 on power loss: in WAL mode, synchronous=NORMAL may lose the last
+    acknowledged commits; FULL syncs the log at every commit."""
+    storage = open_storage(f"sqlite:///{tmp_path}/durable.db", pool_size=2)
+    try:
+        with storage.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    finally:
+        storage.close()

@@ -6,11 +6,13 @@ from .errors import (
     GraphError,
     InvalidArgument,
     NotFound,
+    Overloaded,
     PermissionDenied,
     RateLimited,
     Reason,
 )
 from .graph import BlockResult, ConnectionState, Graph, Page, Policy, SendResult, Stats
+from .paging import PageTokens
 
 __all__ = [
     "BlockResult",
@@ -20,7 +22,9 @@ __all__ = [
     "GraphError",
     "InvalidArgument",
     "NotFound",
+    "Overloaded",
     "Page",
+    "PageTokens",
     "PermissionDenied",
     "Policy",
     "RateLimited",

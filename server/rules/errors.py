@@ -6,7 +6,8 @@ GraphError
 ├── PermissionDenied         PERMISSION_DENIED: BLOCKED, CANNOT_BLOCK_STAFF, NOT_A_MODERATOR
 ├── NotFound                 NOT_FOUND: REQUEST_NOT_FOUND, USER_NOT_FOUND, REPORT_NOT_FOUND
 ├── RateLimited              RESOURCE_EXHAUSTED: RATE_LIMITED
-└── ConnectionLimitReached   RESOURCE_EXHAUSTED: CONNECTION_LIMIT_REACHED
+├── ConnectionLimitReached   RESOURCE_EXHAUSTED: CONNECTION_LIMIT_REACHED
+└── Overloaded               RESOURCE_EXHAUSTED: OVERLOADED (the process sheds load)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Reason(enum.StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     CONNECTION_LIMIT_REACHED = "CONNECTION_LIMIT_REACHED"
     STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
+    OVERLOADED = "OVERLOADED"
 
 
 class GraphError(Exception):
@@ -87,3 +89,16 @@ class ConnectionLimitReached(GraphError):
             limit=str(limit),
         )
         self.user_id = user_id
+
+
+class Overloaded(GraphError):
+    """The process has as many calls in flight as it takes, and this
+    caller has at least its share of them: retry after ``retry_after``."""
+
+    def __init__(self, in_flight: int, limit: int, retry_after: float) -> None:
+        super().__init__(
+            Reason.OVERLOADED,
+            f"the server is overloaded ({in_flight} calls in flight, limit {limit}); retry in {retry_after:.1f} s",
+            limit=str(limit),
+        )
+        self.retry_after = retry_after

@@ -69,6 +69,13 @@ class Policy:
 
     connection_limit: int = 2000
     auto_follow: bool = True
+    # URL schemes an avatar may use.
+    avatar_schemes: tuple[str, ...] = ("https",)
+    # Most bytes of items in one page; a page stops early rather than pass it.
+    page_bytes: int = 512 * 1024
+    # Most edges of each kind one transaction of a big account's deletion or
+    # promotion removes.
+    edge_batch: int = 1000
 
 
 class ConnectionState(enum.IntEnum):
@@ -112,6 +119,7 @@ class Graph:
         clock: Callable[[], int] = now_us,
         counters: CounterReader | None = None,
         relationships: RelationshipReader | None = None,
+        page_tokens: paging.PageTokens | None = None,
     ) -> None:
         self.storage = storage
         self.limiter = limiter
@@ -119,6 +127,7 @@ class Graph:
         self._now = clock
         self.counters = counters if counters is not None else SqlCounters(storage)
         self.relationships = relationships if relationships is not None else SqlRelationships(storage)
+        self.page_tokens = page_tokens if page_tokens is not None else paging.PageTokens.random()
 
     # ---------------------------------------------------------------- follows
 
@@ -284,14 +293,20 @@ class Graph:
     def upsert_user(self, user: User) -> User:
         """R3; B3: a moderator or admin is blocked by nobody."""
 
-        def run(tx: Tx) -> User:
+        def run(tx: Tx) -> tuple[User, int]:
             tx.lock_users((user.user_id,))
             stored = tx.upsert_user(user, self._now())
-            if stored.role.is_staff:
-                tx.delete_blocks_against(stored.user_id)
-            return stored
+            removed = tx.delete_blocks_against(stored.user_id, self.policy.edge_batch) if stored.role.is_staff else 0
+            return stored, removed
 
-        return self.storage.read_write(run)
+        stored, removed = self.storage.read_write(run)
+        # Blocks against the user beyond the first batch go in batches of
+        # their own: no block can be added meanwhile, the role is committed.
+        while removed == self.policy.edge_batch:
+            removed = self._locked(
+                (user.user_id,), lambda tx: tx.delete_blocks_against(user.user_id, self.policy.edge_batch)
+            )
+        return stored
 
     def get_user(self, user_id: str) -> User:
         user = self.storage.read_only(lambda tx: tx.get_user(user_id))
@@ -300,8 +315,18 @@ class Graph:
         return user
 
     def delete_user(self, user_id: str) -> Removed:
-        """R4."""
-        return self._locked((user_id,), lambda tx: tx.delete_user(user_id))
+        """R4. The edges go in transactions of at most ``edge_batch`` per
+        kind, each keeping every counter exact, so no transaction holds
+        other users' counter rows for long; the last one removes whatever is
+        left (edges added meanwhile included), the counters and the record."""
+        batch = self.policy.edge_batch
+        total = Removed()
+        while True:
+            part = self._locked((user_id,), lambda tx: tx.delete_user_edges(user_id, batch))
+            total = _sum(total, part)
+            if max(part.follows, part.connections, part.requests, part.blocks) < batch:
+                break
+        return _sum(total, self._locked((user_id,), lambda tx: tx.delete_user(user_id)))
 
     def report_user(self, reporter_id: str, reported_id: str, reason: ReportReason, details: str) -> Report:
         """R1."""
@@ -315,14 +340,14 @@ class Graph:
     def list_reports(self, moderator_id: str, status: ReportStatus, size: int, token: str) -> Page:
         """R2."""
         scope = str(int(status))
-        after = paging.decode(token, "reports", scope)
+        after = self.page_tokens.decode(token, "reports", scope)
 
         def run(tx: Tx) -> list[Report]:
             _require_staff(tx, moderator_id)
             return tx.list_reports(status, after, size + 1)
 
         rows = self.storage.read_only(run)
-        return _page("reports", scope, rows, size, lambda r: Cursor(r.created_us, r.report_id))
+        return self._page("reports", scope, rows, size, lambda r: Cursor(r.created_us, r.report_id))
 
     def resolve_report(self, report_id: str, moderator_id: str, status: ReportStatus, note: str) -> Report:
         """R2: repeating the same resolution changes nothing."""
@@ -384,7 +409,8 @@ class Graph:
             _refuse_if_blocked_either_way(tx, user_id, other_id)
             return tx.mutual_connections(user_id, other_id, limit)
 
-        return self.storage.read_only(run)
+        count, users = self.storage.read_only(run)
+        return count, paging.within(users, self.policy.page_bytes)
 
     def list_followers(self, user_id: str, size: int, token: str, viewer_id: str | None) -> Page:
         return self._list_users("followers", "list_followers", user_id, size, token, viewer_id)
@@ -398,7 +424,7 @@ class Graph:
     def _list_users(self, kind: str, query: str, user_id: str, size: int, token: str, viewer_id: str | None) -> Page:
         """B4: a viewer on either side of a block with the owner sees nothing,
         and users on either side of a block with the viewer are left out."""
-        after = paging.decode(token, kind, user_id)
+        after = self.page_tokens.decode(token, kind, user_id)
         if viewer_id == user_id:
             viewer_id = None
 
@@ -407,26 +433,26 @@ class Graph:
                 _refuse_if_blocked_either_way(tx, viewer_id, user_id)
             return getattr(tx, query)(user_id, after, size + 1, viewer_id)
 
-        return _page(kind, user_id, self.storage.read_only(run), size, lambda u: Cursor(u.since_us, u.user_id))
+        return self._page(kind, user_id, self.storage.read_only(run), size, lambda u: Cursor(u.since_us, u.user_id))
 
     def list_requests(self, user_id: str, incoming: bool, size: int, token: str) -> Page:
         kind = "incoming" if incoming else "outgoing"
-        after = paging.decode(token, kind, user_id)
+        after = self.page_tokens.decode(token, kind, user_id)
         rows = self.storage.read_only(lambda tx: tx.list_requests(user_id, incoming, after, size + 1))
-        return _page(kind, user_id, rows, size, lambda r: Cursor(r.created_us, r.request_id))
+        return self._page(kind, user_id, rows, size, lambda r: Cursor(r.created_us, r.request_id))
 
     def list_blocked(self, user_id: str, size: int, token: str) -> Page:
-        after = paging.decode(token, "blocked", user_id)
+        after = self.page_tokens.decode(token, "blocked", user_id)
         rows = self.storage.read_only(lambda tx: tx.list_blocked(user_id, after, size + 1))
-        return _page("blocked", user_id, rows, size, lambda b: Cursor(b.created_us, b.blocked_id))
+        return self._page("blocked", user_id, rows, size, lambda b: Cursor(b.created_us, b.blocked_id))
 
     def list_feed_sources(self, user_id: str, size: int, token: str) -> Page:
         """N1: authors followed; private posts only from connections."""
-        after = paging.decode(token, "feed", user_id)
+        after = self.page_tokens.decode(token, "feed", user_id)
         rows: list[FeedSource] = self.storage.read_only(
             lambda tx: tx.list_feed_sources(user_id, after, size + 1)
         )
-        return _page("feed", user_id, rows, size, lambda s: Cursor(s.since_us, s.author_id))
+        return self._page("feed", user_id, rows, size, lambda s: Cursor(s.since_us, s.author_id))
 
     def stats(self) -> Stats:
         since = self._now() - DAY_US
@@ -437,12 +463,20 @@ class Graph:
 
     # ---------------------------------------------------------------- helpers
 
+    def _page(self, kind: str, scope: str, rows: list, size: int, position: Callable[[object], Cursor]) -> Page:
+        items, token = self.page_tokens.paginate(kind, scope, rows, size, position, self.policy.page_bytes)
+        return Page(items, token)
+
     def _locked(self, user_ids: tuple[str, ...], write: Callable[[Tx], object]):
         def run(tx: Tx):
             tx.lock_users(user_ids)
             return write(tx)
 
         return self.storage.read_write(run)
+
+
+def _sum(a: Removed, b: Removed) -> Removed:
+    return Removed(a.follows + b.follows, a.connections + b.connections, a.requests + b.requests, a.blocks + b.blocks)
 
 
 def _distinct(field: str, user_id: str, other_id: str) -> None:
@@ -463,8 +497,3 @@ def _refuse_if_blocked_either_way(tx: Tx, user_id: str, other_id: str) -> None:
 def _require_staff(tx: Tx, user_id: str) -> None:
     if not tx.role_of(user_id).is_staff:
         raise PermissionDenied(Reason.NOT_A_MODERATOR, f"user {user_id} is not a moderator or admin")
-
-
-def _page(kind: str, scope: str, rows: list, size: int, position: Callable[[object], Cursor]) -> Page:
-    items, token = paging.paginate(kind, scope, rows, size, position)
-    return Page(items, token)

@@ -39,8 +39,8 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             User(
                 user_id=v.user_id(user.user_id, "user.user_id"),
                 role=v.enum_value(user.role, "user.role", Role),
-                display_name=v.text(user.display_name, "user.display_name", v.DISPLAY_NAME_MAX),
-                avatar_url=v.text(user.avatar_url, "user.avatar_url", v.AVATAR_URL_MAX),
+                display_name=v.display_name(user.display_name, "user.display_name"),
+                avatar_url=v.avatar_url(user.avatar_url, "user.avatar_url", self._graph.policy.avatar_schemes),
                 created_us=0,
             )
         )

@@ -35,7 +35,9 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     INVALID_PAGE_SIZE: _ErrorReason.ValueType  # 4
     """INVALID_ARGUMENT: page_size (or GetMutualConnections' limit) is out of range."""
     INVALID_PAGE_TOKEN: _ErrorReason.ValueType  # 5
-    """INVALID_ARGUMENT: page_token was not issued for this list."""
+    """INVALID_ARGUMENT: page_token was not issued for this list by this
+    service (tokens are authenticated; an edited one is refused too).
+    """
     TOO_MANY_IDS: _ErrorReason.ValueType  # 6
     """INVALID_ARGUMENT: a batch names more ids than allowed."""
     INVALID_ENUM: _ErrorReason.ValueType  # 7
@@ -43,8 +45,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     MISSING_FIELD: _ErrorReason.ValueType  # 8
     """INVALID_ARGUMENT: a required field is empty."""
     INVALID_TEXT: _ErrorReason.ValueType  # 9
-    """INVALID_ARGUMENT: a text field contains characters that cannot be
-    stored, such as NUL.
+    """INVALID_ARGUMENT: a text field contains characters it may not hold:
+    NUL, control characters, bidi overrides; in a display name also bidi
+    marks and isolates and zero-width characters. Also an avatar_url that
+    is not an absolute https URL.
     """
     MALFORMED_REQUEST: _ErrorReason.ValueType  # 10
     """INVALID_ARGUMENT: the request's bytes do not parse as its message."""
@@ -77,6 +81,12 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     INTERNAL: _ErrorReason.ValueType  # 20
     """INTERNAL: an unexpected failure in the service."""
+    OVERLOADED: _ErrorReason.ValueType  # 21
+    """RESOURCE_EXHAUSTED: the server process has as many calls in flight as
+    it takes, and this connection has at least its share of them. The
+    status also carries google.rpc.RetryInfo and the trailing metadata
+    "retry-after" (whole seconds).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every reason the service puts in the google.rpc.ErrorInfo of a failed
@@ -102,7 +112,9 @@ FIELD_TOO_LONG: ErrorReason.ValueType  # 3
 INVALID_PAGE_SIZE: ErrorReason.ValueType  # 4
 """INVALID_ARGUMENT: page_size (or GetMutualConnections' limit) is out of range."""
 INVALID_PAGE_TOKEN: ErrorReason.ValueType  # 5
-"""INVALID_ARGUMENT: page_token was not issued for this list."""
+"""INVALID_ARGUMENT: page_token was not issued for this list by this
+service (tokens are authenticated; an edited one is refused too).
+"""
 TOO_MANY_IDS: ErrorReason.ValueType  # 6
 """INVALID_ARGUMENT: a batch names more ids than allowed."""
 INVALID_ENUM: ErrorReason.ValueType  # 7
@@ -110,8 +122,10 @@ INVALID_ENUM: ErrorReason.ValueType  # 7
 MISSING_FIELD: ErrorReason.ValueType  # 8
 """INVALID_ARGUMENT: a required field is empty."""
 INVALID_TEXT: ErrorReason.ValueType  # 9
-"""INVALID_ARGUMENT: a text field contains characters that cannot be
-stored, such as NUL.
+"""INVALID_ARGUMENT: a text field contains characters it may not hold:
+NUL, control characters, bidi overrides; in a display name also bidi
+marks and isolates and zero-width characters. Also an avatar_url that
+is not an absolute https URL.
 """
 MALFORMED_REQUEST: ErrorReason.ValueType  # 10
 """INVALID_ARGUMENT: the request's bytes do not parse as its message."""
@@ -144,4 +158,10 @@ written; safe to retry.
 """
 INTERNAL: ErrorReason.ValueType  # 20
 """INTERNAL: an unexpected failure in the service."""
+OVERLOADED: ErrorReason.ValueType  # 21
+"""RESOURCE_EXHAUSTED: the server process has as many calls in flight as
+it takes, and this connection has at least its share of them. The
+status also carries google.rpc.RetryInfo and the trailing metadata
+"retry-after" (whole seconds).
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

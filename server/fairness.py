@@ -1,0 +1,175 @@
+"""Fairness and load shedding between client connections.
+
+grpc hands every call to one executor. ``FairExecutor`` keeps a queue per
+client connection and serves them round robin, so a connection with a
+hundred expensive calls queued delays another connection's call by one call
+of each busy connection, not by the whole flood. When the process has
+``limit`` calls in flight, a new call from a connection that already has at
+least its share (``limit`` divided among the connections with calls in
+flight) is shed: it runs at once on a thread of its own and fails
+``RESOURCE_EXHAUSTED`` / ``OVERLOADED`` with ``RetryInfo``. A connection with
+fewer calls than its share is still served, so a flood sheds its own calls
+first.
+
+The executor learns the connection and marks a shed call through what grpc
+passes to ``submit``: the call's ``contextvars.Context`` (grpc submits
+``context.run``) and its event (whose ``call.peer()`` names the connection).
+Anything else is queued under one shared key and never shed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections import OrderedDict, deque
+from concurrent import futures
+from typing import Callable
+
+import grpc
+from prometheus_client import Counter, Gauge
+
+from .errors import status_for
+from .rules import Overloaded
+
+_SHED: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("socialgraph_shed", default=None)
+
+SHED = Counter("socialgraph_rpcs_shed_total", "Calls refused because the process was overloaded (OVERLOADED).")
+IN_FLIGHT = Gauge("socialgraph_rpcs_in_flight", "Calls running or queued in this process.")
+
+# How long a shed caller is told to wait.
+RETRY_AFTER = 1.0
+
+
+class FairExecutor(futures.Executor):
+    def __init__(self, max_workers: int, limit: int, thread_name_prefix: str = "rpc") -> None:
+        self._limit = limit
+        self._lock = threading.Condition()
+        self._queues: OrderedDict[object, deque] = OrderedDict()  # keys with queued work, in serving order
+        self._in_flight: dict[object, int] = {}
+        self._total = 0
+        self._shed: deque = deque()
+        self._shutdown = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{thread_name_prefix}-{i}", daemon=True)
+            for i in range(max_workers)
+        ]
+        self._threads.append(threading.Thread(target=self._work_shed, name=f"{thread_name_prefix}-shed", daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable, /, *args, **kwargs) -> futures.Future:
+        future: futures.Future = futures.Future()
+        key = _connection(args)
+        context = getattr(fn, "__self__", None)
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new calls after shutdown")
+            mine = self._in_flight.get(key, 0)
+            share = max(1, self._limit // max(1, len(self._in_flight)))
+            if isinstance(context, contextvars.Context) and self._total >= self._limit and mine >= share:
+                context.run(_SHED.set, (self._total, self._limit))
+                SHED.inc()
+                self._shed.append((future, fn, args, kwargs))
+            else:
+                self._in_flight[key] = mine + 1
+                self._total += 1
+                IN_FLIGHT.inc()
+                self._queues.setdefault(key, deque()).append((future, fn, args, kwargs))
+            self._lock.notify_all()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._shutdown = True
+            self._lock.notify_all()
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+    def _next(self):
+        """The oldest call of the connection whose turn it is (None on shutdown)."""
+        with self._lock:
+            while not self._queues:
+                if self._shutdown:
+                    return None
+                self._lock.wait()
+            key, queue = next(iter(self._queues.items()))
+            work = queue.popleft()
+            del self._queues[key]
+            if queue:
+                self._queues[key] = queue  # to the back of the line
+            return key, work
+
+    def _work(self) -> None:
+        while (item := self._next()) is not None:
+            key, work = item
+            # Hold no reference to a finished call: grpc frees its stream
+            # when the call object goes.
+            del item
+            try:
+                _run(*work)
+            finally:
+                del work
+                with self._lock:
+                    self._total -= 1
+                    IN_FLIGHT.dec()
+                    left = self._in_flight[key] - 1
+                    if left:
+                        self._in_flight[key] = left
+                    else:
+                        del self._in_flight[key]
+
+    def _work_shed(self) -> None:
+        while True:
+            with self._lock:
+                while not self._shed:
+                    if self._shutdown:
+                        return
+                    self._lock.wait()
+                work = self._shed.popleft()
+            _run(*work)
+            del work
+
+
+def _run(future: futures.Future, fn: Callable, args, kwargs) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        future.set_result(fn(*args, **kwargs))
+    except BaseException as exc:
+        future.set_exception(exc)
+
+
+def _connection(args) -> object:
+    """The client connection of a call grpc submits, or one shared key."""
+    try:
+        return args[1].call.peer()
+    except (IndexError, AttributeError, TypeError):
+        return None
+
+
+class ShedInterceptor(grpc.ServerInterceptor):
+    """Makes a call the executor shed fail with OVERLOADED before it does any work."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = continuation(handler_call_details)
+            if handler is None or handler.unary_unary is None:
+                return handler
+            wrapped = self._wrapped[method] = handler._replace(unary_unary=_sheddable(handler.unary_unary))
+        return wrapped
+
+
+def _sheddable(behavior):
+    def sheddable(request, context):
+        shed = _SHED.get()
+        if shed is not None:
+            context.abort_with_status(status_for(Overloaded(shed[0], shed[1], RETRY_AFTER)))
+        return behavior(request, context)
+
+    return sheddable
