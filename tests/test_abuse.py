@@ -115,7 +115,9 @@ def four_thread_server(tmp_path_factory):
 def test_a_flood_of_expensive_calls_does_not_starve_another_connection(four_thread_server):
     """Four connections each keep 100 FilterInteractable(1,000 ids) calls
     in flight (each costs tens of ms); another asks CanInteract meanwhile
-    and is served in turn, not behind the whole flood."""
+    and is served in turn, not behind the whole flood. Measured in attacker
+    calls finished while one victim call waits, not in seconds: behind one
+    shared queue the victim waits for the ~400 calls queued before it."""
     import threading
     import time
 
@@ -127,6 +129,7 @@ def test_a_flood_of_expensive_calls_does_not_starve_another_connection(four_thre
     victim.graph.CanInteract(pb.CanInteractRequest(user_id=a, other_user_id=b))  # connected and warm
     stop = threading.Event()
     codes: list = []
+
     def done(future, slots):
         error = future.exception()
         codes.append(error.code() if error is not None else StatusCode.OK)
@@ -147,14 +150,14 @@ def test_a_flood_of_expensive_calls_does_not_starve_another_connection(four_thre
     ]
     for flooder in flooders:
         flooder.start()
-    latencies = []
+    waited = []  # attacker calls finished during each victim call
     try:
         time.sleep(1.0)  # the flood is under way
         deadline = time.monotonic() + FLOOD_SECONDS
         while time.monotonic() < deadline:
-            start = time.monotonic()
+            before = len(codes)
             victim.graph.CanInteract(pb.CanInteractRequest(user_id=a, other_user_id=b), timeout=30)
-            latencies.append(time.monotonic() - start)
+            waited.append(len(codes) - before)
             time.sleep(0.02)
     finally:
         stop.set()
@@ -164,13 +167,11 @@ def test_a_flood_of_expensive_calls_does_not_starve_another_connection(four_thre
                 own.acquire(timeout=60)
         for channel in (*attacker_channels, victim_channel):
             channel.close()
-    latencies.sort()
-    p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)]
     # The attacker's calls are served (a stream opened as another closes
     # may be refused by HTTP/2 itself: UNAVAILABLE, safe to retry).
     assert codes.count(StatusCode.OK) > FLOOD_DEPTH and set(codes) <= {StatusCode.OK, StatusCode.UNAVAILABLE}
-    # Not a speed target: queued behind the flood, the victim waited seconds.
-    assert p99 < 1.0, f"victim p99 {p99:.3f} s over {len(latencies)} calls"
+    # Served in turn, the victim waits for about one call per attacker.
+    assert waited and max(waited) < FLOOD_DEPTH, f"victim waited for {sorted(waited)[-5:]} attacker calls"
 
 
 @pytest.fixture(scope="module")
