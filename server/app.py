@@ -24,18 +24,20 @@ from storage.relationships import InProcessRelationshipCache, RedisRelationshipC
 from storage.migrate import upgrade
 
 from . import redis_client
+from .auth import AuthInterceptor, Authenticator
 from .handlers import add_service
 from .metrics import MetricsInterceptor, serve_metrics
 from .rules import Graph, Policy
 from .servicers import AdminServicer, SocialGraphServicer
 from .settings import Settings
+from .tls import CertificateFiles
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = (
-    social_graph_pb2.DESCRIPTOR.services_by_name["SocialGraphService"].full_name,
-    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
-)
+GRAPH_SERVICE = social_graph_pb2.DESCRIPTOR.services_by_name["SocialGraphService"]
+ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"]
+SERVICE_NAMES = (GRAPH_SERVICE.full_name, ADMIN_SERVICE.full_name)
+_SERVICERS = {GRAPH_SERVICE.full_name: SocialGraphServicer, ADMIN_SERVICE.full_name: AdminServicer}
 
 
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
@@ -73,6 +75,20 @@ def enable_reflection(server: grpc.Server, service_names) -> None:
 
 class PortInUse(RuntimeError):
     pass
+
+
+class InvalidConfiguration(ValueError):
+    """A credential or certificate file the settings name cannot be used."""
+
+
+def load_security(settings: Settings) -> tuple[Authenticator | None, CertificateFiles | None]:
+    """The authenticator (when auth is on) and the TLS files (when TLS is on)."""
+    try:
+        authenticator = Authenticator(settings) if settings.auth_enabled else None
+        certificates = CertificateFiles.from_settings(settings)
+    except ValueError as exc:
+        raise InvalidConfiguration(str(exc)) from None
+    return authenticator, certificates
 
 
 def make_graph(settings: Settings, storage: SqlStorage) -> Graph:
@@ -124,9 +140,9 @@ def cached_readers(storage: SqlStorage, client=None, ttl_seconds: int = 3600, pr
     }
 
 
-def add_services(server: grpc.Server, graph: Graph) -> None:
-    add_service(server, SocialGraphServicer(graph), social_graph_pb2.DESCRIPTOR.services_by_name["SocialGraphService"])
-    add_service(server, AdminServicer(graph), admin_pb2.DESCRIPTOR.services_by_name["AdminService"])
+def add_services(server: grpc.Server, graph: Graph, services=(GRAPH_SERVICE, ADMIN_SERVICE)) -> None:
+    for service in services:
+        add_service(server, _SERVICERS[service.full_name](graph), service)
 
 
 class HealthMonitor:
@@ -188,48 +204,92 @@ class App:
         which share the port and leave migrations and metrics to their parent."""
         self.settings = settings
         self.worker = worker
+        self.auth, self.certificates = load_security(settings)
         self.storage = open_storage(
             settings.database_url, pool_size=settings.threads, deadline=settings.database_timeout
         )
         if settings.migrate_on_start and not worker:
             upgrade(self.storage)
         self.graph = make_graph(settings, self.storage)
-        message_limit = settings.max_message_bytes
-        self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc"),
-            interceptors=[MetricsInterceptor()],
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        # One pool for both listeners: the database pool is sized to it.
+        self.executor = futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc")
+        self.admin_server: grpc.Server | None = None
+        if settings.admin_listen:
+            self.server, self.port = self._server((GRAPH_SERVICE,), settings.listen)
+            self.admin_server, self.admin_port = self._server((ADMIN_SERVICE,), settings.admin_listen)
+        else:
+            self.server, self.port = self._server((GRAPH_SERVICE, ADMIN_SERVICE), settings.listen)
+        self.monitor = HealthMonitor(self.storage, self.health, settings.health_interval)
+
+    def interceptors(self) -> list[grpc.ServerInterceptor]:
+        """Metrics, then the credential check when auth is on (and only then)."""
+        interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor()]
+        if self.auth is not None:
+            interceptors.append(AuthInterceptor(self.auth, open_reflection=self.settings.auth_open_reflection))
+        return interceptors
+
+    def _server(self, services, address: str) -> tuple[grpc.Server, int]:
+        """A gRPC server for ``services`` plus health and reflection, bound to ``address``; and its port."""
+        settings = self.settings
+        server = grpc.server(
+            self.executor,
+            interceptors=self.interceptors(),
             options=[
                 # One process fails on a port that is already taken instead of
                 # sharing it; workers share theirs (their parent checked it).
-                ("grpc.so_reuseport", int(worker)),
-                ("grpc.max_receive_message_length", message_limit),
-                ("grpc.max_send_message_length", message_limit),
+                ("grpc.so_reuseport", int(self.worker)),
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_send_message_length", settings.max_message_bytes),
             ],
         )
-        add_services(self.server, self.graph)
-        self.health = health.HealthServicer(experimental_non_blocking=True)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        enable_reflection(self.server, (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME))
-        self.monitor = HealthMonitor(self.storage, self.health, settings.health_interval)
+        add_services(server, self.graph, services)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        enable_reflection(server, (*(service.full_name for service in services), health.SERVICE_NAME, reflection.SERVICE_NAME))
         try:
-            self.port = self.server.add_insecure_port(settings.listen)
+            if self.certificates is not None:
+                port = server.add_secure_port(address, self.certificates.credentials())
+            else:
+                port = server.add_insecure_port(address)
         except RuntimeError as exc:
-            raise PortInUse(f"cannot listen on {settings.listen}: {exc}") from None
-        if not self.port:
-            raise PortInUse(f"cannot listen on {settings.listen}: address in use or not available")
+            raise PortInUse(f"cannot listen on {address}: {exc}") from None
+        if not port:
+            raise PortInUse(f"cannot listen on {address}: address in use or not available")
+        return server, port
 
     def start(self) -> None:
         self.monitor.start()
         if self.settings.metrics_listen and not self.worker:
             port = serve_metrics(self.settings.metrics_listen)
             log.info("metrics on %s", self.settings.metrics_listen.rpartition(":")[0] + f":{port}")
+        if self.auth is not None:
+            self.auth.start()
         self.server.start()
-        log.info("socialgraph serving on %s (database %s)", self.settings.listen, self.storage.dialect)
+        security = "TLS" if self.certificates else "plaintext"
+        if self.certificates and self.settings.tls_client_ca:
+            security = "mutual TLS"
+        if self.auth is not None:
+            security += ", credentials required"
+        log.info("socialgraph serving on %s (database %s; %s)", self.settings.listen, self.storage.dialect, security)
+        if self.admin_server is not None:
+            self.admin_server.start()
+            log.info("AdminService serving on %s", self.settings.admin_listen)
+
+    def reload_credentials(self) -> None:
+        """Reads the token and JWT key files again (TLS files reload by themselves)."""
+        if self.auth is not None:
+            self.auth.reload()
 
     def stop(self, grace: float | None = None) -> None:
         """Stops accepting, lets in-flight RPCs finish within ``grace``, closes storage."""
         self.monitor.stop()
-        self.server.stop(self.settings.grace_period if grace is None else grace).wait()
+        grace = self.settings.grace_period if grace is None else grace
+        stopped = [server.stop(grace) for server in (self.server, self.admin_server) if server is not None]
+        for event in stopped:
+            event.wait()
+        if self.auth is not None:
+            self.auth.stop()
+        self.executor.shutdown(wait=False)
         self.storage.close()
 
 
@@ -237,6 +297,8 @@ def serve(settings: Settings, *, worker: bool = False) -> None:
     """Runs until SIGTERM or SIGINT, then drains in-flight RPCs."""
     app = App(settings, worker=worker)
     stopping = until_signalled(settings.grace_period)
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: threading.Thread(target=app.reload_credentials).start())
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     app.start()
     stopping.wait()
     app.stop()

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(settings: config.Settings) -> int:
-    from .app import PortInUse, serve
+    from .app import InvalidConfiguration, PortInUse, serve
     from .workers import run
 
     try:
@@ -55,6 +55,9 @@ def _serve(settings: config.Settings) -> int:
     except PortInUse as exc:
         print(f"socialgraph: {exc}", file=sys.stderr)
         return 1
+    except InvalidConfiguration as exc:
+        print(f"socialgraph: {exc}", file=sys.stderr)
+        return 2
     # The grace period is over: calls still blocked (say, on a database
     # lock) were cancelled, and their threads must not hold the exit.
     logging.shutdown()

@@ -23,6 +23,7 @@ from .rules import (
     PermissionDenied,
     RateLimited,
     Reason,
+    Unauthenticated,
 )
 
 DOMAIN = "socialgraph.v1"
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 _CODES: dict[type[GraphError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     NotFound: grpc.StatusCode.NOT_FOUND,
     RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -59,6 +59,29 @@ class Settings:
     max_message_bytes: int = _setting(4 * 1024 * 1024, "largest request or response message")
     health_interval: float = _setting(2.0, "seconds between database health probes")
     migrate_on_start: bool = _setting(True, "apply schema migrations when the server starts")
+    admin_listen: str = _setting(
+        "", "serve AdminService on this address (host:port) only, and not on --listen; empty serves both together"
+    )
+    tls_cert: str = _setting("", "PEM certificate chain to serve TLS with (with --tls-key); reloaded when it changes")
+    tls_key: str = _setting("", "PEM private key of --tls-cert")
+    tls_client_ca: str = _setting(
+        "", "PEM CA bundle: require client certificates (mutual TLS) and verify them against it"
+    )
+    tls_client_scopes: str = _setting(
+        "",
+        "scopes granted to mutual-TLS identities: IDENTITY=SCOPE SCOPE,... where IDENTITY is a SPIFFE URI or DNS SAN",
+    )
+    auth_tokens_file: str = _setting("", "TOML file of hashed static bearer tokens with names and scopes")
+    auth_jwt_keys: str = _setting("", "PEM public key(s) or JWKS file that bearer JWTs are verified against")
+    auth_jwt_issuer: str = _setting("", "required `iss` of bearer JWTs")
+    auth_jwt_audience: str = _setting("", "required `aud` of bearer JWTs")
+    auth_jwt_leeway: float = _setting(30.0, "seconds of clock skew allowed on JWT exp and nbf (at most 300)")
+    auth_open_reflection: bool = _setting(False, "serve reflection without a credential while auth is on")
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Callers must present a credential: bearer tokens or mTLS identities are configured."""
+        return bool(self.auth_tokens_file or self.auth_jwt_keys or self.tls_client_scopes)
 
     @property
     def windows(self) -> tuple[Window, ...]:
@@ -87,7 +110,24 @@ class Settings:
             raise ValueError("threads and workers must be at least 1")
         if not self.listen.rpartition(":")[2].isdigit():
             raise ValueError(f"listen must be host:port, got {self.listen!r}")
+        if self.admin_listen and not self.admin_listen.rpartition(":")[2].isdigit():
+            raise ValueError(f"admin_listen must be host:port, got {self.admin_listen!r}")
+        if self.admin_listen and self.admin_listen == self.listen:
+            raise ValueError("admin_listen must differ from listen")
+        self._validate_security()
         return self
+
+    def _validate_security(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ValueError("tls_client_ca needs tls_cert and tls_key")
+        if self.tls_client_scopes and not self.tls_client_ca:
+            raise ValueError("tls_client_scopes needs tls_client_ca (identities come from verified client certificates)")
+        if self.auth_jwt_keys and not (self.auth_jwt_issuer and self.auth_jwt_audience):
+            raise ValueError("auth_jwt_keys needs auth_jwt_issuer and auth_jwt_audience")
+        if not 0 <= self.auth_jwt_leeway <= 300:
+            raise ValueError(f"auth_jwt_leeway must be between 0 and 300 seconds, got {self.auth_jwt_leeway}")
 
 
 def fields_for(command: str) -> list[dataclasses.Field]:

@@ -20,7 +20,7 @@ import tempfile
 from storage import open_storage
 from storage.migrate import upgrade
 
-from .app import PortInUse, serve, until_signalled
+from .app import PortInUse, load_security, serve, until_signalled
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,9 @@ def check_port_free(listen: str) -> None:
 
 def run(settings: Settings) -> int:
     check_port_free(settings.listen)
+    if settings.admin_listen:
+        check_port_free(settings.admin_listen)
+    load_security(settings)  # unusable credential or certificate files fail here, once
     if settings.migrate_on_start:
         storage = open_storage(settings.database_url, pool_size=1)
         upgrade(storage)
@@ -60,8 +63,19 @@ def _supervise(settings: Settings, metrics_dir: str) -> int:
         context.Process(target=_worker, args=(settings, index), name=f"worker-{index}", daemon=False)
         for index in range(settings.workers)
     ]
+
+    def forward_reload(_signum, _frame):
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signal.SIGHUP)
+
+    signal.signal(signal.SIGHUP, forward_reload)
+    # Workers start with SIGHUP blocked and unblock it once they handle it,
+    # so a reload while they start cannot kill them.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     for worker in workers:
         worker.start()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     if settings.metrics_listen:
         _serve_metrics(settings.metrics_listen, metrics_dir)
     log.info("socialgraph serving on %s with %d workers", settings.listen, settings.workers)

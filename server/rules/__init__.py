@@ -9,6 +9,7 @@ from .errors import (
     PermissionDenied,
     RateLimited,
     Reason,
+    Unauthenticated,
 )
 from .graph import BlockResult, ConnectionState, Graph, Page, Policy, SendResult, Stats
 
@@ -27,4 +28,5 @@ __all__ = [
     "Reason",
     "SendResult",
     "Stats",
+    "Unauthenticated",
 ]
