@@ -140,6 +140,27 @@ def cached_readers(storage: SqlStorage, client=None, ttl_seconds: int = 3600, pr
     }
 
 
+def connection_options(settings: Settings) -> list[tuple[str, int]]:
+    """grpc server options for message size, keepalive and connection age."""
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.keepalive_time_ms", _ms(settings.keepalive_time)),
+        ("grpc.keepalive_timeout_ms", _ms(settings.keepalive_timeout)),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", _ms(settings.keepalive_min_ping_interval)),
+        ("grpc.keepalive_permit_without_calls", int(settings.keepalive_permit_without_calls)),
+        ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
+    ]
+    if settings.max_connection_age > 0:
+        options.append(("grpc.max_connection_age_ms", _ms(settings.max_connection_age)))
+        options.append(("grpc.max_connection_age_grace_ms", _ms(settings.max_connection_age_grace)))
+    return options
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
 def add_services(server: grpc.Server, graph: Graph, services=(GRAPH_SERVICE, ADMIN_SERVICE)) -> None:
     for service in services:
         add_service(server, _SERVICERS[service.full_name](graph), service)
@@ -239,8 +260,7 @@ class App:
                 # One process fails on a port that is already taken instead of
                 # sharing it; workers share theirs (their parent checked it).
                 ("grpc.so_reuseport", int(self.worker)),
-                ("grpc.max_receive_message_length", settings.max_message_bytes),
-                ("grpc.max_send_message_length", settings.max_message_bytes),
+                *connection_options(settings),
             ],
         )
         add_services(server, self.graph, services)

@@ -57,6 +57,17 @@ class Settings:
     threads: int = _setting(32, "gRPC worker threads per process; also the database connection pool size")
     grace_period: float = _setting(10.0, "seconds in-flight RPCs get to finish on SIGTERM")
     max_message_bytes: int = _setting(4 * 1024 * 1024, "largest request or response message")
+    keepalive_time: float = _setting(30.0, "seconds of silence on a connection before the server pings the client")
+    keepalive_timeout: float = _setting(10.0, "seconds the server waits for a ping's answer before closing")
+    keepalive_min_ping_interval: float = _setting(
+        10.0, "shortest interval between client pings the server tolerates (more often: GOAWAY too_many_pings)"
+    )
+    keepalive_permit_without_calls: bool = _setting(True, "accept client pings on connections with no call in flight")
+    max_connection_age: float = _setting(
+        300.0, "seconds (give or take a tenth) after which a connection is asked to move (GOAWAY), so clients rebalance; 0 never"
+    )
+    max_connection_age_grace: float = _setting(30.0, "seconds calls in flight get after that GOAWAY")
+    max_concurrent_streams: int = _setting(100, "most calls in flight on one connection")
     health_interval: float = _setting(2.0, "seconds between database health probes")
     migrate_on_start: bool = _setting(True, "apply schema migrations when the server starts")
     admin_listen: str = _setting(
@@ -108,6 +119,12 @@ class Settings:
             raise ValueError("connection_limit must be at least 1")
         if self.threads < 1 or self.workers < 1:
             raise ValueError("threads and workers must be at least 1")
+        if min(self.keepalive_time, self.keepalive_timeout, self.keepalive_min_ping_interval) <= 0:
+            raise ValueError("keepalive_time, keepalive_timeout and keepalive_min_ping_interval must be positive")
+        if self.max_connection_age < 0 or self.max_connection_age_grace < 0:
+            raise ValueError("max_connection_age and max_connection_age_grace must not be negative")
+        if self.max_concurrent_streams < 1:
+            raise ValueError("max_concurrent_streams must be at least 1")
         if not self.listen.rpartition(":")[2].isdigit():
             raise ValueError(f"listen must be host:port, got {self.listen!r}")
         if self.admin_listen and not self.admin_listen.rpartition(":")[2].isdigit():
