@@ -54,7 +54,8 @@ def test_admin_listen_must_be_another_address():
 @pytest.mark.e2e
 def test_workers_serve_the_admin_listener_too(tmp_path):
     admin = f"127.0.0.1:{free_port()}"
-    args = ("--workers", "2", "--admin-listen", admin, "--database-url", f"sqlite:///{tmp_path}/w.db")
+    args = ("--workers", "2", "--admin-listen", admin, "--database-url", f"sqlite:///{tmp_path}/w.db",
+            "--grace-period", "1")
     with running_server(*args) as (public, process):
         for _ in range(6):  # new connections land on either worker
             assert stats(admin).users == 0

@@ -343,7 +343,7 @@ def test_static_tokens_and_jwts_work_side_by_side(tmp_path, tokens_file, jwt_set
 
 def test_sighup_reloads_and_no_token_reaches_the_log(tmp_path, tokens_file):
     fresh = secrets.token_urlsafe(32)
-    args = ("--database-url", f"sqlite:///{tmp_path}/hup.db", "--log-level", "DEBUG",
+    args = ("--database-url", f"sqlite:///{tmp_path}/hup.db", "--log-level", "DEBUG", "--grace-period", "1",
             "--auth-tokens-file", str(tokens_file))
     with running_server(*args) as (address, process):
         assert follow(address, GRAPH_TOKEN).created
@@ -370,3 +370,57 @@ def test_sighup_reloads_and_no_token_reaches_the_log(tmp_path, tokens_file):
     assert "refused" in output  # DEBUG lines for the refusals exist...
     for token in (GRAPH_TOKEN, ADMIN_TOKEN, BOTH_TOKEN, fresh, GRAPH_TOKEN[:-1]):
         assert token not in output  # ...and name no token
+
+
+# ------------------------------------------------------------------- abuse
+
+
+def test_an_oversized_header_is_refused_before_any_handler(tmp_path, tokens_file):
+    with serving(tmp_path, auth_tokens_file=str(tokens_file)) as (_, address):
+        with raises(grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED") as refused:
+            follow(address, "x" * 9000)  # over our 8 KiB, under gRPC's 16 KiB
+        assert "longer than" in refused.error.details()
+        with pytest.raises(grpc.RpcError) as raised:
+            follow(address, "x" * 65536)  # gRPC itself refuses metadata over 16 KiB
+        assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert follow(address, GRAPH_TOKEN).created
+
+
+def test_authenticated_callers_are_served_through_a_flood_of_unauthenticated_calls(tmp_path, tokens_file):
+    from concurrent import futures
+
+    from socialgraph.v1 import social_graph_pb2 as pb
+
+    with serving(tmp_path, auth_tokens_file=str(tokens_file)) as (_, address):
+        stop = time.monotonic() + 3
+        codes: dict[grpc.StatusCode, int] = {}
+
+        def flood() -> None:
+            with grpc.insecure_channel(address) as channel:
+                graph = Client(channel).graph
+                for attempt in range(400):
+                    if time.monotonic() > stop:
+                        break
+                    token = secrets.token_urlsafe(32) if attempt % 2 else None
+                    try:
+                        graph.GetCounts(pb.GetCountsRequest(user_ids=[new_user()]), timeout=5,
+                                        metadata=bearer(token) if token else None)
+                        codes[grpc.StatusCode.OK] = codes.get(grpc.StatusCode.OK, 0) + 1
+                    except grpc.RpcError as error:
+                        codes[error.code()] = codes.get(error.code(), 0) + 1
+
+        served = 0
+        with futures.ThreadPoolExecutor(8) as pool:
+            flooding = [pool.submit(flood) for _ in range(6)]
+            with grpc.insecure_channel(address) as channel:
+                client = Client(channel)
+                user = new_user()
+                while not all(f.done() for f in flooding):
+                    assert client.graph.GetCounts(
+                        pb.GetCountsRequest(user_ids=[user]), timeout=5, metadata=bearer(GRAPH_TOKEN)
+                    ).counts[0].user_id == user
+                    served += 1
+            for f in flooding:
+                f.result()
+        assert set(codes) == {grpc.StatusCode.UNAUTHENTICATED} and sum(codes.values()) >= 200
+        assert served >= 10
