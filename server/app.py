@@ -26,6 +26,7 @@ from storage.migrate import upgrade
 from . import redis_client
 from .auth import AuthInterceptor, Authenticator
 from .handlers import add_service
+from .logs import AccessLogInterceptor
 from .metrics import MetricsInterceptor, serve_metrics
 from .rules import Graph, Policy
 from .servicers import AdminServicer, SocialGraphServicer
@@ -244,8 +245,11 @@ class App:
         self.monitor = HealthMonitor(self.storage, self.health, settings.health_interval)
 
     def interceptors(self) -> list[grpc.ServerInterceptor]:
-        """Metrics, then the credential check when auth is on (and only then)."""
+        """Metrics, the access log when asked for, then the credential check
+        when auth is on: a server without them pays nothing for them."""
         interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor()]
+        if self.settings.access_log:
+            interceptors.append(AccessLogInterceptor())
         if self.auth is not None:
             interceptors.append(AuthInterceptor(self.auth, open_reflection=self.settings.auth_open_reflection))
         return interceptors

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from .errors import status_for
+from .logs import note_caller
 from .rules import GraphError, PermissionDenied, Reason, Unauthenticated
 from .settings import Settings
 
@@ -365,6 +366,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
         def check(context) -> None:
             try:
                 caller = authenticate(context)
+                note_caller(caller.name)
                 if scope is not None and scope not in caller.scopes:
                     raise PermissionDenied(
                         Reason.MISSING_SCOPE, f"{caller.name} lacks the {scope!r} scope", scope=scope

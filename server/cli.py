@@ -8,6 +8,7 @@ import os
 import sys
 
 from . import settings as config
+from .logs import configure as configure_logs
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,12 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"socialgraph: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    if settings.log_level.upper() != "DEBUG":
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logs(settings.log_level, settings.log_format)
     commands = {"serve": _serve, "migrate": _migrate, "recount": _recount, "health": _health}
     return commands[args.command](settings)
 

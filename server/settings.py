@@ -14,6 +14,7 @@ from ratelimit import Window, parse_windows
 
 ENV_PREFIX = "SOCIALGRAPH_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+cluster://", "rediss+cluster://", "unix://")
 
 
@@ -48,6 +49,8 @@ class Settings:
     counter_cache_ttl: int = _setting(3600, "seconds a cached counter lives without being refreshed", commands=("serve", "recount"))
     metrics_listen: str = _setting("", "address of the Prometheus /metrics endpoint (host:port); empty turns it off")
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR", commands=_ALL)
+    log_format: str = _setting("text", "text, or json for one JSON object per line", commands=_ALL)
+    access_log: bool = _setting(False, "log one line per RPC: method, code, reason, duration, caller, peer, request id")
     connection_limit: int = _setting(2000, "most connections a user may have (C6)")
     auto_follow: bool = _setting(True, "sending and accepting a request follow the other user (C4)")
     rate_limits: str = _setting(
@@ -104,6 +107,8 @@ class Settings:
             self.windows  # noqa: B018 - parses
         except ValueError as exc:
             raise ValueError(f"rate_limits ({ENV_PREFIX}RATE_LIMITS / --rate-limits): {exc}") from None
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
         if self.log_level.upper() not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         scheme = self.database_url.partition(":")[0].partition("+")[0]

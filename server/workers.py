@@ -21,6 +21,7 @@ from storage import open_storage
 from storage.migrate import upgrade
 
 from .app import PortInUse, load_security, serve, until_signalled
+from .logs import configure as configure_logs
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -109,11 +110,7 @@ def _serve_metrics(address: str, metrics_dir: str) -> None:
 
 
 def _worker(settings: Settings, index: int) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s %(name)s [worker {index}] %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logs(settings.log_level, settings.log_format, worker=index)
     serve(settings, worker=True)
     logging.shutdown()
     os._exit(0)
