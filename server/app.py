@@ -22,11 +22,13 @@ from storage.counters import InProcessCounterCache, SqlCounters
 from storage.near import CounterFeed, Near
 from storage.relationships import InProcessRelationshipCache, RedisRelationshipCache, SqlRelationships
 from storage.migrate import upgrade
+from storage.tracing import TracedStorage
 
 from . import redis_client
 from .auth import AuthInterceptor, Authenticator
 from .handlers import add_service
 from .logs import AccessLogInterceptor
+from .tracing import TracingInterceptor, tracer_provider as configured_tracer_provider
 from .metrics import MetricsInterceptor, serve_metrics
 from .rules import Graph, Policy
 from .servicers import AdminServicer, SocialGraphServicer
@@ -221,18 +223,24 @@ class HealthMonitor:
 class App:
     """A configured server: storage, rules, services, health and reflection."""
 
-    def __init__(self, settings: Settings, *, worker: bool = False) -> None:
+    def __init__(self, settings: Settings, *, worker: bool = False, tracer_provider=None) -> None:
         """``worker``: one of several processes on one port (see server/workers.py),
-        which share the port and leave migrations and metrics to their parent."""
+        which share the port and leave migrations and metrics to their parent.
+        ``tracer_provider``: an OpenTelemetry provider to use instead of the
+        one ``trace_exporter`` configures (the caller shuts it down)."""
         self.settings = settings
         self.worker = worker
         self.auth, self.certificates = load_security(settings)
+        self._own_tracer_provider = None if tracer_provider else configured_tracer_provider(settings)
+        self.tracer_provider = tracer_provider or self._own_tracer_provider
+        self.tracer = self.tracer_provider.get_tracer("socialgraph") if self.tracer_provider else None
         self.storage = open_storage(
             settings.database_url, pool_size=settings.threads, deadline=settings.database_timeout
         )
         if settings.migrate_on_start and not worker:
             upgrade(self.storage)
-        self.graph = make_graph(settings, self.storage)
+        traced = TracedStorage(self.storage, self.tracer) if self.tracer else self.storage
+        self.graph = make_graph(settings, traced)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         # One pool for both listeners: the database pool is sized to it.
         self.executor = futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="rpc")
@@ -248,6 +256,8 @@ class App:
         """Metrics, the access log when asked for, then the credential check
         when auth is on: a server without them pays nothing for them."""
         interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor()]
+        if self.tracer is not None:
+            interceptors.append(TracingInterceptor(self.tracer))
         if self.settings.access_log:
             interceptors.append(AccessLogInterceptor())
         if self.auth is not None:
@@ -315,6 +325,8 @@ class App:
             self.auth.stop()
         self.executor.shutdown(wait=False)
         self.storage.close()
+        if self._own_tracer_provider:
+            self._own_tracer_provider.shutdown()
 
 
 def serve(settings: Settings, *, worker: bool = False) -> None:

@@ -15,6 +15,7 @@ from ratelimit import Window, parse_windows
 ENV_PREFIX = "SOCIALGRAPH_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
+TRACE_EXPORTERS = ("none", "otlp", "console")
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+cluster://", "rediss+cluster://", "unix://")
 
 
@@ -51,6 +52,9 @@ class Settings:
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR", commands=_ALL)
     log_format: str = _setting("text", "text, or json for one JSON object per line", commands=_ALL)
     access_log: bool = _setting(False, "log one line per RPC: method, code, reason, duration, caller, peer, request id")
+    trace_exporter: str = _setting("none", "OpenTelemetry span exporter: none, otlp (OTLP/HTTP) or console")
+    trace_endpoint: str = _setting("", "OTLP/HTTP traces URL; empty uses OTEL_EXPORTER_OTLP_* or http://localhost:4318/v1/traces")
+    trace_sample_ratio: float = _setting(1.0, "share of new traces recorded; a caller's sampled traceparent is always followed")
     connection_limit: int = _setting(2000, "most connections a user may have (C6)")
     auto_follow: bool = _setting(True, "sending and accepting a request follow the other user (C4)")
     rate_limits: str = _setting(
@@ -107,6 +111,10 @@ class Settings:
             self.windows  # noqa: B018 - parses
         except ValueError as exc:
             raise ValueError(f"rate_limits ({ENV_PREFIX}RATE_LIMITS / --rate-limits): {exc}") from None
+        if self.trace_exporter not in TRACE_EXPORTERS:
+            raise ValueError(f"trace_exporter must be one of {', '.join(TRACE_EXPORTERS)}, got {self.trace_exporter!r}")
+        if not 0 <= self.trace_sample_ratio <= 1:
+            raise ValueError(f"trace_sample_ratio must be between 0 and 1, got {self.trace_sample_ratio}")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
         if self.log_level.upper() not in LOG_LEVELS:
