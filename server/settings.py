@@ -24,6 +24,7 @@ def _setting(default, help: str, *, commands: tuple[str, ...] = ("serve",)):
 
 
 _ALL = ("serve", "migrate", "recount", "health")
+_SERVE_HEALTH = ("serve", "health")
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,12 @@ class Settings:
     admin_listen: str = _setting(
         "", "serve AdminService on this address (host:port) only, and not on --listen; empty serves both together"
     )
-    tls_cert: str = _setting("", "PEM certificate chain to serve TLS with (with --tls-key); reloaded when it changes")
-    tls_key: str = _setting("", "PEM private key of --tls-cert")
+    tls_cert: str = _setting(
+        "", "PEM certificate chain to serve TLS with (with --tls-key); reloaded when it changes", commands=_SERVE_HEALTH
+    )
+    tls_key: str = _setting("", "PEM private key of --tls-cert", commands=_SERVE_HEALTH)
     tls_client_ca: str = _setting(
-        "", "PEM CA bundle: require client certificates (mutual TLS) and verify them against it"
+        "", "PEM CA bundle: require client certificates (mutual TLS) and verify them against it", commands=_SERVE_HEALTH
     )
     tls_client_scopes: str = _setting(
         "",

@@ -58,7 +58,8 @@ class Authority:
         self.pem = self._cert.public_bytes(serialization.Encoding.PEM)
 
     def issue(self, common_name: str, *, dns: tuple[str, ...] = (), uris: tuple[str, ...] = (),
-              ips: tuple[str, ...] = (), client: bool = False) -> Issued:
+              ips: tuple[str, ...] = (), client: bool = False, server: bool | None = None) -> Issued:
+        """A certificate for a server, or with ``client`` for a client (both with ``server=True`` too)."""
         key = _key()
         now = datetime.datetime.now(datetime.timezone.utc)
         names = [x509.DNSName(d) for d in dns] + [x509.UniformResourceIdentifier(u) for u in uris]
@@ -73,7 +74,10 @@ class Authority:
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]),
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH] * (not client if server is None else server)
+                    + [ExtendedKeyUsageOID.CLIENT_AUTH] * client
+                ),
                 critical=False,
             )
         )

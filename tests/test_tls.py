@@ -197,3 +197,21 @@ def test_the_readme_security_example_runs_as_written(tmp_path, ca, tls_files):
             cwd=tmp_path, capture_output=True, text=True, timeout=60,
         )
         assert refused.returncode != 0 and "UNAUTHENTICATED" in refused.stderr
+
+
+@pytest.mark.e2e
+def test_the_health_command_speaks_the_servers_tls(tmp_path, ca, mtls):
+    import subprocess
+
+    from .support import socialgraph_command
+
+    # A mesh certificate (SPIFFE SVIDs are) good for both ends of a connection.
+    write_pair(tmp_path, ca.issue("socialgraph", dns=("localhost",), ips=("127.0.0.1",), client=True, server=True))
+    with serving(tmp_path, **mtls) as (_, address):
+        for args in (
+            ("--tls-cert", mtls["tls_cert"], "--tls-key", mtls["tls_key"], "--tls-client-ca", mtls["tls_client_ca"]),
+            (),
+        ):
+            result = subprocess.run([*socialgraph_command(), "health", "--listen", address, *args],
+                                    capture_output=True, text=True, timeout=60)
+            assert (result.returncode, result.stdout.strip()) == ((0, "SERVING") if args else (1, "")), result.stderr
