@@ -77,6 +77,16 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     INTERNAL: _ErrorReason.ValueType  # 20
     """INTERNAL: an unexpected failure in the service."""
+    UNAUTHENTICATED: _ErrorReason.ValueType  # 21
+    """UNAUTHENTICATED: auth is on and the call carries no valid credential
+    (a missing, malformed, unknown or expired bearer token, or a client
+    certificate whose identity is granted no scopes).
+    """
+    MISSING_SCOPE: _ErrorReason.ValueType  # 22
+    """PERMISSION_DENIED: the credential is valid but lacks the scope the
+    service needs; ErrorInfo.metadata["scope"] names it ("graph", "admin",
+    "events").
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every reason the service puts in the google.rpc.ErrorInfo of a failed
@@ -144,4 +154,14 @@ written; safe to retry.
 """
 INTERNAL: ErrorReason.ValueType  # 20
 """INTERNAL: an unexpected failure in the service."""
+UNAUTHENTICATED: ErrorReason.ValueType  # 21
+"""UNAUTHENTICATED: auth is on and the call carries no valid credential
+(a missing, malformed, unknown or expired bearer token, or a client
+certificate whose identity is granted no scopes).
+"""
+MISSING_SCOPE: ErrorReason.ValueType  # 22
+"""PERMISSION_DENIED: the credential is valid but lacks the scope the
+service needs; ErrorInfo.metadata["scope"] names it ("graph", "admin",
+"events").
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
