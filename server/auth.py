@@ -230,10 +230,9 @@ class Authenticator:
         self._peers = parse_peer_scopes(settings.tls_client_scopes)
         self._files = [path for path in (settings.auth_tokens_file, settings.auth_jwt_keys) if path]
         self._lock = threading.Lock()
-        self._stamps: dict[str, tuple] = {}
         self._verified: dict[str, tuple[Caller, float]] = {}
-        self._tokens, self._jwt = self._load()
         self._stamps = {path: _stamp(path) for path in self._files}
+        self._tokens, self._jwt = self._load()
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
