@@ -215,3 +215,25 @@ def test_the_health_command_speaks_the_servers_tls(tmp_path, ca, mtls):
             result = subprocess.run([*socialgraph_command(), "health", "--listen", address, *args],
                                     capture_output=True, text=True, timeout=60)
             assert (result.returncode, result.stdout.strip()) == ((0, "SERVING") if args else (1, "")), result.stderr
+
+
+def test_a_rotated_client_ca_is_trusted_by_new_connections(tmp_path, ca, mtls):
+    successor = Authority("successor client CA")
+    old_client = ca.issue("feed", uris=(FEED_SPIFFE,), client=True)
+    new_client = successor.issue("feed", uris=(FEED_SPIFFE,), client=True)
+    with serving(tmp_path, **mtls) as (_, address):
+        with secure_client(address, ca.pem, new_client) as client:
+            refused_handshake(lambda: follow(client))
+        with open(mtls["tls_client_ca"], "wb") as handle:
+            handle.write(successor.pem)
+
+        def accepted() -> bool:
+            with secure_client(address, ca.pem, new_client) as client:
+                try:
+                    return follow(client).created
+                except grpc.RpcError:
+                    return False
+
+        wait_until(accepted)
+        with secure_client(address, ca.pem, old_client) as client:
+            refused_handshake(lambda: follow(client))
