@@ -31,4 +31,6 @@ EXPOSE 50051
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["socialgraph", "health"]
 ENTRYPOINT ["socialgraph"]
-CMD ["serve", "--listen", "0.0.0.0:50051"]
+# No flags here: flags beat SOCIALGRAPH_* variables, and the variables (the
+# ENV above, or -e / compose) must decide, for the server and HEALTHCHECK alike.
+CMD ["serve"]

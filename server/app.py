@@ -23,21 +23,26 @@ from storage.limiter import SqlLimiter
 from storage.near import CounterFeed, Near
 from storage.relationships import InProcessRelationshipCache, RedisRelationshipCache, SqlRelationships
 from storage.migrate import upgrade
+from storage.tracing import TracedStorage
 
 from . import redis_client
 from .fairness import FairExecutor, ShedInterceptor
+from .auth import AuthInterceptor, Authenticator
 from .handlers import add_service
+from .logs import AccessLogInterceptor
+from .tracing import TracingInterceptor, tracer_provider as configured_tracer_provider
 from .metrics import MetricsInterceptor, serve_metrics
 from .rules import Graph, PageTokens, Policy
 from .servicers import AdminServicer, SocialGraphServicer
 from .settings import Settings
+from .tls import CertificateFiles
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = (
-    social_graph_pb2.DESCRIPTOR.services_by_name["SocialGraphService"].full_name,
-    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
-)
+GRAPH_SERVICE = social_graph_pb2.DESCRIPTOR.services_by_name["SocialGraphService"]
+ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"]
+SERVICE_NAMES = (GRAPH_SERVICE.full_name, ADMIN_SERVICE.full_name)
+_SERVICERS = {GRAPH_SERVICE.full_name: SocialGraphServicer, ADMIN_SERVICE.full_name: AdminServicer}
 
 
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
@@ -75,6 +80,20 @@ def enable_reflection(server: grpc.Server, service_names) -> None:
 
 class PortInUse(RuntimeError):
     pass
+
+
+class InvalidConfiguration(ValueError):
+    """A credential or certificate file the settings name cannot be used."""
+
+
+def load_security(settings: Settings) -> tuple[Authenticator | None, CertificateFiles | None]:
+    """The authenticator (when auth is on) and the TLS files (when TLS is on)."""
+    try:
+        authenticator = Authenticator(settings) if settings.auth_enabled else None
+        certificates = CertificateFiles.from_settings(settings)
+    except ValueError as exc:
+        raise InvalidConfiguration(str(exc)) from None
+    return authenticator, certificates
 
 
 def make_graph(settings: Settings, storage: SqlStorage) -> Graph:
@@ -144,9 +163,30 @@ def cached_readers(storage: SqlStorage, client=None, ttl_seconds: int = 3600, pr
     }
 
 
-def add_services(server: grpc.Server, graph: Graph) -> None:
-    add_service(server, SocialGraphServicer(graph), social_graph_pb2.DESCRIPTOR.services_by_name["SocialGraphService"])
-    add_service(server, AdminServicer(graph), admin_pb2.DESCRIPTOR.services_by_name["AdminService"])
+def connection_options(settings: Settings) -> list[tuple[str, int]]:
+    """grpc server options for message size, keepalive and connection age."""
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.keepalive_time_ms", _ms(settings.keepalive_time)),
+        ("grpc.keepalive_timeout_ms", _ms(settings.keepalive_timeout)),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", _ms(settings.keepalive_min_ping_interval)),
+        ("grpc.keepalive_permit_without_calls", int(settings.keepalive_permit_without_calls)),
+        ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
+    ]
+    if settings.max_connection_age > 0:
+        options.append(("grpc.max_connection_age_ms", _ms(settings.max_connection_age)))
+        options.append(("grpc.max_connection_age_grace_ms", _ms(settings.max_connection_age_grace)))
+    return options
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def add_services(server: grpc.Server, graph: Graph, services=(GRAPH_SERVICE, ADMIN_SERVICE)) -> None:
+    for service in services:
+        add_service(server, _SERVICERS[service.full_name](graph), service)
 
 
 class HealthMonitor:
@@ -203,65 +243,123 @@ class HealthMonitor:
 class App:
     """A configured server: storage, rules, services, health and reflection."""
 
-    def __init__(self, settings: Settings, *, worker: bool = False) -> None:
+    def __init__(self, settings: Settings, *, worker: bool = False, tracer_provider=None) -> None:
         """``worker``: one of several processes on one port (see server/workers.py),
-        which share the port and leave migrations and metrics to their parent."""
+        which share the port and leave migrations and metrics to their parent.
+        ``tracer_provider``: an OpenTelemetry provider to use instead of the
+        one ``trace_exporter`` configures (the caller shuts it down)."""
         self.settings = settings
         self.worker = worker
+        self.auth, self.certificates = load_security(settings)
+        self._own_tracer_provider = None if tracer_provider else configured_tracer_provider(settings)
+        self.tracer_provider = tracer_provider or self._own_tracer_provider
+        self.tracer = self.tracer_provider.get_tracer("socialgraph") if self.tracer_provider else None
         self.storage = open_storage(
             settings.database_url, pool_size=settings.threads, deadline=settings.database_timeout
         )
         if settings.migrate_on_start and not worker:
             upgrade(self.storage)
-        self.graph = make_graph(settings, self.storage)
-        message_limit = settings.max_message_bytes
-        self.server = grpc.server(
-            FairExecutor(settings.threads, settings.max_concurrent_rpcs),
-            interceptors=[MetricsInterceptor(), ShedInterceptor()],
+        traced = TracedStorage(self.storage, self.tracer) if self.tracer else self.storage
+        self.graph = make_graph(settings, traced)
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        # One executor for both listeners (the database pool is sized to its
+        # threads): a queue per client connection, served round robin.
+        self.executor = FairExecutor(settings.threads, settings.max_concurrent_rpcs)
+        self.admin_server: grpc.Server | None = None
+        if settings.admin_listen:
+            self.server, self.port = self._server((GRAPH_SERVICE,), settings.listen)
+            self.admin_server, self.admin_port = self._server((ADMIN_SERVICE,), settings.admin_listen)
+        else:
+            self.server, self.port = self._server((GRAPH_SERVICE, ADMIN_SERVICE), settings.listen)
+        self.monitor = HealthMonitor(self.storage, self.health, settings.health_interval)
+
+    def interceptors(self) -> list[grpc.ServerInterceptor]:
+        """Metrics, the access log when asked for, then the credential check
+        when auth is on: a server without them pays nothing for them."""
+        interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor(), ShedInterceptor()]
+        if self.tracer is not None:
+            interceptors.append(TracingInterceptor(self.tracer))
+        if self.settings.access_log:
+            interceptors.append(AccessLogInterceptor())
+        if self.auth is not None:
+            interceptors.append(AuthInterceptor(self.auth, open_reflection=self.settings.auth_open_reflection))
+        return interceptors
+
+    def _server(self, services, address: str) -> tuple[grpc.Server, int]:
+        """A gRPC server for ``services`` plus health and reflection, bound to ``address``; and its port."""
+        settings = self.settings
+        server = grpc.server(
+            self.executor,
+            interceptors=self.interceptors(),
             options=[
                 # One process fails on a port that is already taken instead of
                 # sharing it; workers share theirs (their parent checked it).
-                ("grpc.so_reuseport", int(worker)),
-                ("grpc.max_receive_message_length", message_limit),
-                ("grpc.max_send_message_length", message_limit),
-                ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
+                ("grpc.so_reuseport", int(self.worker)),
+                *connection_options(settings),
             ],
             # The executor sheds load from max_concurrent_rpcs on (OVERLOADED);
             # shed calls count here until answered, so grpc's own refusal of
             # every new call starts only at four times that.
             maximum_concurrent_rpcs=4 * settings.max_concurrent_rpcs,
         )
-        add_services(self.server, self.graph)
-        self.health = health.HealthServicer(experimental_non_blocking=True)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        enable_reflection(self.server, (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME))
-        self.monitor = HealthMonitor(self.storage, self.health, settings.health_interval)
+        add_services(server, self.graph, services)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        enable_reflection(server, (*(service.full_name for service in services), health.SERVICE_NAME, reflection.SERVICE_NAME))
         try:
-            self.port = self.server.add_insecure_port(settings.listen)
+            if self.certificates is not None:
+                port = server.add_secure_port(address, self.certificates.credentials())
+            else:
+                port = server.add_insecure_port(address)
         except RuntimeError as exc:
-            raise PortInUse(f"cannot listen on {settings.listen}: {exc}") from None
-        if not self.port:
-            raise PortInUse(f"cannot listen on {settings.listen}: address in use or not available")
+            raise PortInUse(f"cannot listen on {address}: {exc}") from None
+        if not port:
+            raise PortInUse(f"cannot listen on {address}: address in use or not available")
+        return server, port
 
     def start(self) -> None:
         self.monitor.start()
         if self.settings.metrics_listen and not self.worker:
             port = serve_metrics(self.settings.metrics_listen)
             log.info("metrics on %s", self.settings.metrics_listen.rpartition(":")[0] + f":{port}")
+        if self.auth is not None:
+            self.auth.start()
         self.server.start()
-        log.info("socialgraph serving on %s (database %s)", self.settings.listen, self.storage.dialect)
+        security = "TLS" if self.certificates else "plaintext"
+        if self.certificates and self.settings.tls_client_ca:
+            security = "mutual TLS"
+        if self.auth is not None:
+            security += ", credentials required"
+        log.info("socialgraph serving on %s (database %s; %s)", self.settings.listen, self.storage.dialect, security)
+        if self.admin_server is not None:
+            self.admin_server.start()
+            log.info("AdminService serving on %s", self.settings.admin_listen)
+
+    def reload_credentials(self) -> None:
+        """Reads the token and JWT key files again (TLS files reload by themselves)."""
+        if self.auth is not None:
+            self.auth.reload()
 
     def stop(self, grace: float | None = None) -> None:
         """Stops accepting, lets in-flight RPCs finish within ``grace``, closes storage."""
         self.monitor.stop()
-        self.server.stop(self.settings.grace_period if grace is None else grace).wait()
+        grace = self.settings.grace_period if grace is None else grace
+        stopped = [server.stop(grace) for server in (self.server, self.admin_server) if server is not None]
+        for event in stopped:
+            event.wait()
+        if self.auth is not None:
+            self.auth.stop()
+        self.executor.shutdown(wait=False)
         self.storage.close()
+        if self._own_tracer_provider:
+            self._own_tracer_provider.shutdown()
 
 
 def serve(settings: Settings, *, worker: bool = False) -> None:
     """Runs until SIGTERM or SIGINT, then drains in-flight RPCs."""
     app = App(settings, worker=worker)
     stopping = until_signalled(settings.grace_period)
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: threading.Thread(target=app.reload_credentials).start())
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     app.start()
     stopping.wait()
     app.stop()

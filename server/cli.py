@@ -8,6 +8,7 @@ import os
 import sys
 
 from . import settings as config
+from .logs import configure as configure_logs
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,18 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"socialgraph: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    if settings.log_level.upper() != "DEBUG":
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logs(settings.log_level, settings.log_format)
     commands = {"serve": _serve, "migrate": _migrate, "recount": _recount, "health": _health}
     return commands[args.command](settings)
 
 
 def _serve(settings: config.Settings) -> int:
-    from .app import PortInUse, serve
+    from .app import InvalidConfiguration, PortInUse, serve
     from .workers import run
 
     try:
@@ -55,6 +51,9 @@ def _serve(settings: config.Settings) -> int:
     except PortInUse as exc:
         print(f"socialgraph: {exc}", file=sys.stderr)
         return 1
+    except InvalidConfiguration as exc:
+        print(f"socialgraph: {exc}", file=sys.stderr)
+        return 2
     # The grace period is over: calls still blocked (say, on a database
     # lock) were cancelled, and their threads must not hold the exit.
     logging.shutdown()
@@ -97,7 +96,7 @@ def _health(settings: config.Settings) -> int:
     host, _, port = settings.listen.rpartition(":")
     if host in ("0.0.0.0", "[::]", ""):
         host = "127.0.0.1"
-    with grpc.insecure_channel(f"{host}:{port}") as channel:
+    with _health_channel(settings, f"{host}:{port}") as channel:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=3)
         except grpc.RpcError as exc:
@@ -106,6 +105,31 @@ def _health(settings: config.Settings) -> int:
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
     print(status)
     return 0 if response.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
+def _health_channel(settings: config.Settings, target: str):
+    """Plaintext, or with the server's own TLS settings: trusts the CA in
+    ``tls_client_ca`` (else the chain in ``tls_cert``, which must then hold
+    its root), presents the server's certificate when mutual TLS is on, and
+    expects the certificate's first DNS name (else ``localhost``)."""
+    import grpc
+
+    if not settings.tls_cert:
+        return grpc.insecure_channel(target)
+    from pathlib import Path
+
+    from cryptography import x509
+
+    chain = Path(settings.tls_cert).read_bytes()
+    roots = Path(settings.tls_client_ca).read_bytes() if settings.tls_client_ca else chain
+    identity = (Path(settings.tls_key).read_bytes(), chain) if settings.tls_client_ca else (None, None)
+    leaf = x509.load_pem_x509_certificates(chain)[0]
+    try:
+        names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        names = []
+    credentials = grpc.ssl_channel_credentials(roots, *identity)
+    return grpc.secure_channel(target, credentials, options=[("grpc.ssl_target_name_override", names[0] if names else "localhost")])
 
 
 if __name__ == "__main__":

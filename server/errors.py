@@ -24,6 +24,7 @@ from .rules import (
     PermissionDenied,
     RateLimited,
     Reason,
+    Unauthenticated,
 )
 
 DOMAIN = "socialgraph.v1"
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 _CODES: dict[type[GraphError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     NotFound: grpc.StatusCode.NOT_FOUND,
     RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,

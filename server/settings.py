@@ -14,6 +14,8 @@ from ratelimit import Window, parse_windows
 
 ENV_PREFIX = "SOCIALGRAPH_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+TRACE_EXPORTERS = ("none", "otlp", "console")
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+cluster://", "rediss+cluster://", "unix://")
 
 
@@ -22,6 +24,7 @@ def _setting(default, help: str, *, commands: tuple[str, ...] = ("serve",)):
 
 
 _ALL = ("serve", "migrate", "recount", "health")
+_SERVE_HEALTH = ("serve", "health")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,11 @@ class Settings:
     counter_cache_ttl: int = _setting(3600, "seconds a cached counter lives without being refreshed", commands=("serve", "recount"))
     metrics_listen: str = _setting("", "address of the Prometheus /metrics endpoint (host:port); empty turns it off")
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR", commands=_ALL)
+    log_format: str = _setting("text", "text, or json for one JSON object per line", commands=_ALL)
+    access_log: bool = _setting(False, "log one line per RPC: method, code, reason, duration, caller, peer, request id")
+    trace_exporter: str = _setting("none", "OpenTelemetry span exporter: none, otlp (OTLP/HTTP) or console")
+    trace_endpoint: str = _setting("", "OTLP/HTTP traces URL; empty uses OTEL_EXPORTER_OTLP_* or http://localhost:4318/v1/traces")
+    trace_sample_ratio: float = _setting(1.0, "share of new traces recorded; a caller's sampled traceparent is always followed")
     connection_limit: int = _setting(2000, "most connections a user may have (C6)")
     auto_follow: bool = _setting(True, "sending and accepting a request follow the other user (C4)")
     edge_batch_size: int = _setting(
@@ -77,6 +85,36 @@ class Settings:
         "keys that sign page tokens, comma-separated: the first signs, every one is accepted (rotation); "
         "empty: one random key, made once and kept in the database",
     )
+    keepalive_time: float = _setting(30.0, "seconds of silence on a connection before the server pings the client")
+    keepalive_timeout: float = _setting(10.0, "seconds the server waits for a ping's answer before closing")
+    keepalive_min_ping_interval: float = _setting(
+        10.0, "shortest interval between client pings the server tolerates (more often: GOAWAY too_many_pings)"
+    )
+    keepalive_permit_without_calls: bool = _setting(True, "accept client pings on connections with no call in flight")
+    max_connection_age: float = _setting(
+        300.0, "seconds (give or take a tenth) after which a connection is asked to move (GOAWAY), so clients rebalance; 0 never"
+    )
+    max_connection_age_grace: float = _setting(30.0, "seconds calls in flight get after that GOAWAY")
+    admin_listen: str = _setting(
+        "", "serve AdminService on this address (host:port) only, and not on --listen; empty serves both together"
+    )
+    tls_cert: str = _setting(
+        "", "PEM certificate chain to serve TLS with (with --tls-key); reloaded when it changes", commands=_SERVE_HEALTH
+    )
+    tls_key: str = _setting("", "PEM private key of --tls-cert", commands=_SERVE_HEALTH)
+    tls_client_ca: str = _setting(
+        "", "PEM CA bundle: require client certificates (mutual TLS) and verify them against it", commands=_SERVE_HEALTH
+    )
+    tls_client_scopes: str = _setting(
+        "",
+        "scopes granted to mutual-TLS identities: IDENTITY=SCOPE SCOPE,... where IDENTITY is a SPIFFE URI or DNS SAN",
+    )
+    auth_tokens_file: str = _setting("", "TOML file of hashed static bearer tokens with names and scopes")
+    auth_jwt_keys: str = _setting("", "PEM public key(s) or JWKS file that bearer JWTs are verified against")
+    auth_jwt_issuer: str = _setting("", "required `iss` of bearer JWTs")
+    auth_jwt_audience: str = _setting("", "required `aud` of bearer JWTs")
+    auth_jwt_leeway: float = _setting(30.0, "seconds of clock skew allowed on JWT exp and nbf (at most 300)")
+    auth_open_reflection: bool = _setting(False, "serve reflection without a credential while auth is on")
 
     @property
     def page_bytes(self) -> int:
@@ -88,6 +126,11 @@ class Settings:
         return tuple(key.strip().encode() for key in self.page_token_key.split(",") if key.strip())
 
     @property
+    def auth_enabled(self) -> bool:
+        """Callers must present a credential: bearer tokens or mTLS identities are configured."""
+        return bool(self.auth_tokens_file or self.auth_jwt_keys or self.tls_client_scopes)
+
+    @property
     def windows(self) -> tuple[Window, ...]:
         return parse_windows(self.rate_limits)
 
@@ -97,6 +140,12 @@ class Settings:
             self.windows  # noqa: B018 - parses
         except ValueError as exc:
             raise ValueError(f"rate_limits ({ENV_PREFIX}RATE_LIMITS / --rate-limits): {exc}") from None
+        if self.trace_exporter not in TRACE_EXPORTERS:
+            raise ValueError(f"trace_exporter must be one of {', '.join(TRACE_EXPORTERS)}, got {self.trace_exporter!r}")
+        if not 0 <= self.trace_sample_ratio <= 1:
+            raise ValueError(f"trace_sample_ratio must be between 0 and 1, got {self.trace_sample_ratio}")
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
         if self.log_level.upper() not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         scheme = self.database_url.partition(":")[0].partition("+")[0]
@@ -116,9 +165,30 @@ class Settings:
             raise ValueError("max_message_bytes, page_max_bytes, max_concurrent_streams and max_concurrent_rpcs must be positive")
         if self.threads < 1 or self.workers < 1:
             raise ValueError("threads and workers must be at least 1")
+        if min(self.keepalive_time, self.keepalive_timeout, self.keepalive_min_ping_interval) <= 0:
+            raise ValueError("keepalive_time, keepalive_timeout and keepalive_min_ping_interval must be positive")
+        if self.max_connection_age < 0 or self.max_connection_age_grace < 0:
+            raise ValueError("max_connection_age and max_connection_age_grace must not be negative")
         if not self.listen.rpartition(":")[2].isdigit():
             raise ValueError(f"listen must be host:port, got {self.listen!r}")
+        if self.admin_listen and not self.admin_listen.rpartition(":")[2].isdigit():
+            raise ValueError(f"admin_listen must be host:port, got {self.admin_listen!r}")
+        if self.admin_listen and self.admin_listen == self.listen:
+            raise ValueError("admin_listen must differ from listen")
+        self._validate_security()
         return self
+
+    def _validate_security(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ValueError("tls_client_ca needs tls_cert and tls_key")
+        if self.tls_client_scopes and not self.tls_client_ca:
+            raise ValueError("tls_client_scopes needs tls_client_ca (identities come from verified client certificates)")
+        if self.auth_jwt_keys and not (self.auth_jwt_issuer and self.auth_jwt_audience):
+            raise ValueError("auth_jwt_keys needs auth_jwt_issuer and auth_jwt_audience")
+        if not 0 <= self.auth_jwt_leeway <= 300:
+            raise ValueError(f"auth_jwt_leeway must be between 0 and 300 seconds, got {self.auth_jwt_leeway}")
 
 
 def fields_for(command: str) -> list[dataclasses.Field]:

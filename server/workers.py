@@ -20,7 +20,8 @@ import tempfile
 from storage import open_storage
 from storage.migrate import upgrade
 
-from .app import PortInUse, serve, until_signalled
+from .app import PortInUse, load_security, serve, until_signalled
+from .logs import configure as configure_logs
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ def check_port_free(listen: str) -> None:
 
 def run(settings: Settings) -> int:
     check_port_free(settings.listen)
+    if settings.admin_listen:
+        check_port_free(settings.admin_listen)
+    load_security(settings)  # unusable credential or certificate files fail here, once
     if settings.migrate_on_start:
         storage = open_storage(settings.database_url, pool_size=1)
         upgrade(storage)
@@ -60,8 +64,19 @@ def _supervise(settings: Settings, metrics_dir: str) -> int:
         context.Process(target=_worker, args=(settings, index), name=f"worker-{index}", daemon=False)
         for index in range(settings.workers)
     ]
+
+    def forward_reload(_signum, _frame):
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signal.SIGHUP)
+
+    signal.signal(signal.SIGHUP, forward_reload)
+    # Workers start with SIGHUP blocked and unblock it once they handle it,
+    # so a reload while they start cannot kill them.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     for worker in workers:
         worker.start()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     if settings.metrics_listen:
         _serve_metrics(settings.metrics_listen, metrics_dir)
     log.info("socialgraph serving on %s with %d workers", settings.listen, settings.workers)
@@ -95,11 +110,7 @@ def _serve_metrics(address: str, metrics_dir: str) -> None:
 
 
 def _worker(settings: Settings, index: int) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s %(name)s [worker {index}] %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logs(settings.log_level, settings.log_format, worker=index)
     serve(settings, worker=True)
     logging.shutdown()
     os._exit(0)

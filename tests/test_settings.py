@@ -92,13 +92,24 @@ def test_environment_overrides_defaults():
     assert load(parse("serve"), environ=environ) == settings
 
 
+# Settings that are only valid beside others.
+_TLS = {"SOCIALGRAPH_TLS_CERT": "cert.pem", "SOCIALGRAPH_TLS_KEY": "key.pem"}
+COMPANIONS = {
+    "tls_cert": _TLS,
+    "tls_key": _TLS,
+    "tls_client_ca": _TLS,
+    "tls_client_scopes": {**_TLS, "SOCIALGRAPH_TLS_CLIENT_CA": "ca.pem"},
+    "auth_jwt_keys": {"SOCIALGRAPH_AUTH_JWT_ISSUER": "issuer", "SOCIALGRAPH_AUTH_JWT_AUDIENCE": "socialgraph"},
+}
+
+
 def test_every_field_can_be_set_through_its_environment_variable():
     samples = {bool: ("false", False), int: ("3", 3), float: ("1.5", 1.5)}
     for f in dataclasses.fields(Settings):
-        text, value = samples.get(type(f.default), (None, None))
+        text, value = {"trace_sample_ratio": ("0.5", 0.5)}.get(f.name) or samples.get(type(f.default), (None, None))
         if text is None:
-            text = value = {"listen": "127.0.0.1:7", "rate_limits": "5/1s", "log_level": "DEBUG", "database_url": "sqlite:///elsewhere.db", "redis_url": "redis://127.0.0.1:6390/0", "metrics_listen": "127.0.0.1:9464"}.get(f.name, "some-value")
-        settings = load(None, environ={f"SOCIALGRAPH_{f.name.upper()}": text})
+            text = value = {"listen": "127.0.0.1:7", "rate_limits": "5/1s", "log_level": "DEBUG", "database_url": "sqlite:///elsewhere.db", "redis_url": "redis://127.0.0.1:6390/0", "metrics_listen": "127.0.0.1:9464", "admin_listen": "127.0.0.1:8", "tls_client_scopes": "admin.internal=admin", "log_format": "json", "trace_exporter": "console"}.get(f.name, "some-value")
+        settings = load(None, environ={**COMPANIONS.get(f.name, {}), f"SOCIALGRAPH_{f.name.upper()}": text})
         assert getattr(settings, f.name) == value, f.name
 
 

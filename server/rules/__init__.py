@@ -10,6 +10,7 @@ from .errors import (
     PermissionDenied,
     RateLimited,
     Reason,
+    Unauthenticated,
 )
 from .graph import BlockResult, ConnectionState, Graph, Page, Policy, SendResult, Stats
 from .paging import PageTokens
@@ -31,4 +32,5 @@ __all__ = [
     "Reason",
     "SendResult",
     "Stats",
+    "Unauthenticated",
 ]

@@ -3,7 +3,8 @@
 
 GraphError
 ├── InvalidArgument          INVALID_ARGUMENT (reason says which check)
-├── PermissionDenied         PERMISSION_DENIED: BLOCKED, CANNOT_BLOCK_STAFF, NOT_A_MODERATOR
+├── Unauthenticated          UNAUTHENTICATED: UNAUTHENTICATED (no valid credential)
+├── PermissionDenied         PERMISSION_DENIED: BLOCKED, CANNOT_BLOCK_STAFF, NOT_A_MODERATOR, MISSING_SCOPE
 ├── NotFound                 NOT_FOUND: REQUEST_NOT_FOUND, USER_NOT_FOUND, REPORT_NOT_FOUND
 ├── RateLimited              RESOURCE_EXHAUSTED: RATE_LIMITED
 ├── ConnectionLimitReached   RESOURCE_EXHAUSTED: CONNECTION_LIMIT_REACHED
@@ -38,6 +39,8 @@ class Reason(enum.StrEnum):
     CONNECTION_LIMIT_REACHED = "CONNECTION_LIMIT_REACHED"
     STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
     OVERLOADED = "OVERLOADED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    MISSING_SCOPE = "MISSING_SCOPE"
 
 
 class GraphError(Exception):
@@ -56,6 +59,11 @@ class InvalidArgument(GraphError):
     def __init__(self, reason: Reason, field: str, message: str) -> None:
         super().__init__(reason, f"{field}: {message}", field=field)
         self.field = field
+
+
+class Unauthenticated(GraphError):
+    def __init__(self, message: str) -> None:
+        super().__init__(Reason.UNAUTHENTICATED, message)
 
 
 class PermissionDenied(GraphError):

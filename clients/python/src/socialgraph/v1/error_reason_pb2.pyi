@@ -87,6 +87,16 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     status also carries google.rpc.RetryInfo and the trailing metadata
     "retry-after" (whole seconds).
     """
+    UNAUTHENTICATED: _ErrorReason.ValueType  # 22
+    """UNAUTHENTICATED: auth is on and the call carries no valid credential
+    (a missing, malformed, unknown or expired bearer token, or a client
+    certificate whose identity is granted no scopes).
+    """
+    MISSING_SCOPE: _ErrorReason.ValueType  # 23
+    """PERMISSION_DENIED: the credential is valid but lacks the scope the
+    service needs; ErrorInfo.metadata["scope"] names it ("graph", "admin",
+    "events").
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every reason the service puts in the google.rpc.ErrorInfo of a failed
@@ -163,5 +173,15 @@ OVERLOADED: ErrorReason.ValueType  # 21
 it takes, and this connection has at least its share of them. The
 status also carries google.rpc.RetryInfo and the trailing metadata
 "retry-after" (whole seconds).
+"""
+UNAUTHENTICATED: ErrorReason.ValueType  # 22
+"""UNAUTHENTICATED: auth is on and the call carries no valid credential
+(a missing, malformed, unknown or expired bearer token, or a client
+certificate whose identity is granted no scopes).
+"""
+MISSING_SCOPE: ErrorReason.ValueType  # 23
+"""PERMISSION_DENIED: the credential is valid but lacks the scope the
+service needs; ErrorInfo.metadata["scope"] names it ("graph", "admin",
+"events").
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -1,0 +1,388 @@
+"""Who is calling, and may they: bearer tokens (hashed static tokens, JWTs)
+and mutual-TLS identities, each carrying scopes.
+
+- ``graph`` calls SocialGraphService, ``admin`` AdminService, ``events``
+  the change stream (WatchService). Health is open to everyone; reflection
+  needs any valid credential unless ``auth_open_reflection``.
+- A call with an ``authorization: Bearer ...`` header is judged by that
+  token alone. Without one, a verified client certificate whose SPIFFE URI
+  or DNS SAN is granted scopes (``tls_client_scopes``) is the caller.
+- Token files and JWT keys are reloaded when they change on disk and on
+  SIGHUP; a file that fails to load leaves the previous one in force.
+- Tokens are never logged; failures are logged at DEBUG with their reason.
+
+``AuthInterceptor`` is installed only when auth is configured, so a server
+without it pays nothing per call."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import threading
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from .errors import status_for
+from .logs import note_caller
+from .rules import GraphError, PermissionDenied, Reason, Unauthenticated
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+SCOPES = frozenset({"graph", "admin", "events"})
+SERVICE_SCOPES = {
+    "socialgraph.v1.SocialGraphService": "graph",
+    "socialgraph.v1.AdminService": "admin",
+    "socialgraph.v1.WatchService": "events",
+}
+OPEN_SERVICES = frozenset({"grpc.health.v1.Health"})
+REFLECTION_SERVICES = frozenset({"grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"})
+JWT_ALGORITHMS = ("RS256", "ES256", "EdDSA")
+MAX_TOKEN_LENGTH = 8192
+_VERIFIED_CACHE_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated caller: ``token:NAME``, ``jwt:SUBJECT`` or ``tls:IDENTITY``."""
+
+    name: str
+    scopes: frozenset[str]
+
+
+def _scopes(words, where: str) -> frozenset[str]:
+    scopes = frozenset(words)
+    unknown = scopes - SCOPES
+    if unknown:
+        raise ValueError(f"{where}: unknown scope(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(SCOPES))}")
+    return scopes
+
+
+# ------------------------------------------------------------------ sources
+
+
+class StaticTokens:
+    """``[[token]]`` tables of a TOML file: ``name``, ``sha256`` (hex digest
+    of the token) and ``scopes``. A token is checked against every entry in
+    constant time."""
+
+    def __init__(self, entries: list[tuple[bytes, Caller]]) -> None:
+        self._entries = entries
+
+    @classmethod
+    def load(cls, path: str) -> "StaticTokens":
+        try:
+            document = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"auth_tokens_file {path}: {exc}") from None
+        entries = []
+        for index, entry in enumerate(document.get("token", [])):
+            where = f"auth_tokens_file {path}, token {index + 1}"
+            name, digest, scopes = entry.get("name"), entry.get("sha256", ""), entry.get("scopes", [])
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"{where}: needs a name")
+            try:
+                raw = bytes.fromhex(digest)
+            except (TypeError, ValueError):
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError(f"{where} ({name}): sha256 must be 64 hex digits")
+            if not isinstance(scopes, list):
+                raise ValueError(f"{where} ({name}): scopes must be a list")
+            entries.append((raw, Caller(f"token:{name}", _scopes(scopes, where))))
+        return cls(entries)
+
+    def find(self, token: str) -> Caller | None:
+        digest = hashlib.sha256(token.encode()).digest()
+        found = None
+        for expected, caller in self._entries:
+            if hmac.compare_digest(digest, expected):
+                found = caller
+        return found
+
+
+class JwtVerifier:
+    """JWTs signed by one of the keys of a PEM file (one or more public
+    keys) or a JWKS document; RS256, ES256 or EdDSA, each key bound to the
+    algorithm of its type. ``exp``, ``iss`` and ``aud`` are required."""
+
+    def __init__(self, keys: list[tuple[str | None, str, object]], issuer: str, audience: str, leeway: float) -> None:
+        self._keys = keys  # (kid, algorithm, public key)
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = leeway
+
+    @classmethod
+    def load(cls, path: str, issuer: str, audience: str, leeway: float) -> "JwtVerifier":
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ValueError(f"auth_jwt_keys {path}: {exc}") from None
+        keys = _jwks_keys(text, path) if text.lstrip().startswith("{") else _pem_keys(text, path)
+        if not keys:
+            raise ValueError(f"auth_jwt_keys {path}: no usable RS256, ES256 or EdDSA public key")
+        return cls(keys, issuer, audience, leeway)
+
+    def verify(self, token: str) -> tuple[Caller, float]:
+        """The caller and the token's expiry (epoch seconds)."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(f"invalid bearer token: {exc}") from None
+        algorithm, kid = header.get("alg"), header.get("kid")
+        if algorithm not in JWT_ALGORITHMS:
+            raise Unauthenticated(f"invalid bearer token: algorithm {str(algorithm)[:16]!r} is not accepted")
+        candidates = [key for key_id, alg, key in self._keys if alg == algorithm and (kid is None or key_id in (None, kid))]
+        if not candidates:
+            raise Unauthenticated("invalid bearer token: no key for its algorithm and key id")
+        error: jwt.PyJWTError | None = None
+        for key in candidates:
+            try:
+                claims = jwt.decode(
+                    token,
+                    key,
+                    algorithms=[algorithm],
+                    audience=self._audience,
+                    issuer=self._issuer,
+                    leeway=self._leeway,
+                    options={"require": ["exp", "iss", "aud"]},
+                )
+                break
+            except jwt.InvalidSignatureError as exc:
+                error = exc
+            except jwt.PyJWTError as exc:
+                raise Unauthenticated(f"invalid bearer token: {exc}") from None
+        else:
+            raise Unauthenticated(f"invalid bearer token: {error}")
+        scope = claims.get("scope", "")
+        words = scope.split() if isinstance(scope, str) else []
+        caller = Caller(f"jwt:{str(claims.get('sub', ''))[:128]}", frozenset(words) & SCOPES)
+        return caller, float(claims["exp"])
+
+
+def _pem_keys(text: str, path: str) -> list[tuple[str | None, str, object]]:
+    marker = "-----BEGIN PUBLIC KEY-----"
+    keys = []
+    for block in text.split(marker)[1:]:
+        try:
+            key = load_pem_public_key((marker + block).encode())
+        except ValueError as exc:
+            raise ValueError(f"auth_jwt_keys {path}: {exc}") from None
+        keys.append((None, _algorithm_of(key, path), key))
+    return keys
+
+
+def _algorithm_of(key, path: str) -> str:
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return "ES256"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "EdDSA"
+    raise ValueError(f"auth_jwt_keys {path}: {type(key).__name__} is not an RSA, P-256 or Ed25519 public key")
+
+
+def _jwks_keys(text: str, path: str) -> list[tuple[str | None, str, object]]:
+    try:
+        document = json.loads(text)
+        keys = []
+        for data in document.get("keys", []):
+            if data.get("use", "sig") != "sig":
+                continue
+            jwk = jwt.PyJWK(data)
+            if jwk.algorithm_name in JWT_ALGORITHMS:
+                keys.append((jwk.key_id, jwk.algorithm_name, jwk.key))
+        return keys
+    except (ValueError, AttributeError, jwt.PyJWTError) as exc:
+        raise ValueError(f"auth_jwt_keys {path}: not a JWKS document: {exc}") from None
+
+
+def parse_peer_scopes(text: str) -> dict[str, frozenset[str]]:
+    """``IDENTITY=SCOPE SCOPE,IDENTITY=SCOPE`` into a map."""
+    grants: dict[str, frozenset[str]] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        identity, sep, words = item.rpartition("=")
+        if not sep or not identity.strip():
+            raise ValueError(f"tls_client_scopes: expected IDENTITY=SCOPES, got {item!r}")
+        grants[identity.strip()] = _scopes(words.split(), "tls_client_scopes")
+    return grants
+
+
+# ------------------------------------------------------------ authenticator
+
+
+class Authenticator:
+    """The credentials the settings configure, reloaded when their files change."""
+
+    def __init__(self, settings: Settings, *, poll_interval: float = 1.0) -> None:
+        self._settings = settings
+        self._poll_interval = poll_interval
+        self._peers = parse_peer_scopes(settings.tls_client_scopes)
+        self._files = [path for path in (settings.auth_tokens_file, settings.auth_jwt_keys) if path]
+        self._lock = threading.Lock()
+        self._verified: dict[str, tuple[Caller, float]] = {}
+        self._stamps = {path: _stamp(path) for path in self._files}
+        self._tokens, self._jwt = self._load()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def _load(self) -> tuple[StaticTokens | None, JwtVerifier | None]:
+        s = self._settings
+        tokens = StaticTokens.load(s.auth_tokens_file) if s.auth_tokens_file else None
+        verifier = (
+            JwtVerifier.load(s.auth_jwt_keys, s.auth_jwt_issuer, s.auth_jwt_audience, s.auth_jwt_leeway)
+            if s.auth_jwt_keys
+            else None
+        )
+        return tokens, verifier
+
+    def reload(self) -> bool:
+        """Loads every file again; keeps the previous credentials if one fails."""
+        with self._lock:
+            self._stamps = {path: _stamp(path) for path in self._files}
+            try:
+                tokens, verifier = self._load()
+            except ValueError as exc:
+                log.error("credentials not reloaded, the previous ones stay in force: %s", exc)
+                return False
+            self._tokens, self._jwt = tokens, verifier
+            self._verified = {}
+        log.info("credentials reloaded")
+        return True
+
+    def start(self) -> "Authenticator":
+        if self._files and self._watcher is None:
+            self._watcher = threading.Thread(target=self._watch, name="auth-reload", daemon=True)
+            self._watcher.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._poll_interval):
+            if any(_stamp(path) != self._stamps.get(path) for path in self._files):
+                self.reload()
+
+    def authenticate(self, context: grpc.ServicerContext) -> Caller:
+        token = _bearer(context.invocation_metadata())
+        if token is not None:
+            return self._from_token(token)
+        if self._peers:
+            caller = self._from_peer(context.auth_context())
+            if caller is not None:
+                return caller
+        raise Unauthenticated("this call needs a credential: an `authorization: Bearer` token or a client certificate")
+
+    def _from_token(self, token: str) -> Caller:
+        if self._tokens is not None:
+            caller = self._tokens.find(token)
+            if caller is not None:
+                return caller
+        if self._jwt is None or token.count(".") != 2:
+            raise Unauthenticated("invalid bearer token")
+        cached = self._verified.get(token)
+        if cached is not None and time.time() < cached[1] + self._settings.auth_jwt_leeway:
+            return cached[0]
+        caller, expires = self._jwt.verify(token)
+        if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+            self._verified = {}
+        self._verified[token] = (caller, expires)
+        return caller
+
+    def _from_peer(self, auth_context: dict) -> Caller | None:
+        for key in ("peer_spiffe_id", "peer_uri", "peer_dns"):
+            for value in auth_context.get(key, ()):
+                identity = value.decode(errors="replace")
+                scopes = self._peers.get(identity)
+                if scopes is not None:
+                    return Caller(f"tls:{identity}", scopes)
+        return None
+
+
+def _stamp(path: str) -> tuple:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return ()
+    return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+def _bearer(metadata) -> str | None:
+    values = [value for key, value in metadata if key == "authorization"]
+    if not values:
+        return None
+    if len(values) > 1:
+        raise Unauthenticated("more than one authorization header")
+    value = values[0]
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    scheme, _, token = value.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated("the authorization header must be `Bearer TOKEN`")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise Unauthenticated(f"bearer token longer than {MAX_TOKEN_LENGTH} characters")
+    return token
+
+
+# -------------------------------------------------------------- interceptor
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    """Checks the caller's credential and scope before every handler; health
+    stays open. Wraps each method's handler once."""
+
+    def __init__(self, authenticator: Authenticator, *, open_reflection: bool = False) -> None:
+        self._authenticator = authenticator
+        self._open = OPEN_SERVICES | (REFLECTION_SERVICES if open_reflection else frozenset())
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = continuation(handler_call_details)
+            service = method.strip("/").partition("/")[0]
+            if handler is None or service in self._open:
+                return handler
+            wrapped = self._wrapped[method] = self._guard(handler, SERVICE_SCOPES.get(service))
+        return wrapped
+
+    def _guard(self, handler: grpc.RpcMethodHandler, scope: str | None) -> grpc.RpcMethodHandler:
+        authenticate = self._authenticator.authenticate
+
+        def check(context) -> None:
+            try:
+                caller = authenticate(context)
+                note_caller(caller.name)
+                if scope is not None and scope not in caller.scopes:
+                    raise PermissionDenied(
+                        Reason.MISSING_SCOPE, f"{caller.name} lacks the {scope!r} scope", scope=scope
+                    )
+            except GraphError as exc:
+                log.debug("refused %s from %s: %s", scope or "call", context.peer(), exc.message)
+                context.abort_with_status(status_for(exc))
+
+        kinds = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+        return handler._replace(
+            **{kind: _checked(getattr(handler, kind), check) for kind in kinds if getattr(handler, kind) is not None}
+        )
+
+
+def _checked(behavior, check):
+    def checked(request, context):
+        check(context)
+        return behavior(request, context)
+
+    return checked

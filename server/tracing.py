@@ -1,0 +1,81 @@
+"""OpenTelemetry traces: a server span per RPC, continuing the caller's W3C
+``traceparent``, with a span per SQL transaction beneath it
+(storage/tracing.py). Off unless ``trace_exporter`` is set."""
+
+from __future__ import annotations
+
+import grpc
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from .settings import Settings
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def tracer_provider(settings: Settings) -> TracerProvider | None:
+    """The provider the settings ask for, exporting in batches; None when tracing is off."""
+    if settings.trace_exporter == "none":
+        return None
+    if settings.trace_exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter(endpoint=settings.trace_endpoint or None)
+    else:
+        exporter = ConsoleSpanExporter()
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "socialgraph"}),
+        sampler=ParentBased(TraceIdRatioBased(settings.trace_sample_ratio)),
+    )
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+class TracingInterceptor(grpc.ServerInterceptor):
+    """Runs each handler inside a SERVER span named after the method."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self._tracer = tracer
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = continuation(handler_call_details)
+            if handler is None or handler.unary_unary is None:
+                return handler
+            wrapped = self._wrapped[method] = handler._replace(
+                unary_unary=_traced(self._tracer, method, handler.unary_unary)
+            )
+        return wrapped
+
+
+def _traced(tracer: trace.Tracer, method: str, behavior):
+    service, _, name = method.strip("/").partition("/")
+    attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+
+    def traced(request, context):
+        parent = _PROPAGATOR.extract(carrier=dict(context.invocation_metadata()))
+        token = otel_context.attach(parent)
+        try:
+            with tracer.start_as_current_span(
+                f"{service}/{name}", kind=trace.SpanKind.SERVER, attributes=attributes,
+                record_exception=False, set_status_on_exception=False,
+            ) as span:
+                try:
+                    return behavior(request, context)
+                finally:
+                    code = context.code() or grpc.StatusCode.OK
+                    span.set_attribute("rpc.grpc.status_code", code.value[0])
+                    if code is not grpc.StatusCode.OK:
+                        span.set_status(trace.Status(trace.StatusCode.ERROR, code.name))
+        finally:
+            otel_context.detach(token)
+
+    return traced
