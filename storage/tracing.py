@@ -1,5 +1,6 @@
 """A span per SQL transaction: ``TracedStorage`` wraps a storage with the
-same interface (the caller's span, if any, is the parent)."""
+same interface. The span is a child of the caller's span; a transaction
+outside any traced call (start-up, background work) records none."""
 
 from __future__ import annotations
 
@@ -17,12 +18,16 @@ class TracedStorage:
         self._attributes = {"db.system": storage.dialect}
 
     def read_write(self, fn: Callable[..., T]) -> T:
-        with self._tracer.start_as_current_span("sql read_write", kind=trace.SpanKind.CLIENT, attributes=self._attributes):
-            return self._storage.read_write(fn)
+        return self._traced("sql read_write", self._storage.read_write, fn)
 
     def read_only(self, fn: Callable[..., T]) -> T:
-        with self._tracer.start_as_current_span("sql read_only", kind=trace.SpanKind.CLIENT, attributes=self._attributes):
-            return self._storage.read_only(fn)
+        return self._traced("sql read_only", self._storage.read_only, fn)
+
+    def _traced(self, name: str, run: Callable[[Callable[..., T]], T], fn: Callable[..., T]) -> T:
+        if not trace.get_current_span().get_span_context().is_valid:
+            return run(fn)
+        with self._tracer.start_as_current_span(name, kind=trace.SpanKind.CLIENT, attributes=self._attributes):
+            return run(fn)
 
     def __getattr__(self, name: str):
         return getattr(self._storage, name)
