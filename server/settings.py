@@ -46,6 +46,9 @@ class Settings:
         0.025, "seconds a Redis call may take before the limiter and cache fall back", commands=("serve", "recount")
     )
     counter_cache_ttl: int = _setting(3600, "seconds a cached counter lives without being refreshed", commands=("serve", "recount"))
+    max_staleness: float = _setting(
+        1.0, "seconds a default read may lag behind acknowledged writes; cached entries older than this are read again"
+    )
     metrics_listen: str = _setting("", "address of the Prometheus /metrics endpoint (host:port); empty turns it off")
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR", commands=_ALL)
     connection_limit: int = _setting(2000, "most connections a user may have (C6)")
@@ -81,6 +84,8 @@ class Settings:
             raise ValueError(f"metrics_listen must be host:port, got {self.metrics_listen!r}")
         if self.redis_timeout <= 0 or self.counter_cache_ttl < 1 or self.database_timeout <= 0:
             raise ValueError("redis_timeout, counter_cache_ttl and database_timeout must be positive")
+        if self.max_staleness <= 0:
+            raise ValueError(f"max_staleness must be positive, got {self.max_staleness!r}")
         if self.connection_limit < 1:
             raise ValueError("connection_limit must be at least 1")
         if self.threads < 1 or self.workers < 1:

@@ -4,7 +4,10 @@ holding the six counters and their version ``v``.
 Reads try Redis first; on a hit no SQL runs. Committed writes publish their
 counters through ``set_counts.lua``, which keeps the higher version, so a
 slower, older write can never overwrite a newer value; a miss fills the cache
-the same way. Entries expire after a TTL as a safety net.
+the same way. Entries expire after a TTL as a safety net. Each entry holds ``t``, when its
+values were read from SQL; it is served only within the staleness bound
+after that (``storage/freshness.py``), so a writer that committed and died
+before publishing leaves nothing stale for longer.
 
 While Redis is down or slow, reads go to SQL and the users whose publishes
 failed are remembered; once Redis answers again their entries are deleted
@@ -28,6 +31,7 @@ from redis import Redis
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from .counters import CACHE_LOOKUPS, load_missing
+from .freshness import Freshness, now_us
 from .schema import COUNTER_COLUMNS
 from .types import CounterReader, Counts, VersionedCounts
 
@@ -36,9 +40,9 @@ log = logging.getLogger(__name__)
 REDIS_ERRORS = (RedisError, RedisClusterException)
 SCRIPT = resources.files(__package__).joinpath("lua/set_counts.lua").read_text()
 SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
-_FIELDS = (*COUNTER_COLUMNS, "v")
+_FIELDS = (*COUNTER_COLUMNS, "t", "v")
 _BATCH = 100  # users a script call stores on one server
-_NAMES = " ".join(COUNTER_COLUMNS)
+_NAMES = " ".join((*COUNTER_COLUMNS, "t"))
 
 CACHE_ERRORS = Counter(
     "socialgraph_counter_cache_errors_total",
@@ -60,6 +64,7 @@ class RedisCounterCache:
         retry_after: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         announce: bool = False,
+        freshness: Freshness | None = None,
     ) -> None:
         """``announce``: every entry stored, and every entry dropped after an
         outage, is also published on ``channel`` (see ``storage/near.py``)."""
@@ -72,6 +77,7 @@ class RedisCounterCache:
         self._announce_to = self.channel if announce else ""
         self._retry_after = retry_after
         self._clock = clock
+        self._freshness = freshness or Freshness()
         self._down_until = 0.0
         self._dirty: set[str] = set()
         self._repair: threading.Timer | None = None
@@ -93,12 +99,13 @@ class RedisCounterCache:
             return self._inner.get(unique)
         found: dict[str, VersionedCounts] = {}
         missing = []
+        now = now_us()
         for user_id, values in zip(unique, rows):
-            if values[-1] is None:
+            if None in values or not self._freshness.fresh(int(values[-2]), now):
                 missing.append(user_id)
             else:
-                *counters, version = (int(v) for v in values)
-                found[user_id] = VersionedCounts(Counts(user_id, *counters), version)
+                *counters, read_us, version = (int(v) for v in values)
+                found[user_id] = VersionedCounts(Counts(user_id, *counters), version, read_us)
         CACHE_LOOKUPS.labels("redis", "hit").inc(len(found))
         if missing:
             CACHE_LOOKUPS.labels("redis", "miss").inc(len(missing))
@@ -143,7 +150,9 @@ class RedisCounterCache:
         for batch in batches:
             keys = [counts_key(self.prefix, user_id) for user_id, _entry in batch]
             values = [
-                " ".join(map(str, (entry.version, *(getattr(entry.counts, name) for name in COUNTER_COLUMNS))))
+                " ".join(
+                    map(str, (entry.version, *(getattr(entry.counts, name) for name in COUNTER_COLUMNS), entry.read_us))
+                )
                 for _user_id, entry in batch
             ]
             calls.append((command, script, len(keys), *keys, self._ttl, self._announce_to, self.origin, _NAMES, *values))

@@ -131,7 +131,7 @@ class CounterFeed:
         version, *pairs = stored
         values = dict(zip(pairs[::2], pairs[1::2]))
         counts = Counts(user_id, *(int(values.get(name, 0)) for name in COUNTER_COLUMNS))
-        self._counters.publish({user_id: VersionedCounts(counts, int(version))})
+        self._counters.publish({user_id: VersionedCounts(counts, int(version), int(values.get("t", 0)))})
 
     def _set_live(self, live: bool) -> None:
         if live == self.live:

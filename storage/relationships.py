@@ -9,8 +9,13 @@ counter cache still equal the ones it was read with. Writes therefore never
 touch this cache: a newer version makes older entries misses, and a miss
 reads SQL and stores the result under the versions it was read with.
 
+An entry is served only within the staleness bound after the SQL snapshot
+it came from (``storage/freshness.py``), whatever the versions say: a writer
+that died before publishing leaves versions that validate stale entries.
+
 An entry is kept once per unordered pair, from the side of the user whose id
-sorts first, and turned around for the other user.
+sorts first, and turned around for the other user. Its text starts with a
+format version; an entry of another format is a miss.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from prometheus_client import Counter
 
 from .cache import REDIS_ERRORS, RedisCounterCache, counts_key
 from .counters import InProcessCounterCache
+from .freshness import Freshness, now_us
 from .types import Relationship, Storage, VersionedRelationships
 
 LOOKUPS = Counter(
@@ -55,17 +61,25 @@ class SqlRelationships:
         return self._storage.read_only(lambda tx: tx.relationships(user_id, other_ids))
 
 
-def encode(versions: tuple[int, int], relationship: Relationship) -> str:
-    """An entry: the two users' versions, the flags and the mutual count."""
+FORMAT = "r1"
+
+
+def encode(versions: tuple[int, int], relationship: Relationship, read_us: int) -> str:
+    """An entry: its format, when it was read, the two users' versions, the
+    flags and the mutual count."""
     flags = "".join("1" if getattr(relationship, name) else "0" for name in _FLAGS)
-    return f"{versions[0]}:{versions[1]}:{flags}:{relationship.mutual_connections_count}"
+    return f"{FORMAT}:{read_us}:{versions[0]}:{versions[1]}:{flags}:{relationship.mutual_connections_count}"
 
 
-def decode(value: str, other_id: str) -> tuple[tuple[int, int], Relationship]:
-    """An entry as stored, seen by the pair's first user; ``other_id`` is the second."""
-    first_version, second_version, flags, mutual = value.split(":")
+def decode(value: str, other_id: str) -> tuple[tuple[int, int], Relationship, int] | None:
+    """An entry as stored, seen by the pair's first user (``other_id`` is the
+    second), with its ``read_us``; None for an entry of another format."""
+    parts = value.split(":")
+    if len(parts) != 6 or parts[0] != FORMAT or len(parts[4]) != len(_FLAGS):
+        return None
+    _format, read_us, first_version, second_version, flags, mutual = parts
     relationship = Relationship(other_id, *(bit == "1" for bit in flags), int(mutual))
-    return (int(first_version), int(second_version)), relationship
+    return (int(first_version), int(second_version)), relationship, int(read_us)
 
 
 def _pair(user_id: str, other_id: str) -> tuple[str, str]:
@@ -77,11 +91,11 @@ def _turned(versions: tuple[int, int], relationship: Relationship, viewer_id: st
     return (versions[1], versions[0]), relationship.seen_by_other(viewer_id)
 
 
-def _entry(user_id: str, first: str, versions: tuple[int, int], relationship: Relationship) -> str:
+def _entry(user_id: str, first: str, versions: tuple[int, int], relationship: Relationship, read_us: int) -> str:
     """What ``user_id`` read, stored as the pair's first user sees it."""
     if user_id != first:
         versions, relationship = _turned(versions, relationship, user_id)
-    return encode(versions, relationship)
+    return encode(versions, relationship, read_us)
 
 
 class _Cache:
@@ -89,9 +103,10 @@ class _Cache:
     below once for every missing pair, store what they read, and make sure
     the counter cache holds the versions that validate it."""
 
-    def __init__(self, inner, counters) -> None:
+    def __init__(self, inner, counters, freshness: Freshness | None = None) -> None:
         self._inner = inner
         self._counters = counters
+        self._freshness = freshness or Freshness()
 
     def get(self, user_id: str, other_ids: Sequence[str]) -> dict[str, Relationship]:
         return self.get_versioned(user_id, other_ids).relationships
@@ -107,6 +122,7 @@ class _Cache:
             self._store(user_id, read)
             found.relationships.update(read.relationships)
             found.versions.update(read.versions)
+            found = VersionedRelationships(found.relationships, found.versions, min(found.read_us, read.read_us))
             if unknown_versions:
                 self._counters.get(unknown_versions)  # fills the counter cache
         return found
@@ -120,18 +136,21 @@ class _Cache:
 
     def _valid(self, user_id, others, entries, versions) -> VersionedRelationships:
         """The entries (stored value or None per other) whose versions are the current ones."""
+        now = oldest = now_us()
         found = VersionedRelationships({}, {})
         for other, value in zip(others, entries):
-            if value is None:
+            decoded = None if value is None else decode(value, _pair(user_id, other)[1])
+            if decoded is None:
                 continue
             first, second = _pair(user_id, other)
-            stored, relationship = decode(value, second)
-            if stored == (versions.get(first), versions.get(second)):
+            stored, relationship, read_us = decoded
+            if stored == (versions.get(first), versions.get(second)) and self._freshness.fresh(read_us, now):
                 if user_id != first:
                     stored, relationship = _turned(stored, relationship, first)
                 found.relationships[other] = relationship
                 found.versions[other] = stored
-        return found
+                oldest = min(oldest, read_us)
+        return VersionedRelationships(found.relationships, found.versions, oldest)
 
 
 class InProcessRelationshipCache(_Cache):
@@ -140,8 +159,10 @@ class InProcessRelationshipCache(_Cache):
 
     tier = "in-process"
 
-    def __init__(self, inner, counters: InProcessCounterCache, max_entries: int = 100_000) -> None:
-        super().__init__(inner, counters)
+    def __init__(
+        self, inner, counters: InProcessCounterCache, max_entries: int = 100_000, freshness: Freshness | None = None
+    ) -> None:
+        super().__init__(inner, counters, freshness)
         self._max = max_entries
         self._entries: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._lock = threading.Lock()
@@ -161,7 +182,7 @@ class InProcessRelationshipCache(_Cache):
         with self._lock:
             for other, relationship in read.relationships.items():
                 pair = _pair(user_id, other)
-                self._entries[pair] = _entry(user_id, pair[0], read.versions[other], relationship)
+                self._entries[pair] = _entry(user_id, pair[0], read.versions[other], relationship, read.read_us)
                 self._entries.move_to_end(pair)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
@@ -175,8 +196,15 @@ class RedisRelationshipCache(_Cache):
 
     tier = "redis"
 
-    def __init__(self, client, inner: SqlRelationships, counters: RedisCounterCache, ttl_seconds: int = 3600) -> None:
-        super().__init__(inner, counters)
+    def __init__(
+        self,
+        client,
+        inner: SqlRelationships,
+        counters: RedisCounterCache,
+        ttl_seconds: int = 3600,
+        freshness: Freshness | None = None,
+    ) -> None:
+        super().__init__(inner, counters, freshness)
         self._client = client
         self._ttl = ttl_seconds
         self._prefix = counters.prefix
@@ -210,7 +238,7 @@ class RedisRelationshipCache(_Cache):
             pipe = self._client.pipeline(transaction=False)
             for other, relationship in read.relationships.items():
                 first, second = _pair(user_id, other)
-                entry = _entry(user_id, first, read.versions[other], relationship)
+                entry = _entry(user_id, first, read.versions[other], relationship, read.read_us)
                 pipe.set(self._key(first, second), entry, ex=self._ttl)
             pipe.execute()
         except REDIS_ERRORS as exc:

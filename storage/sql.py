@@ -144,7 +144,7 @@ class SqlTx:
 
     def _touch(self, rows) -> None:
         for row in rows:
-            self.touched[row.user_id] = VersionedCounts(_counts(row), row.version)
+            self.touched[row.user_id] = VersionedCounts(_counts(row), row.version, self._now_us)
 
     # ------------------------------------------------------------------ users
 
@@ -287,7 +287,7 @@ class SqlTx:
         execute(delete(user_counters).where(user_counters.c.user_id == user_id))
         execute(delete(users).where(users.c.user_id == user_id))
         version = max(self._versions.get(user_id, 0) + 1, self._now_us)
-        self.touched[user_id] = VersionedCounts(Counts(user_id), version)
+        self.touched[user_id] = VersionedCounts(Counts(user_id), version, self._now_us)
         return removed
 
     # ---------------------------------------------------------------- reports
@@ -363,12 +363,12 @@ class SqlTx:
             for other in set(other_ids)
         }
         return VersionedRelationships(
-            relationships, {other: (versions[user_id], versions[other]) for other in relationships}
+            relationships, {other: (versions[user_id], versions[other]) for other in relationships}, self._now_us
         )
 
     def counts(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]:
         rows = self._d.rows(_COUNTS, {"ids": list(set(user_ids))})
-        return {row.user_id: VersionedCounts(_counts(row), row.version) for row in rows}
+        return {row.user_id: VersionedCounts(_counts(row), row.version, self._now_us) for row in rows}
 
     def blocked_among(self, user_id: str, candidate_ids: Sequence[str]) -> set[str]:
         rows = self._d.rows(_BLOCKED_AMONG, {"me": user_id, "candidates": list(set(candidate_ids))})

@@ -11,7 +11,8 @@ the transaction. ``read_only(fn)`` is the same for reads.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence, TypeVar
 
 T = TypeVar("T")
@@ -107,10 +108,13 @@ class VersionedCounts:
     """Counters as committed, with the row's version. Versions only grow
     (each change sets ``max(version + 1, now in microseconds)``, so a user
     deleted and seen again still gets larger versions); a cache keeps the
-    highest version it has seen."""
+    highest version it has seen. ``read_us``: when the SQL snapshot that
+    holds this state was taken at the latest (see ``storage/freshness.py``);
+    entries made without one count as read now."""
 
     counts: Counts
     version: int
+    read_us: int = field(default_factory=lambda: time.time_ns() // 1000, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +155,12 @@ class VersionedRelationships:
     users (the viewer's, the other's) as the statement that read it saw them
     (0 for a user without a counter row). Every edge change bumps the version
     of at least one of its two users, so a relationship cached with both
-    versions is current for as long as both versions are."""
+    versions is current for as long as both versions are. ``read_us``: when
+    the snapshot of the oldest of them was taken at the latest."""
 
     relationships: dict[str, Relationship]
     versions: dict[str, tuple[int, int]]
+    read_us: int = field(default_factory=lambda: time.time_ns() // 1000, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
