@@ -5,14 +5,26 @@ acknowledged at least the staleness bound earlier, whichever process answers."""
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import time
+import uuid
 
 import grpc
 import pytest
 
 from socialgraph.v1 import social_graph_pb2 as pb
 
-from .support import Client, counters, new_user, running_server, temporary_database, zero
+from .support import (
+    POSTGRES_DSN,
+    Client,
+    RedisServer,
+    counters,
+    new_user,
+    running_server,
+    socialgraph_command,
+    temporary_database,
+    zero,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 
@@ -57,6 +69,16 @@ def snapshot(client: Client, a: str, b: str):
     )
 
 
+BEFORE = (True, True, False, True, [zero(following=1), zero(followers=1)])
+AFTER = (False, False, True, False, [zero(), zero(blocked=1)])
+
+
+@pytest.fixture
+def redis(tmp_path):
+    with RedisServer(tmp_path) as server:
+        yield server
+
+
 def test_a_block_through_one_process_reaches_the_other_without_redis(postgres_url):
     with processes(postgres_url, 2) as (first, second):
         a, b = new_user(), new_user()
@@ -72,3 +94,89 @@ def test_a_block_through_one_process_reaches_the_other_without_redis(postgres_ur
         with pytest.raises(grpc.RpcError) as refused:
             first.follow(a, b)
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_block_through_one_process_reaches_two_others_with_redis(postgres_url, redis):
+    with processes(postgres_url, 3, "--redis-url", redis.url) as (first, second, third):
+        a, b = new_user(), new_user()
+        first.follow(a, b)
+        assert snapshot(first, a, b) == BEFORE
+        assert snapshot(third, a, b) == BEFORE
+        second.block(b, a)
+        assert within_bound(lambda: snapshot(first, a, b), AFTER) == AFTER
+        assert within_bound(lambda: snapshot(third, a, b), AFTER) == AFTER
+
+
+def test_writes_reach_other_processes_while_redis_is_killed_and_restarted(postgres_url, redis):
+    with processes(postgres_url, 2, "--redis-url", redis.url) as (first, second):
+        a, b = new_user(), new_user()
+        first.follow(a, b)
+        assert snapshot(first, a, b) == BEFORE
+        redis.stop()
+        second.block(b, a)  # committed; its publish fails
+        assert within_bound(lambda: snapshot(first, a, b), AFTER) == AFTER
+        redis.start()  # empty, on the same port
+        second.unblock(b, a)
+        second.follow(a, b)
+        assert within_bound(lambda: snapshot(first, a, b), BEFORE) == BEFORE
+
+
+def test_recount_fixes_reach_running_servers(postgres_url):
+    import psycopg
+
+    with processes(postgres_url, 1) as (server,):
+        a, b = new_user(), new_user()
+        server.follow(a, b)
+        assert counters(server.counts(b)[0]) == zero(followers=1)
+        schema = postgres_url.rpartition("%3D")[2]
+        with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:  # a counter drifts
+            conn.execute(
+                f"UPDATE {schema}.user_counters SET followers = 7, version = version + 1 WHERE user_id = %s", (b,)
+            )
+        drifted = zero(followers=7)
+        assert within_bound(lambda: counters(server.counts(b)[0]), drifted) == drifted
+        fixed = subprocess.run(
+            [*socialgraph_command(), "recount", "--database-url", postgres_url],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert f"{b} followers: 7 -> 1" in fixed.stdout, (fixed.stdout, fixed.stderr)
+        assert within_bound(lambda: counters(server.counts(b)[0]), zero(followers=1)) == zero(followers=1)
+
+
+def test_a_writer_that_dies_between_commit_and_publish_leaves_nothing_stale_past_the_bound(postgres_url, redis):
+    """Two processes' caches over one database and one Redis; the second
+    commits and never publishes, as a writer SIGKILLed right after COMMIT."""
+    from ratelimit import InProcessLimiter, parse_windows
+    from server import redis_client
+    from server.app import cached_readers
+    from server.rules import Graph, Policy
+    from storage import open_storage
+    from storage.migrate import upgrade
+
+    opened = [open_storage(postgres_url) for _ in range(2)]
+    upgrade(opened[0])
+    try:
+        one, two = (
+            Graph(
+                storage,
+                InProcessLimiter(parse_windows("1000/1h")),
+                Policy(),
+                **cached_readers(storage, redis_client.connect(redis.url, 0.2), max_staleness=BOUND),
+            )
+            for storage in opened
+        )
+        assert one.relationships._feed.wait_live(5)
+        a, b = new_user(), new_user()
+        one.follow(a, b)
+        two.get_counts([a, b]), two.get_relationship(a, b)  # in Redis and both processes' memory
+        assert one.can_interact(a, b) and one.get_counts([b])[0].followers == 1
+        opened[1]._listeners.clear()  # its commits are never published
+        two.block(b, a, "")
+
+        def seen():
+            return one.can_interact(a, b), one.get_relationship(a, b).following, one.get_counts([b])[0].blocked
+
+        assert within_bound(seen, (False, False, 1)) == (False, False, 1)
+    finally:
+        for storage in opened:
+            storage.close()
