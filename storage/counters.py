@@ -50,16 +50,20 @@ class InProcessCounterCache:
         self._inner = inner
         self._max = max_entries
         self._freshness = freshness or Freshness()
+        # Entries of a cache straight over SQL were all read by this process,
+        # so their times can be compared with the positions it has seen.
+        self.proves_tokens = isinstance(inner, SqlCounters)
         self._entries: OrderedDict[str, VersionedCounts] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]:
+    def get(self, user_ids: Sequence[str], newer_than: int = 0) -> dict[str, VersionedCounts]:
+        """``newer_than``: serve only entries read after that time (µs)."""
         found: dict[str, VersionedCounts] = {}
         now = now_us()
         with self._lock:
             for user_id in user_ids:
                 entry = self._entries.get(user_id)
-                if entry is not None and self._freshness.fresh(entry.read_us, now):
+                if entry is not None and entry.read_us > newer_than and self._freshness.fresh(entry.read_us, now):
                     self._entries.move_to_end(user_id)
                     found[user_id] = entry
         missing = [u for u in dict.fromkeys(user_ids) if u not in found]

@@ -21,8 +21,14 @@ import time
 DEFAULT_MAX_STALENESS = 1.0
 
 
+# Wall-clock time that never steps back within a process: the caches compare
+# their entries' times with times this process saw commit positions at.
+_OFFSET_NS = time.time_ns() - time.monotonic_ns()
+
+
 def now_us() -> int:
-    return time.time_ns() // 1000
+    """Microseconds since the Unix epoch, as the monotonic clock advances."""
+    return (time.monotonic_ns() + _OFFSET_NS) // 1000
 
 
 class Freshness:

@@ -108,12 +108,13 @@ class _Cache:
         self._counters = counters
         self._freshness = freshness or Freshness()
 
-    def get(self, user_id: str, other_ids: Sequence[str]) -> dict[str, Relationship]:
-        return self.get_versioned(user_id, other_ids).relationships
+    def get(self, user_id: str, other_ids: Sequence[str], newer_than: int = 0) -> dict[str, Relationship]:
+        """``newer_than``: serve only entries read after that time (µs)."""
+        return self.get_versioned(user_id, other_ids, newer_than).relationships
 
-    def get_versioned(self, user_id: str, other_ids: Sequence[str]) -> VersionedRelationships:
+    def get_versioned(self, user_id: str, other_ids: Sequence[str], newer_than: int = 0) -> VersionedRelationships:
         others = list(dict.fromkeys(other_ids))
-        found, unknown_versions = self._lookup(user_id, others)
+        found, unknown_versions = self._lookup(user_id, others, newer_than)
         missing = [other for other in others if other not in found.relationships]
         LOOKUPS.labels(self.tier, "hit").inc(len(found.relationships))
         if missing:
@@ -127,14 +128,14 @@ class _Cache:
                 self._counters.get(unknown_versions)  # fills the counter cache
         return found
 
-    def _lookup(self, user_id: str, others: list[str]) -> tuple[VersionedRelationships, list[str]]:
+    def _lookup(self, user_id: str, others: list[str], newer_than: int) -> tuple[VersionedRelationships, list[str]]:
         """The entries found valid, and the users whose versions the counter cache lacks."""
         raise NotImplementedError
 
     def _store(self, user_id: str, read: VersionedRelationships) -> None:
         raise NotImplementedError
 
-    def _valid(self, user_id, others, entries, versions) -> VersionedRelationships:
+    def _valid(self, user_id, others, entries, versions, newer_than: int) -> VersionedRelationships:
         """The entries (stored value or None per other) whose versions are the current ones."""
         now = oldest = now_us()
         found = VersionedRelationships({}, {})
@@ -144,7 +145,8 @@ class _Cache:
                 continue
             first, second = _pair(user_id, other)
             stored, relationship, read_us = decoded
-            if stored == (versions.get(first), versions.get(second)) and self._freshness.fresh(read_us, now):
+            current = stored == (versions.get(first), versions.get(second))
+            if current and read_us > newer_than and self._freshness.fresh(read_us, now):
                 if user_id != first:
                     stored, relationship = _turned(stored, relationship, first)
                 found.relationships[other] = relationship
@@ -163,6 +165,7 @@ class InProcessRelationshipCache(_Cache):
         self, inner, counters: InProcessCounterCache, max_entries: int = 100_000, freshness: Freshness | None = None
     ) -> None:
         super().__init__(inner, counters, freshness)
+        self.proves_tokens = isinstance(inner, SqlRelationships)  # as InProcessCounterCache
         self._max = max_entries
         self._entries: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._lock = threading.Lock()
@@ -171,11 +174,11 @@ class InProcessRelationshipCache(_Cache):
         with self._lock:
             self._entries.clear()
 
-    def _lookup(self, user_id, others):
+    def _lookup(self, user_id, others, newer_than):
         versions = self._counters.versions([user_id, *others])
         with self._lock:
             entries = [self._entries.get(_pair(user_id, other)) for other in others]
-        found = self._valid(user_id, others, entries, versions)
+        found = self._valid(user_id, others, entries, versions, newer_than)
         return found, [u for u in dict.fromkeys([user_id, *others]) if u not in versions]
 
     def _store(self, user_id, read):
@@ -209,15 +212,15 @@ class RedisRelationshipCache(_Cache):
         self._ttl = ttl_seconds
         self._prefix = counters.prefix
 
-    def get_versioned(self, user_id: str, other_ids: Sequence[str]) -> VersionedRelationships:
+    def get_versioned(self, user_id: str, other_ids: Sequence[str], newer_than: int = 0) -> VersionedRelationships:
         if not self._counters.usable():
             return self._inner.get_versioned(user_id, other_ids)
-        return super().get_versioned(user_id, other_ids)
+        return super().get_versioned(user_id, other_ids, newer_than)
 
     def _key(self, first: str, second: str) -> str:
         return f"{self._prefix}:r:{{{first}}}:{second}"
 
-    def _lookup(self, user_id, others):
+    def _lookup(self, user_id, others, newer_than):
         users = list(dict.fromkeys([user_id, *others]))
         try:
             pipe = self._client.pipeline(transaction=False)
@@ -231,7 +234,7 @@ class RedisRelationshipCache(_Cache):
             return VersionedRelationships({}, {}), []
         versions = {user: int(v) for user, v in zip(users, replies[len(others):]) if v is not None}
         entries = [None if value is None else value.decode() for value in replies[: len(others)]]
-        return self._valid(user_id, others, entries, versions), [u for u in users if u not in versions]
+        return self._valid(user_id, others, entries, versions, newer_than), [u for u in users if u not in versions]
 
     def _store(self, user_id, read):
         try:

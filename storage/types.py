@@ -11,9 +11,10 @@ the transaction. ``read_only(fn)`` is the same for reads.
 from __future__ import annotations
 
 import enum
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence, TypeVar
+
+from .freshness import now_us
 
 T = TypeVar("T")
 
@@ -114,7 +115,7 @@ class VersionedCounts:
 
     counts: Counts
     version: int
-    read_us: int = field(default_factory=lambda: time.time_ns() // 1000, compare=False)
+    read_us: int = field(default_factory=now_us, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +161,7 @@ class VersionedRelationships:
 
     relationships: dict[str, Relationship]
     versions: dict[str, tuple[int, int]]
-    read_us: int = field(default_factory=lambda: time.time_ns() // 1000, compare=False)
+    read_us: int = field(default_factory=now_us, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,10 +263,8 @@ class Tx(Protocol):
     def update_report(self, report: Report) -> None: ...
 
     # Reads.
-    def is_blocked_either_way(self, user_id: str, other_id: str) -> bool: ...
     def relationships(self, user_id: str, other_ids: Sequence[str]) -> VersionedRelationships: ...
     def counts(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]: ...
-    def blocked_among(self, user_id: str, candidate_ids: Sequence[str]) -> set[str]: ...
     def mutual_connections(self, user_id: str, other_id: str, limit: int) -> tuple[int, list[RelatedUser]]: ...
     def list_followers(self, user_id: str, after: Cursor | None, limit: int, viewer_id: str | None) -> list[RelatedUser]: ...
     def list_following(self, user_id: str, after: Cursor | None, limit: int, viewer_id: str | None) -> list[RelatedUser]: ...
@@ -288,6 +287,12 @@ class Storage(Protocol):
     def on_counters_committed(self, listener: CountersListener) -> None:
         """``listener`` gets the counters each write transaction changed, after it commits."""
     def read_only(self, fn: Callable[[Tx], T]) -> T: ...
+    def last_token(self) -> str:
+        """The consistency token of the calling thread's last committed write."""
+    def token_position(self, token: str) -> int:
+        """The commit position a token names; ``positions.InvalidToken`` unless it is this database's."""
+    def observe_position(self) -> None:
+        """Reads the commit position now into ``positions`` (a ``positions.Positions``)."""
     def ping(self) -> None: ...
     def close(self) -> None: ...
 

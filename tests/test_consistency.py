@@ -180,3 +180,37 @@ def test_a_writer_that_dies_between_commit_and_publish_leaves_nothing_stale_past
     finally:
         for storage in opened:
             storage.close()
+
+
+@pytest.mark.parametrize("shape", ["without Redis", "with Redis"])
+def test_a_token_read_on_another_process_is_fresh_on_its_first_try(postgres_url, tmp_path, shape):
+    from socialgraph.v1 import common_pb2
+
+    with contextlib.ExitStack() as stack:
+        extra = ()
+        if shape == "with Redis":
+            extra = ("--redis-url", stack.enter_context(RedisServer(tmp_path)).url)
+        reader, writer = stack.enter_context(processes(postgres_url, 2, *extra))
+        fresh = []
+        for i in range(100):
+            a, b = new_user(), new_user()
+            writer.follow(a, b)
+            assert snapshot(reader, a, b) == BEFORE  # the reader holds the state before the write
+            if i % 2:
+                token = writer.block(b, a).consistency_token
+            else:
+                writer.unfollow(a, b)
+                token = writer.follow(b, a).consistency_token
+            consistency = common_pb2.Consistency(at_least_as_fresh=token)
+            relationship = reader.graph.GetRelationship(
+                pb.GetRelationshipRequest(user_id=a, other_user_id=b, consistency=consistency)
+            ).relationship
+            allowed = reader.graph.CanInteract(
+                pb.CanInteractRequest(user_id=a, other_user_id=b, consistency=consistency)
+            ).can_interact
+            [counted] = reader.graph.GetCounts(pb.GetCountsRequest(user_ids=[b], consistency=consistency)).counts
+            if i % 2:
+                fresh.append((relationship.blocked_by, allowed, counted.blocked, counted.followers) == (True, False, 1, 0))
+            else:
+                fresh.append((relationship.following, relationship.followed_by, counted.following) == (False, True, 1))
+        assert sum(fresh) == 100

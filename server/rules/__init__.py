@@ -10,11 +10,12 @@ from .errors import (
     RateLimited,
     Reason,
 )
-from .graph import BlockResult, ConnectionState, Graph, Page, Policy, SendResult, Stats
+from .graph import BlockResult, Consistency, ConnectionState, Graph, Page, Policy, SendResult, Stats
 
 __all__ = [
     "BlockResult",
     "ConnectionLimitReached",
+    "Consistency",
     "ConnectionState",
     "Graph",
     "GraphError",

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from socialgraph.v1 import common_pb2 as socialgraph_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asocialgraph/v1/admin.proto\x12\x0esocialgraph.v1\x1a\x1bsocialgraph/v1/common.proto\"7\n\x11UpsertUserRequest\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.socialgraph.v1.User\"8\n\x12UpsertUserResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.socialgraph.v1.User\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"5\n\x0fGetUserResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.socialgraph.v1.User\"$\n\x11\x44\x65leteUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"|\n\x12\x44\x65leteUserResponse\x12\x17\n\x0fremoved_follows\x18\x01 \x01(\x04\x12\x1b\n\x13removed_connections\x18\x02 \x01(\x04\x12\x18\n\x10removed_requests\x18\x03 \x01(\x04\x12\x16\n\x0eremoved_blocks\x18\x04 \x01(\x04\"\x7f\n\x12ListReportsRequest\x12,\n\x06status\x18\x01 \x01(\x0e\x32\x1c.socialgraph.v1.ReportStatus\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x14\n\x0cmoderator_id\x18\x04 \x01(\t\"W\n\x13ListReportsResponse\x12\'\n\x07reports\x18\x01 \x03(\x0b\x32\x16.socialgraph.v1.Report\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x83\x01\n\x14ResolveReportRequest\x12\x11\n\treport_id\x18\x01 \x01(\t\x12\x14\n\x0cmoderator_id\x18\x02 \x01(\t\x12\x34\n\nresolution\x18\x03 \x01(\x0e\x32 .socialgraph.v1.ReportResolution\x12\x0c\n\x04note\x18\x04 \x01(\t\"?\n\x15ResolveReportResponse\x12&\n\x06report\x18\x01 \x01(\x0b\x32\x16.socialgraph.v1.Report\"\x11\n\x0fGetStatsRequest\"\x82\x01\n\x0bGraphTotals\x12\r\n\x05users\x18\x01 \x01(\x04\x12\x0f\n\x07\x66ollows\x18\x02 \x01(\x04\x12\x13\n\x0b\x63onnections\x18\x03 \x01(\x04\x12\x18\n\x10pending_requests\x18\x04 \x01(\x04\x12\x0e\n\x06\x62locks\x18\x05 \x01(\x04\x12\x14\n\x0copen_reports\x18\x06 \x01(\x04\"\xbe\x01\n\x10GetStatsResponse\x12\r\n\x05users\x18\x01 \x01(\x04\x12\x0f\n\x07\x66ollows\x18\x02 \x01(\x04\x12\x13\n\x0b\x63onnections\x18\x03 \x01(\x04\x12\x18\n\x10pending_requests\x18\x04 \x01(\x04\x12\x0e\n\x06\x62locks\x18\x05 \x01(\x04\x12\x14\n\x0copen_reports\x18\x06 \x01(\x04\x12\x35\n\x10\x63reated_last_24h\x18\x07 \x01(\x0b\x32\x1b.socialgraph.v1.GraphTotals*v\n\x10ReportResolution\x12!\n\x1dREPORT_RESOLUTION_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREPORT_RESOLUTION_DISMISSED\x10\x01\x12\x1e\n\x1aREPORT_RESOLUTION_ACTIONED\x10\x02\x32\x89\x04\n\x0c\x41\x64minService\x12S\n\nUpsertUser\x12!.socialgraph.v1.UpsertUserRequest\x1a\".socialgraph.v1.UpsertUserResponse\x12J\n\x07GetUser\x12\x1e.socialgraph.v1.GetUserRequest\x1a\x1f.socialgraph.v1.GetUserResponse\x12S\n\nDeleteUser\x12!.socialgraph.v1.DeleteUserRequest\x1a\".socialgraph.v1.DeleteUserResponse\x12V\n\x0bListReports\x12\".socialgraph.v1.ListReportsRequest\x1a#.socialgraph.v1.ListReportsResponse\x12\\\n\rResolveReport\x12$.socialgraph.v1.ResolveReportRequest\x1a%.socialgraph.v1.ResolveReportResponse\x12M\n\x08GetStats\x12\x1f.socialgraph.v1.GetStatsRequest\x1a .socialgraph.v1.GetStatsResponseB^\n\x12\x64\x65v.socialgraph.v1P\x01ZFgithub.com/socialgraph/socialgraph/gen/go/socialgraph/v1;socialgraphv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asocialgraph/v1/admin.proto\x12\x0esocialgraph.v1\x1a\x1bsocialgraph/v1/common.proto\"7\n\x11UpsertUserRequest\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.socialgraph.v1.User\"S\n\x12UpsertUserResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.socialgraph.v1.User\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\"S\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x30\n\x0b\x63onsistency\x18\x02 \x01(\x0b\x32\x1b.socialgraph.v1.Consistency\"5\n\x0fGetUserResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.socialgraph.v1.User\"$\n\x11\x44\x65leteUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x97\x01\n\x12\x44\x65leteUserResponse\x12\x17\n\x0fremoved_follows\x18\x01 \x01(\x04\x12\x1b\n\x13removed_connections\x18\x02 \x01(\x04\x12\x18\n\x10removed_requests\x18\x03 \x01(\x04\x12\x16\n\x0eremoved_blocks\x18\x04 \x01(\x04\x12\x19\n\x11\x63onsistency_token\x18\x05 \x01(\t\"\xb1\x01\n\x12ListReportsRequest\x12,\n\x06status\x18\x01 \x01(\x0e\x32\x1c.socialgraph.v1.ReportStatus\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x14\n\x0cmoderator_id\x18\x04 \x01(\t\x12\x30\n\x0b\x63onsistency\x18\x05 \x01(\x0b\x32\x1b.socialgraph.v1.Consistency\"W\n\x13ListReportsResponse\x12\'\n\x07reports\x18\x01 \x03(\x0b\x32\x16.socialgraph.v1.Report\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x83\x01\n\x14ResolveReportRequest\x12\x11\n\treport_id\x18\x01 \x01(\t\x12\x14\n\x0cmoderator_id\x18\x02 \x01(\t\x12\x34\n\nresolution\x18\x03 \x01(\x0e\x32 .socialgraph.v1.ReportResolution\x12\x0c\n\x04note\x18\x04 \x01(\t\"Z\n\x15ResolveReportResponse\x12&\n\x06report\x18\x01 \x01(\x0b\x32\x16.socialgraph.v1.Report\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\"C\n\x0fGetStatsRequest\x12\x30\n\x0b\x63onsistency\x18\x01 \x01(\x0b\x32\x1b.socialgraph.v1.Consistency\"\x82\x01\n\x0bGraphTotals\x12\r\n\x05users\x18\x01 \x01(\x04\x12\x0f\n\x07\x66ollows\x18\x02 \x01(\x04\x12\x13\n\x0b\x63onnections\x18\x03 \x01(\x04\x12\x18\n\x10pending_requests\x18\x04 \x01(\x04\x12\x0e\n\x06\x62locks\x18\x05 \x01(\x04\x12\x14\n\x0copen_reports\x18\x06 \x01(\x04\"\xbe\x01\n\x10GetStatsResponse\x12\r\n\x05users\x18\x01 \x01(\x04\x12\x0f\n\x07\x66ollows\x18\x02 \x01(\x04\x12\x13\n\x0b\x63onnections\x18\x03 \x01(\x04\x12\x18\n\x10pending_requests\x18\x04 \x01(\x04\x12\x0e\n\x06\x62locks\x18\x05 \x01(\x04\x12\x14\n\x0copen_reports\x18\x06 \x01(\x04\x12\x35\n\x10\x63reated_last_24h\x18\x07 \x01(\x0b\x32\x1b.socialgraph.v1.GraphTotals*v\n\x10ReportResolution\x12!\n\x1dREPORT_RESOLUTION_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREPORT_RESOLUTION_DISMISSED\x10\x01\x12\x1e\n\x1aREPORT_RESOLUTION_ACTIONED\x10\x02\x32\x89\x04\n\x0c\x41\x64minService\x12S\n\nUpsertUser\x12!.socialgraph.v1.UpsertUserRequest\x1a\".socialgraph.v1.UpsertUserResponse\x12J\n\x07GetUser\x12\x1e.socialgraph.v1.GetUserRequest\x1a\x1f.socialgraph.v1.GetUserResponse\x12S\n\nDeleteUser\x12!.socialgraph.v1.DeleteUserRequest\x1a\".socialgraph.v1.DeleteUserResponse\x12V\n\x0bListReports\x12\".socialgraph.v1.ListReportsRequest\x1a#.socialgraph.v1.ListReportsResponse\x12\\\n\rResolveReport\x12$.socialgraph.v1.ResolveReportRequest\x1a%.socialgraph.v1.ResolveReportResponse\x12M\n\x08GetStats\x12\x1f.socialgraph.v1.GetStatsRequest\x1a .socialgraph.v1.GetStatsResponseB^\n\x12\x64\x65v.socialgraph.v1P\x01ZFgithub.com/socialgraph/socialgraph/gen/go/socialgraph/v1;socialgraphv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,34 +33,34 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'socialgraph.v1.admin_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\022dev.socialgraph.v1P\001ZFgithub.com/socialgraph/socialgraph/gen/go/socialgraph/v1;socialgraphv1'
-  _globals['_REPORTRESOLUTION']._serialized_start=1206
-  _globals['_REPORTRESOLUTION']._serialized_end=1324
+  _globals['_REPORTRESOLUTION']._serialized_start=1439
+  _globals['_REPORTRESOLUTION']._serialized_end=1557
   _globals['_UPSERTUSERREQUEST']._serialized_start=75
   _globals['_UPSERTUSERREQUEST']._serialized_end=130
   _globals['_UPSERTUSERRESPONSE']._serialized_start=132
-  _globals['_UPSERTUSERRESPONSE']._serialized_end=188
-  _globals['_GETUSERREQUEST']._serialized_start=190
-  _globals['_GETUSERREQUEST']._serialized_end=223
-  _globals['_GETUSERRESPONSE']._serialized_start=225
-  _globals['_GETUSERRESPONSE']._serialized_end=278
-  _globals['_DELETEUSERREQUEST']._serialized_start=280
-  _globals['_DELETEUSERREQUEST']._serialized_end=316
-  _globals['_DELETEUSERRESPONSE']._serialized_start=318
-  _globals['_DELETEUSERRESPONSE']._serialized_end=442
-  _globals['_LISTREPORTSREQUEST']._serialized_start=444
-  _globals['_LISTREPORTSREQUEST']._serialized_end=571
-  _globals['_LISTREPORTSRESPONSE']._serialized_start=573
-  _globals['_LISTREPORTSRESPONSE']._serialized_end=660
-  _globals['_RESOLVEREPORTREQUEST']._serialized_start=663
-  _globals['_RESOLVEREPORTREQUEST']._serialized_end=794
-  _globals['_RESOLVEREPORTRESPONSE']._serialized_start=796
-  _globals['_RESOLVEREPORTRESPONSE']._serialized_end=859
-  _globals['_GETSTATSREQUEST']._serialized_start=861
-  _globals['_GETSTATSREQUEST']._serialized_end=878
-  _globals['_GRAPHTOTALS']._serialized_start=881
-  _globals['_GRAPHTOTALS']._serialized_end=1011
-  _globals['_GETSTATSRESPONSE']._serialized_start=1014
-  _globals['_GETSTATSRESPONSE']._serialized_end=1204
-  _globals['_ADMINSERVICE']._serialized_start=1327
-  _globals['_ADMINSERVICE']._serialized_end=1848
+  _globals['_UPSERTUSERRESPONSE']._serialized_end=215
+  _globals['_GETUSERREQUEST']._serialized_start=217
+  _globals['_GETUSERREQUEST']._serialized_end=300
+  _globals['_GETUSERRESPONSE']._serialized_start=302
+  _globals['_GETUSERRESPONSE']._serialized_end=355
+  _globals['_DELETEUSERREQUEST']._serialized_start=357
+  _globals['_DELETEUSERREQUEST']._serialized_end=393
+  _globals['_DELETEUSERRESPONSE']._serialized_start=396
+  _globals['_DELETEUSERRESPONSE']._serialized_end=547
+  _globals['_LISTREPORTSREQUEST']._serialized_start=550
+  _globals['_LISTREPORTSREQUEST']._serialized_end=727
+  _globals['_LISTREPORTSRESPONSE']._serialized_start=729
+  _globals['_LISTREPORTSRESPONSE']._serialized_end=816
+  _globals['_RESOLVEREPORTREQUEST']._serialized_start=819
+  _globals['_RESOLVEREPORTREQUEST']._serialized_end=950
+  _globals['_RESOLVEREPORTRESPONSE']._serialized_start=952
+  _globals['_RESOLVEREPORTRESPONSE']._serialized_end=1042
+  _globals['_GETSTATSREQUEST']._serialized_start=1044
+  _globals['_GETSTATSREQUEST']._serialized_end=1111
+  _globals['_GRAPHTOTALS']._serialized_start=1114
+  _globals['_GRAPHTOTALS']._serialized_end=1244
+  _globals['_GETSTATSRESPONSE']._serialized_start=1247
+  _globals['_GETSTATSRESPONSE']._serialized_end=1437
+  _globals['_ADMINSERVICE']._serialized_start=1560
+  _globals['_ADMINSERVICE']._serialized_end=2081
 # @@protoc_insertion_point(module_scope)
