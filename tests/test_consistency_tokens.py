@@ -90,3 +90,46 @@ def test_a_token_that_is_not_this_databases_is_refused(client, user, read, token
     with raises(StatusCode.INVALID_ARGUMENT, "INVALID_CONSISTENCY_TOKEN") as raised:
         read(client, user, fresh(token))
     assert raised.info.metadata["field"] == "consistency.at_least_as_fresh"
+
+
+def test_safety_checks_answer_from_one_source_at_one_freshness(tmp_path):
+    """Two processes' caches over one database; the first keeps entries for
+    a long bound. After the second blocks, every safety check of the first
+    gives the same answer for the same consistency: all from its cache by
+    default, all from SQL with fully_consistent."""
+    from ratelimit import InProcessLimiter, parse_windows
+    from server.app import cached_readers
+    from server.rules import Consistency, Graph, GraphError, Policy
+    from storage import open_storage
+    from storage.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path}/one-source.db"
+    opened = [open_storage(url) for _ in range(2)]
+    upgrade(opened[0])
+    limiter = InProcessLimiter(parse_windows("1000/1h"))
+    one, two = (Graph(s, limiter, Policy(), **cached_readers(s, max_staleness=600)) for s in opened)
+    try:
+        a, b, c = (str(uuid.uuid4()) for _ in range(3))
+        two.follow(c, b)
+
+        def checks(consistency):
+            try:
+                one.list_followers(b, 10, "", a, consistency)
+                listed = True
+            except GraphError:
+                listed = False
+            return (
+                one.can_interact(a, b, consistency),
+                one.get_relationship(a, b, consistency).can_interact,
+                one.filter_interactable(a, [b], consistency) == [b],
+                listed,
+            )
+
+        assert checks(Consistency()) == (True,) * 4  # now in the first process's cache
+        two.block(b, a, "")
+        assert checks(Consistency()) == (True,) * 4  # stale, but all alike
+        assert checks(Consistency(fully_consistent=True)) == (False,) * 4
+        assert checks(Consistency(at_least_as_fresh=two.consistency_token())) == (False,) * 4
+    finally:
+        for storage in opened:
+            storage.close()
