@@ -155,3 +155,6 @@ class Near:
 
     def get(self, *args):
         return (self._local if self._feed.live else self._remote).get(*args)
+
+    def interactable(self, *args):
+        return (self._local if self._feed.live else self._remote).interactable(*args)

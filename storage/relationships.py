@@ -60,6 +60,10 @@ class SqlRelationships:
     def get_versioned(self, user_id: str, other_ids: Sequence[str]) -> VersionedRelationships:
         return self._storage.read_only(lambda tx: tx.relationships(user_id, other_ids))
 
+    def interactable(self, user_id: str, other_ids: Sequence[str]) -> dict[str, bool]:
+        blocked = self._storage.read_only(lambda tx: tx.blocked_among(user_id, other_ids))
+        return {other: other not in blocked for other in other_ids}
+
 
 FORMAT = "r1"
 
@@ -127,6 +131,17 @@ class _Cache:
             if unknown_versions:
                 self._counters.get(unknown_versions)  # fills the counter cache
         return found
+
+    def interactable(self, user_id: str, other_ids: Sequence[str], newer_than: int = 0) -> dict[str, bool]:
+        others = list(dict.fromkeys(other_ids))
+        found, _unknown_versions = self._lookup(user_id, others, newer_than)
+        allowed = {other: relationship.can_interact for other, relationship in found.relationships.items()}
+        missing = [other for other in others if other not in allowed]
+        LOOKUPS.labels(self.tier, "hit").inc(len(allowed))
+        if missing:
+            LOOKUPS.labels(self.tier, "miss").inc(len(missing))
+            allowed.update(self._inner.interactable(user_id, missing))
+        return allowed
 
     def _lookup(self, user_id: str, others: list[str], newer_than: int) -> tuple[VersionedRelationships, list[str]]:
         """The entries found valid, and the users whose versions the counter cache lacks."""
@@ -216,6 +231,11 @@ class RedisRelationshipCache(_Cache):
         if not self._counters.usable():
             return self._inner.get_versioned(user_id, other_ids)
         return super().get_versioned(user_id, other_ids, newer_than)
+
+    def interactable(self, user_id: str, other_ids: Sequence[str], newer_than: int = 0) -> dict[str, bool]:
+        if not self._counters.usable():
+            return self._inner.interactable(user_id, other_ids)
+        return super().interactable(user_id, other_ids, newer_than)
 
     def _key(self, first: str, second: str) -> str:
         return f"{self._prefix}:r:{{{first}}}:{second}"

@@ -383,6 +383,10 @@ class SqlTx:
         rows = self._d.rows(_COUNTS, {"ids": list(set(user_ids))})
         return {row.user_id: VersionedCounts(_counts(row), row.version, self.read_us) for row in rows}
 
+    def blocked_among(self, user_id: str, candidate_ids: Sequence[str]) -> set[str]:
+        rows = self._d.rows(_BLOCKED_AMONG, {"me": user_id, "candidates": list(set(candidate_ids))})
+        return {row[0] for row in rows}
+
     def mutual_connections(
         self, user_id: str, other_id: str, limit: int
     ) -> tuple[int, list[RelatedUser]]:
@@ -611,9 +615,19 @@ def _pair_query() -> Select:
     )
 
 
+def _blocked_among_query() -> Select:
+    me, candidates = bindparam("me"), bindparam("candidates", expanding=True)
+    b = blocks.c
+    return union_all(
+        select(b.blocked_id).where(b.blocker_id == me, b.blocked_id.in_(candidates)),
+        select(b.blocker_id).where(b.blocked_id == me, b.blocker_id.in_(candidates)),
+    )
+
+
 # Hot statements: built once, run on the driver's cursor (see direct.py).
 _COUNTS_QUERY = select(user_counters).where(user_counters.c.user_id.in_(bindparam("ids", expanding=True)))
 _RELATIONSHIPS = Direct(_relationships_query())
+_BLOCKED_AMONG = Direct(_blocked_among_query())
 _COUNTS = Direct(_COUNTS_QUERY)
 _IDENTITY = Direct(select(commit_position.c.identity))
 _COUNTER = Direct(select(commit_position.c.position))

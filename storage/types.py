@@ -265,6 +265,7 @@ class Tx(Protocol):
     # Reads.
     def relationships(self, user_id: str, other_ids: Sequence[str]) -> VersionedRelationships: ...
     def counts(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]: ...
+    def blocked_among(self, user_id: str, candidate_ids: Sequence[str]) -> set[str]: ...
     def mutual_connections(self, user_id: str, other_id: str, limit: int) -> tuple[int, list[RelatedUser]]: ...
     def list_followers(self, user_id: str, after: Cursor | None, limit: int, viewer_id: str | None) -> list[RelatedUser]: ...
     def list_following(self, user_id: str, after: Cursor | None, limit: int, viewer_id: str | None) -> list[RelatedUser]: ...
@@ -302,6 +303,11 @@ class RelationshipReader(Protocol):
 
     def get(self, user_id: str, other_ids: Sequence[str]) -> dict[str, Relationship]:
         """The relationship with every distinct id of ``other_ids``, from ``user_id``'s side."""
+
+    def interactable(self, user_id: str, other_ids: Sequence[str]) -> dict[str, bool]:
+        """Whether no block stands between ``user_id`` and each distinct id of
+        ``other_ids``: cached relationships where there are, and for the rest
+        only the blocks (cheaper than whole relationships, and not cached)."""
 
 
 class CounterReader(Protocol):

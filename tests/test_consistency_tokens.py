@@ -122,14 +122,15 @@ def test_safety_checks_answer_from_one_source_at_one_freshness(tmp_path):
                 one.can_interact(a, b, consistency),
                 one.get_relationship(a, b, consistency).can_interact,
                 one.filter_interactable(a, [b], consistency) == [b],
+                one.filter_interactable(a, [b, c, b], consistency) == [b, c, b],  # a batch: blocks alone on a miss
                 listed,
             )
 
-        assert checks(Consistency()) == (True,) * 4  # now in the first process's cache
+        assert checks(Consistency()) == (True,) * 5  # now in the first process's cache
         two.block(b, a, "")
-        assert checks(Consistency()) == (True,) * 4  # stale, but all alike
-        assert checks(Consistency(fully_consistent=True)) == (False,) * 4
-        assert checks(Consistency(at_least_as_fresh=two.consistency_token())) == (False,) * 4
+        assert checks(Consistency()) == (True,) * 5  # stale, but all alike
+        assert checks(Consistency(fully_consistent=True)) == (False,) * 5
+        assert checks(Consistency(at_least_as_fresh=two.consistency_token())) == (False,) * 5
     finally:
         for storage in opened:
             storage.close()

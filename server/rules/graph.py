@@ -173,9 +173,13 @@ class Graph:
         """Whether no block stands between ``user_id`` and each other user:
         the one source of every safety check (CanInteract,
         FilterInteractable, viewer-scoped lists, a relationship's
-        can_interact), so they agree for the same freshness."""
+        can_interact), so they agree for the same freshness. One pair reads
+        (and caches) its whole relationship; a batch reads what is cached
+        and only the blocks of the rest."""
         _counters, relationships = self._readers(consistency)
-        return {other: r.can_interact for other, r in relationships.get(user_id, other_ids).items()}
+        if len(other_ids) == 1:
+            return {other: r.can_interact for other, r in relationships.get(user_id, other_ids).items()}
+        return relationships.interactable(user_id, other_ids)
 
     # ---------------------------------------------------------------- follows
 
@@ -551,6 +555,9 @@ class _ReadAfter:
 
     def get(self, *args):
         return self._reader.get(*args, newer_than=self._after)
+
+    def interactable(self, *args):
+        return self._reader.interactable(*args, newer_than=self._after)
 
 
 def _require_staff(tx: Tx, user_id: str) -> None:
