@@ -10,9 +10,9 @@ are served only within the staleness bound (``storage/freshness.py``).
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from typing import Sequence
 
+from cachetools import LRUCache
 from prometheus_client import Counter
 
 from .freshness import Freshness, now_us
@@ -48,12 +48,11 @@ class InProcessCounterCache:
 
     def __init__(self, inner: CounterReader, max_entries: int = 100_000, freshness: Freshness | None = None) -> None:
         self._inner = inner
-        self._max = max_entries
         self._freshness = freshness or Freshness()
         # Entries of a cache straight over SQL were all read by this process,
         # so their times can be compared with the positions it has seen.
         self.proves_tokens = isinstance(inner, SqlCounters)
-        self._entries: OrderedDict[str, VersionedCounts] = OrderedDict()
+        self._entries: LRUCache[str, VersionedCounts] = LRUCache(max_entries)
         self._lock = threading.Lock()
 
     def get(self, user_ids: Sequence[str], newer_than: int = 0) -> dict[str, VersionedCounts]:
@@ -62,9 +61,8 @@ class InProcessCounterCache:
         now = now_us()
         with self._lock:
             for user_id in user_ids:
-                entry = self._entries.get(user_id)
+                entry = self._entries.get(user_id)  # a hit becomes the most recently used
                 if entry is not None and entry.read_us > newer_than and self._freshness.fresh(entry.read_us, now):
-                    self._entries.move_to_end(user_id)
                     found[user_id] = entry
         missing = [u for u in dict.fromkeys(user_ids) if u not in found]
         CACHE_LOOKUPS.labels("in-process", "hit").inc(len(found))
@@ -100,9 +98,6 @@ class InProcessCounterCache:
                 current = self._entries.get(user_id)
                 if current is None or current.version < entry.version:
                     self._entries[user_id] = entry
-                    self._entries.move_to_end(user_id)
                 elif current.version == entry.version and current.read_us < entry.read_us:
                     # The same state, read again later: only its age changes.
                     self._entries[user_id] = VersionedCounts(current.counts, current.version, entry.read_us)
-            while len(self._entries) > self._max:
-                self._entries.popitem(last=False)

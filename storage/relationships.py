@@ -21,9 +21,9 @@ format version; an entry of another format is a miss.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from typing import Sequence
 
+from cachetools import LRUCache
 from prometheus_client import Counter
 
 from .cache import REDIS_ERRORS, RedisCounterCache, counts_key
@@ -181,8 +181,7 @@ class InProcessRelationshipCache(_Cache):
     ) -> None:
         super().__init__(inner, counters, freshness)
         self.proves_tokens = isinstance(inner, SqlRelationships)  # as InProcessCounterCache
-        self._max = max_entries
-        self._entries: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._entries: LRUCache[tuple[str, str], str] = LRUCache(max_entries)
         self._lock = threading.Lock()
 
     def clear(self) -> None:
@@ -201,9 +200,6 @@ class InProcessRelationshipCache(_Cache):
             for other, relationship in read.relationships.items():
                 pair = _pair(user_id, other)
                 self._entries[pair] = _entry(user_id, pair[0], read.versions[other], relationship, read.read_us)
-                self._entries.move_to_end(pair)
-            while len(self._entries) > self._max:
-                self._entries.popitem(last=False)
 
 
 class RedisRelationshipCache(_Cache):
