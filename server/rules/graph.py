@@ -153,9 +153,12 @@ class Graph:
             return self._sql_counters, self._sql_relationships
         if not consistency.at_least_as_fresh:
             return self.counters, self.relationships
-        after = self.storage.positions.reflected_after(self._token_position(consistency))
+        position = self._token_position(consistency)
         proves = getattr(self.counters, "proves_tokens", False) and getattr(self.relationships, "proves_tokens", False)
-        if after is not None and proves:
+        if not proves:
+            return self._sql_counters, self._sql_relationships
+        after = self.storage.positions.reflected_after(position)
+        if after is not None:
             return _ReadAfter(self.counters, after), _ReadAfter(self.relationships, after)
         self.storage.observe_position()
         return self._sql_counters, self._sql_relationships
