@@ -18,7 +18,9 @@ it could have missed an announcement is served afterwards. While subscribed,
 another process's write is seen here as soon as its announcement arrives.
 A process that could not store its counters in Redis drops the entries
 concerned there once Redis answers again, and announces that too, so every
-process forgets its copies as well.
+process forgets its copies as well. The feed proves nothing about writers
+that died before announcing: every entry here is still served only within
+the staleness bound (``storage/freshness.py``).
 """
 
 from __future__ import annotations

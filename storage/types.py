@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence, TypeVar
 
 from .freshness import now_us
+from .positions import Positions
 
 T = TypeVar("T")
 
@@ -284,6 +285,8 @@ CountersListener = Callable[[dict[str, VersionedCounts]], None]
 
 
 class Storage(Protocol):
+    positions: Positions  # the commit positions this process has seen
+
     def read_write(self, fn: Callable[[Tx], T]) -> T: ...
     def on_counters_committed(self, listener: CountersListener) -> None:
         """``listener`` gets the counters each write transaction changed, after it commits."""
@@ -293,7 +296,7 @@ class Storage(Protocol):
     def token_position(self, token: str) -> int:
         """The commit position a token names; ``positions.InvalidToken`` unless it is this database's."""
     def observe_position(self) -> None:
-        """Reads the commit position now into ``positions`` (a ``positions.Positions``)."""
+        """Reads the commit position now into ``positions``."""
     def ping(self) -> None: ...
     def close(self) -> None: ...
 
