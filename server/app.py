@@ -20,6 +20,7 @@ from storage import SqlStorage, StorageUnavailable, open_storage
 from storage.cache import RedisCounterCache
 from storage.counters import InProcessCounterCache, SqlCounters
 from storage.limiter import SqlLimiter
+from storage.freshness import DEFAULT_MAX_STALENESS, Freshness
 from storage.near import CounterFeed, Near
 from storage.relationships import InProcessRelationshipCache, RedisRelationshipCache, SqlRelationships
 from storage.migrate import upgrade
@@ -114,10 +115,11 @@ def make_graph(settings: Settings, storage: SqlStorage) -> Graph:
     if settings.redis_url:
         client = redis_client.connect(settings.redis_url, settings.redis_timeout)
         limiter = FailoverLimiter(RedisLimiter(client, settings.windows), sql_limiter)
-        readers = cached_readers(storage, client, settings.counter_cache_ttl)
+        readers = cached_readers(storage, client, settings.counter_cache_ttl, max_staleness=settings.max_staleness)
         return Graph(storage, limiter, policy, page_tokens=tokens, **readers)
     if settings.workers == 1:
-        return Graph(storage, sql_limiter, policy, page_tokens=tokens, **cached_readers(storage))
+        readers = cached_readers(storage, max_staleness=settings.max_staleness)
+        return Graph(storage, sql_limiter, policy, page_tokens=tokens, **readers)
     # Several processes without Redis: an in-process cache would go stale
     # across them, so counters and relationships come from SQL.
     return Graph(storage, sql_limiter, policy, page_tokens=tokens)
@@ -132,29 +134,39 @@ def page_tokens(settings: Settings, storage: SqlStorage) -> PageTokens:
     return PageTokens([stored.encode()])
 
 
-def cached_readers(storage: SqlStorage, client=None, ttl_seconds: int = 3600, prefix: str = "sg") -> dict:
+def cached_readers(
+    storage: SqlStorage,
+    client=None,
+    ttl_seconds: int = 3600,
+    prefix: str = "sg",
+    max_staleness: float = DEFAULT_MAX_STALENESS,
+) -> dict:
     """The counter and relationship caches over ``storage``, as ``Graph``
     keyword arguments; every committed write publishes its counters to them.
+    Every entry is served at most ``max_staleness`` seconds after it was read
+    from SQL (storage/freshness.py).
 
     Without ``client`` they are in-process. With a Redis server they live in
     Redis, behind an in-process tier kept in step by the counter feed
     (storage/near.py); with a Redis Cluster, in Redis alone."""
+    freshness = Freshness(max_staleness)
     if client is None:
-        counters = InProcessCounterCache(SqlCounters(storage))
+        counters = InProcessCounterCache(SqlCounters(storage), freshness=freshness)
         storage.on_counters_committed(counters.publish)
-        return {"counters": counters, "relationships": InProcessRelationshipCache(SqlRelationships(storage), counters)}
+        relationships = InProcessRelationshipCache(SqlRelationships(storage), counters, freshness=freshness)
+        return {"counters": counters, "relationships": relationships}
     near = isinstance(client, Redis)
     redis_counters = RedisCounterCache(
-        client, SqlCounters(storage), ttl_seconds=ttl_seconds, prefix=prefix, announce=near
+        client, SqlCounters(storage), ttl_seconds=ttl_seconds, prefix=prefix, announce=near, freshness=freshness
     )
     redis_relationships = RedisRelationshipCache(
-        client, SqlRelationships(storage), redis_counters, ttl_seconds=ttl_seconds
+        client, SqlRelationships(storage), redis_counters, ttl_seconds=ttl_seconds, freshness=freshness
     )
     storage.on_counters_committed(redis_counters.publish)
     if not near:
         return {"counters": redis_counters, "relationships": redis_relationships}
-    local_counters = InProcessCounterCache(redis_counters)
-    local_relationships = InProcessRelationshipCache(redis_relationships, local_counters)
+    local_counters = InProcessCounterCache(redis_counters, freshness=freshness)
+    local_relationships = InProcessRelationshipCache(redis_relationships, local_counters, freshness=freshness)
     storage.on_counters_committed(local_counters.publish)
     feed = CounterFeed(client, redis_counters.channel, redis_counters.origin, local_counters, local_relationships).start()
     return {

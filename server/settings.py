@@ -49,6 +49,9 @@ class Settings:
         0.025, "seconds a Redis call may take before the limiter and cache fall back", commands=("serve", "recount")
     )
     counter_cache_ttl: int = _setting(3600, "seconds a cached counter lives without being refreshed", commands=("serve", "recount"))
+    max_staleness: float = _setting(
+        1.0, "seconds a default read may lag behind acknowledged writes; cached entries older than this are read again"
+    )
     metrics_listen: str = _setting("", "address of the Prometheus /metrics endpoint (host:port); empty turns it off")
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR", commands=_ALL)
     log_format: str = _setting("text", "text, or json for one JSON object per line", commands=_ALL)
@@ -159,6 +162,8 @@ class Settings:
             raise ValueError("redis_timeout, counter_cache_ttl and database_timeout must be positive")
         if self.edge_batch_size < 1:
             raise ValueError("edge_batch_size must be at least 1")
+        if self.max_staleness <= 0:
+            raise ValueError(f"max_staleness must be positive, got {self.max_staleness!r}")
         if self.connection_limit < 1:
             raise ValueError("connection_limit must be at least 1")
         if min(self.max_message_bytes, self.page_max_bytes, self.max_concurrent_streams, self.max_concurrent_rpcs) < 1:

@@ -8,7 +8,8 @@ import unicodedata
 from typing import Iterable, TypeVar
 from urllib.parse import urlsplit
 
-from .rules import InvalidArgument, Reason
+from .rules import Consistency, InvalidArgument, Reason
+from .rules.graph import MINIMIZE_LATENCY
 from .rules.ids import UUID
 
 E = TypeVar("E", bound=enum.IntEnum)
@@ -171,3 +172,15 @@ def mutual_limit(value: int) -> int:
             Reason.INVALID_PAGE_SIZE, "limit", f"must be 0 (default {MUTUAL_DEFAULT}) or 1..{MUTUAL_MAX}, got {value}"
         )
     return value
+
+
+def consistency(message) -> Consistency:
+    """A read's ``consistency`` (socialgraph.v1.Consistency); unset is minimize_latency."""
+    which = message.WhichOneof("requirement")
+    if which == "at_least_as_fresh":
+        if not message.at_least_as_fresh:
+            raise InvalidArgument(Reason.INVALID_CONSISTENCY_TOKEN, "consistency.at_least_as_fresh", "is empty")
+        return Consistency(at_least_as_fresh=message.at_least_as_fresh)
+    if which == "fully_consistent" and message.fully_consistent:
+        return Consistency(fully_consistent=True)
+    return MINIMIZE_LATENCY

@@ -4,7 +4,10 @@ holding the six counters and their version ``v``.
 Reads try Redis first; on a hit no SQL runs. Committed writes publish their
 counters through ``set_counts.lua``, which keeps the higher version, so a
 slower, older write can never overwrite a newer value; a miss fills the cache
-the same way. Entries expire after a TTL as a safety net.
+the same way. Entries expire after a TTL as a safety net. Each entry holds ``t``, when its
+values were read from SQL; it is served only within the staleness bound
+after that (``storage/freshness.py``), so a writer that committed and died
+before publishing leaves nothing stale for longer.
 
 While Redis is down or slow, reads go to SQL and the users whose publishes
 failed are remembered; once Redis answers again their entries are deleted
@@ -15,7 +18,6 @@ nothing more; only a process that dies first leaves entries to the TTL.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -25,9 +27,10 @@ from typing import Callable, Sequence
 
 from prometheus_client import Counter
 from redis import Redis
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from .counters import CACHE_LOOKUPS, load_missing
+from .freshness import Freshness, now_us
 from .schema import COUNTER_COLUMNS
 from .types import CounterReader, Counts, VersionedCounts
 
@@ -35,10 +38,9 @@ log = logging.getLogger(__name__)
 
 REDIS_ERRORS = (RedisError, RedisClusterException)
 SCRIPT = resources.files(__package__).joinpath("lua/set_counts.lua").read_text()
-SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
-_FIELDS = (*COUNTER_COLUMNS, "v")
+_FIELDS = (*COUNTER_COLUMNS, "t", "v")
 _BATCH = 100  # users a script call stores on one server
-_NAMES = " ".join(COUNTER_COLUMNS)
+_NAMES = " ".join((*COUNTER_COLUMNS, "t"))
 
 CACHE_ERRORS = Counter(
     "socialgraph_counter_cache_errors_total",
@@ -60,10 +62,12 @@ class RedisCounterCache:
         retry_after: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         announce: bool = False,
+        freshness: Freshness | None = None,
     ) -> None:
         """``announce``: every entry stored, and every entry dropped after an
         outage, is also published on ``channel`` (see ``storage/near.py``)."""
         self._client = client
+        self._script = client.register_script(SCRIPT)
         self._inner = inner
         self._ttl = ttl_seconds
         self.prefix = prefix
@@ -72,6 +76,7 @@ class RedisCounterCache:
         self._announce_to = self.channel if announce else ""
         self._retry_after = retry_after
         self._clock = clock
+        self._freshness = freshness or Freshness()
         self._down_until = 0.0
         self._dirty: set[str] = set()
         self._repair: threading.Timer | None = None
@@ -93,12 +98,13 @@ class RedisCounterCache:
             return self._inner.get(unique)
         found: dict[str, VersionedCounts] = {}
         missing = []
+        now = now_us()
         for user_id, values in zip(unique, rows):
-            if values[-1] is None:
+            if None in values or not self._freshness.fresh(int(values[-2]), now):
                 missing.append(user_id)
             else:
-                *counters, version = (int(v) for v in values)
-                found[user_id] = VersionedCounts(Counts(user_id, *counters), version)
+                *counters, read_us, version = (int(v) for v in values)
+                found[user_id] = VersionedCounts(Counts(user_id, *counters), version, read_us)
         CACHE_LOOKUPS.labels("redis", "hit").inc(len(found))
         if missing:
             CACHE_LOOKUPS.labels("redis", "miss").inc(len(missing))
@@ -122,38 +128,29 @@ class RedisCounterCache:
             self.failed(exc, changed)
 
     def _store(self, changed: dict[str, VersionedCounts]) -> None:
-        """One server: EVALSHA with up to ``_BATCH`` users a call (the script
-        is sent again after NOSCRIPT). A cluster: one user a call (its keys
-        sit on different slots), with EVAL, since cluster pipelines refuse
-        EVALSHA; Redis caches the compiled script by its hash either way."""
+        """Runs ``set_counts.lua`` through redis-py's ``Script`` (EVALSHA,
+        loaded again after NOSCRIPT). One server: up to ``_BATCH`` users a
+        call, several calls in one pipeline. A cluster: one user a call (its
+        keys sit on different slots; cluster pipelines run no scripts)."""
         entries = list(changed.items())
-        if isinstance(self._client, Redis):
-            batches = [entries[i : i + _BATCH] for i in range(0, len(entries), _BATCH)]
-            try:
-                self._run_script(batches, "EVALSHA", SCRIPT_SHA)
-                return
-            except NoScriptError:
-                pass
-        else:
-            batches = [[entry] for entry in entries]
-        self._run_script(batches, "EVAL", SCRIPT)
-
-    def _run_script(self, batches, command: str, script: str) -> None:
-        calls = []
-        for batch in batches:
-            keys = [counts_key(self.prefix, user_id) for user_id, _entry in batch]
-            values = [
-                " ".join(map(str, (entry.version, *(getattr(entry.counts, name) for name in COUNTER_COLUMNS))))
-                for _user_id, entry in batch
-            ]
-            calls.append((command, script, len(keys), *keys, self._ttl, self._announce_to, self.origin, _NAMES, *values))
-        if len(calls) == 1:
-            self._client.execute_command(*calls[0])
+        size = _BATCH if isinstance(self._client, Redis) else 1
+        calls = [self._call(entries[i : i + size]) for i in range(0, len(entries), size)]
+        if len(calls) == 1 or not isinstance(self._client, Redis):
+            for keys, args in calls:
+                self._script(keys=keys, args=args)
             return
         pipe = self._client.pipeline(transaction=False)
-        for call in calls:
-            pipe.execute_command(*call)
+        for keys, args in calls:
+            self._script(keys=keys, args=args, client=pipe)
         pipe.execute()
+
+    def _call(self, batch) -> tuple[list[str], list]:
+        keys = [counts_key(self.prefix, user_id) for user_id, _entry in batch]
+        values = [
+            " ".join(map(str, (entry.version, *(getattr(entry.counts, name) for name in COUNTER_COLUMNS), entry.read_us)))
+            for _user_id, entry in batch
+        ]
+        return keys, [self._ttl, self._announce_to, self.origin, _NAMES, *values]
 
     # ---------------------------------------------------------------- outages
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import sqlite3
+import threading
 import time
 from typing import Callable, TypeVar
 
@@ -20,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from .errors import StorageConflict, StorageUnavailable
+from .positions import Positions, decode_token, encode_token
 from .sql import SqlTx
 from .types import CountersListener
 from .watchdog import Watchdog
@@ -42,6 +44,32 @@ class SqlStorage:
         self._listeners: list[CountersListener] = []
         self._deadline = deadline
         self._watchdog = Watchdog() if deadline and self._postgres else None
+        self.positions = Positions(strict=self._postgres)
+        self._identity: str | None = None
+        self._last = threading.local()
+
+    # ------------------------------------------------------ commit positions
+
+    @property
+    def identity(self) -> str:
+        """The database's identity (made by its migration)."""
+        if self._identity is None:
+            self._identity = self.read_only(lambda tx: tx.identity())
+        return self._identity
+
+    def last_token(self) -> str:
+        """The consistency token of the calling thread's last committed write;
+        empty if its position could not be read."""
+        position = getattr(self._last, "position", None)
+        return "" if position is None else encode_token(self.identity, position)
+
+    def token_position(self, token: str) -> int:
+        """The position ``token`` names; InvalidToken unless it is this database's."""
+        return decode_token(token, self.identity)
+
+    def observe_position(self) -> None:
+        """Reads the commit position now and records it in ``positions``."""
+        self.positions.saw(self.read_only(lambda tx: tx.position()))
 
     def on_counters_committed(self, listener: CountersListener) -> None:
         self._listeners.append(listener)
@@ -93,7 +121,10 @@ class SqlStorage:
                         with conn.begin():
                             result = fn(tx)
                             tx.flush()
+                            position = tx.bump_position() if write and not self._postgres else None
                             committing = True
+                        if write:
+                            position = self._committed_at(conn, tx, position)
                     finally:
                         overran = ticket is not None and not self._watchdog.disarm(ticket)
                         if autocommit:
@@ -115,6 +146,23 @@ class SqlStorage:
                 self._notify(tx.touched)
             return result
         raise AssertionError("unreachable")
+
+    def _committed_at(self, conn, tx: SqlTx, position: int | None) -> int | None:
+        """Records a committed write's position for ``last_token`` and
+        ``positions``: SQLite's counter as bumped, PostgreSQL's WAL position
+        read now. A failure to read it fails nothing: the write is committed."""
+        if position is None:
+            try:
+                conn.connection.dbapi_connection.autocommit = True
+                position = tx.position()
+            except Exception as exc:
+                log.warning("could not read the commit position after a write: %s", exc)
+            finally:
+                _end_autocommit(conn)
+        self._last.position = position
+        if position is not None:
+            self.positions.saw(position)
+        return position
 
     def _arm(self, conn) -> int | None:
         if self._watchdog is None:

@@ -18,7 +18,9 @@ it could have missed an announcement is served afterwards. While subscribed,
 another process's write is seen here as soon as its announcement arrives.
 A process that could not store its counters in Redis drops the entries
 concerned there once Redis answers again, and announces that too, so every
-process forgets its copies as well.
+process forgets its copies as well. The feed proves nothing about writers
+that died before announcing: every entry here is still served only within
+the staleness bound (``storage/freshness.py``).
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ class CounterFeed:
         version, *pairs = stored
         values = dict(zip(pairs[::2], pairs[1::2]))
         counts = Counts(user_id, *(int(values.get(name, 0)) for name in COUNTER_COLUMNS))
-        self._counters.publish({user_id: VersionedCounts(counts, int(version))})
+        self._counters.publish({user_id: VersionedCounts(counts, int(version), int(values.get("t", 0)))})
 
     def _set_live(self, live: bool) -> None:
         if live == self.live:
@@ -155,3 +157,6 @@ class Near:
 
     def get(self, *args):
         return (self._local if self._feed.live else self._remote).get(*args)
+
+    def interactable(self, *args):
+        return (self._local if self._feed.live else self._remote).interactable(*args)

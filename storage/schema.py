@@ -145,6 +145,17 @@ user_counters = Table(
     Column("version", BigInteger, nullable=False, server_default="0"),
 )
 
+# One row: the database's identity (random, made by the migration, so a
+# consistency token from another database or schema is recognised) and, on
+# SQLite, the commit counter every write transaction bumps (its consistency
+# token; PostgreSQL uses the WAL position instead).
+commit_position = Table(
+    "commit_position",
+    metadata,
+    Column("identity", String(32), primary_key=True),
+    Column("position", BigInteger, nullable=False, server_default="0"),
+)
+
 COUNTER_COLUMNS = (
     "followers",
     "following",

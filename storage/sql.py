@@ -24,6 +24,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     tuple_,
     union_all,
     update,
@@ -31,9 +32,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .direct import Direct, DirectCursor
+from .freshness import now_us
 from .schema import (
     COUNTER_COLUMNS,
     blocks,
+    commit_position,
     connection_requests,
     connections,
     follows,
@@ -84,6 +87,7 @@ class SqlTx:
         self._pg = postgres
         self._insert = postgresql.insert if postgres else sqlite.insert
         self._now_us = time.time_ns() // 1000
+        self.read_us = now_us()  # no snapshot of this transaction is older
         self.touched: dict[str, VersionedCounts] = {}
         self._versions: dict[str, int] = {}
         self._deltas: dict[str, dict[str, int]] = {}
@@ -148,7 +152,7 @@ class SqlTx:
 
     def _touch(self, rows) -> None:
         for row in rows:
-            self.touched[row.user_id] = VersionedCounts(_counts(row), row.version)
+            self.touched[row.user_id] = VersionedCounts(_counts(row), row.version, self.read_us)
 
     # ------------------------------------------------------------------ users
 
@@ -338,7 +342,7 @@ class SqlTx:
         execute(delete(user_counters).where(user_counters.c.user_id == user_id))
         execute(delete(users).where(users.c.user_id == user_id))
         version = max(self._versions.get(user_id, 0) + 1, self._now_us)
-        self.touched[user_id] = VersionedCounts(Counts(user_id), version)
+        self.touched[user_id] = VersionedCounts(Counts(user_id), version, self.read_us)
         return removed
 
     # ----------------------------------------------------------- service keys
@@ -414,6 +418,18 @@ class SqlTx:
 
     # ------------------------------------------------------------------ reads
 
+    def identity(self) -> str:
+        return self._d.first_value(_IDENTITY, {})
+
+    def position(self) -> int:
+        """The commit position now: the WAL write position on PostgreSQL,
+        the commit counter on SQLite."""
+        return int(self._d.first_value(_WAL_POSITION if self._pg else _COUNTER, {}))
+
+    def bump_position(self) -> int:
+        """SQLite: this write's commit position (run just before COMMIT)."""
+        return int(self._d.first_value(_BUMP_COUNTER, {}))
+
     def ping(self) -> None:
         self._c.execute(select(literal(1)))
 
@@ -437,9 +453,6 @@ class SqlTx:
             blocking=Block(blocking.record_id, user_id, other_id, blocking.text, blocking.created_us) if blocking else None,
             blocked_by="blocked_by" in found,
         )
-
-    def is_blocked_either_way(self, user_id: str, other_id: str) -> bool:
-        return bool(self._d.first_value(_BLOCKED_EITHER_WAY, {"a": user_id, "b": other_id}))
 
     def relationships(self, user_id: str, other_ids: Sequence[str]) -> VersionedRelationships:
         """Every relation between ``user_id`` and ``other_ids``, and the
@@ -466,12 +479,12 @@ class SqlTx:
             for other in set(other_ids)
         }
         return VersionedRelationships(
-            relationships, {other: (versions[user_id], versions[other]) for other in relationships}
+            relationships, {other: (versions[user_id], versions[other]) for other in relationships}, self.read_us
         )
 
     def counts(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]:
         rows = self._d.rows(_COUNTS, {"ids": list(set(user_ids))})
-        return {row.user_id: VersionedCounts(_counts(row), row.version) for row in rows}
+        return {row.user_id: VersionedCounts(_counts(row), row.version, self.read_us) for row in rows}
 
     def blocked_among(self, user_id: str, candidate_ids: Sequence[str]) -> set[str]:
         rows = self._d.rows(_BLOCKED_AMONG, {"me": user_id, "candidates": list(set(candidate_ids))})
@@ -717,9 +730,14 @@ def _blocked_among_query() -> Select:
 # Hot statements: built once, run on the driver's cursor (see direct.py).
 _COUNTS_QUERY = select(user_counters).where(user_counters.c.user_id.in_(bindparam("ids", expanding=True)))
 _RELATIONSHIPS = Direct(_relationships_query())
-_BLOCKED_EITHER_WAY = Direct(select(_block_between(bindparam("a"), bindparam("b"))))
 _BLOCKED_AMONG = Direct(_blocked_among_query())
 _COUNTS = Direct(_COUNTS_QUERY)
+_IDENTITY = Direct(select(commit_position.c.identity))
+_COUNTER = Direct(select(commit_position.c.position))
+_BUMP_COUNTER = Direct(
+    update(commit_position).values(position=commit_position.c.position + 1).returning(commit_position.c.position)
+)
+_WAL_POSITION = Direct(select(text("pg_current_wal_lsn() - '0/0'::pg_lsn")))
 _LOCK_QUERY = _COUNTS_QUERY.order_by(user_counters.c.user_id)
 _LOCK = Direct(_LOCK_QUERY)
 _LOCK_FOR_UPDATE = Direct(_LOCK_QUERY.with_for_update())

@@ -11,8 +11,11 @@ the transaction. ``read_only(fn)`` is the same for reads.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence, TypeVar
+
+from .freshness import now_us
+from .positions import Positions
 
 T = TypeVar("T")
 
@@ -107,10 +110,13 @@ class VersionedCounts:
     """Counters as committed, with the row's version. Versions only grow
     (each change sets ``max(version + 1, now in microseconds)``, so a user
     deleted and seen again still gets larger versions); a cache keeps the
-    highest version it has seen."""
+    highest version it has seen. ``read_us``: when the SQL snapshot that
+    holds this state was taken at the latest (see ``storage/freshness.py``);
+    entries made without one count as read now."""
 
     counts: Counts
     version: int
+    read_us: int = field(default_factory=now_us, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +157,12 @@ class VersionedRelationships:
     users (the viewer's, the other's) as the statement that read it saw them
     (0 for a user without a counter row). Every edge change bumps the version
     of at least one of its two users, so a relationship cached with both
-    versions is current for as long as both versions are."""
+    versions is current for as long as both versions are. ``read_us``: when
+    the snapshot of the oldest of them was taken at the latest."""
 
     relationships: dict[str, Relationship]
     versions: dict[str, tuple[int, int]]
+    read_us: int = field(default_factory=now_us, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +265,6 @@ class Tx(Protocol):
     def update_report(self, report: Report) -> None: ...
 
     # Reads.
-    def is_blocked_either_way(self, user_id: str, other_id: str) -> bool: ...
     def relationships(self, user_id: str, other_ids: Sequence[str]) -> VersionedRelationships: ...
     def counts(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]: ...
     def blocked_among(self, user_id: str, candidate_ids: Sequence[str]) -> set[str]: ...
@@ -292,10 +299,18 @@ CountersListener = Callable[[dict[str, VersionedCounts]], None]
 
 
 class Storage(Protocol):
+    positions: Positions  # the commit positions this process has seen
+
     def read_write(self, fn: Callable[[Tx], T]) -> T: ...
     def on_counters_committed(self, listener: CountersListener) -> None:
         """``listener`` gets the counters each write transaction changed, after it commits."""
     def read_only(self, fn: Callable[[Tx], T]) -> T: ...
+    def last_token(self) -> str:
+        """The consistency token of the calling thread's last committed write."""
+    def token_position(self, token: str) -> int:
+        """The commit position a token names; ``positions.InvalidToken`` unless it is this database's."""
+    def observe_position(self) -> None:
+        """Reads the commit position now into ``positions``."""
     def ping(self) -> None: ...
     def close(self) -> None: ...
 
@@ -305,6 +320,11 @@ class RelationshipReader(Protocol):
 
     def get(self, user_id: str, other_ids: Sequence[str]) -> dict[str, Relationship]:
         """The relationship with every distinct id of ``other_ids``, from ``user_id``'s side."""
+
+    def interactable(self, user_id: str, other_ids: Sequence[str]) -> dict[str, bool]:
+        """Whether no block stands between ``user_id`` and each distinct id of
+        ``other_ids``: cached relationships where there are, and for the rest
+        only the blocks (cheaper than whole relationships, and not cached)."""
 
 
 class CounterReader(Protocol):

@@ -102,11 +102,13 @@ def test_every_rpc_is_enumerated():
 
 # The SPEC's Errors table (no auth is configured here, and the database is
 # up, so UNAUTHENTICATED, MISSING_SCOPE and UNAVAILABLE are not expected),
-# plus INVALID_TEXT (NUL in text), which the README documents as an addition.
+# plus INVALID_TEXT (NUL in text), which the README documents as an addition,
+# and INVALID_CONSISTENCY_TOKEN (the SPEC's Consistency section).
 ALLOWED = {
     Code.INVALID_ARGUMENT: {
         "INVALID_USER_ID", "SELF_RELATIONSHIP", "FIELD_TOO_LONG", "INVALID_PAGE_SIZE",
         "INVALID_PAGE_TOKEN", "TOO_MANY_IDS", "INVALID_ENUM", "MISSING_FIELD", "INVALID_TEXT",
+        "INVALID_CONSISTENCY_TOKEN",
     },
     Code.PERMISSION_DENIED: {"BLOCKED", "CANNOT_BLOCK_STAFF", "NOT_A_MODERATOR"},
     Code.NOT_FOUND: {"REQUEST_NOT_FOUND", "USER_NOT_FOUND", "REPORT_NOT_FOUND"},

@@ -5,6 +5,8 @@ every counter."""
 
 from __future__ import annotations
 
+import contextlib
+
 import grpc
 import pytest
 from hypothesis import HealthCheck, settings
@@ -18,10 +20,12 @@ from server import redis_client
 from server.app import cached_readers
 from server.rules import Graph, Policy
 from socialgraph.v1 import admin_pb2 as apb
+from socialgraph.v1 import common_pb2
 from socialgraph.v1 import social_graph_pb2 as pb
+from storage import open_storage
 
 from .model import ADMIN, MEMBER, MODERATOR, Model
-from .support import REDIS_URL, error_info, new_user, redis_reachable, require
+from .support import REDIS_URL, error_info, new_user, redis_reachable, require, serving
 
 USERS = 3
 # Ordered pairs of user indexes: mostly two users, sometimes one user twice.
@@ -88,7 +92,11 @@ def outcome(call):
         return (error.code().name, info.reason)
 
 
-def make_machine(client):
+def make_machine(*clients):
+    """Writes go to any of ``clients`` (server processes over one database);
+    every client's reads, with the last write's consistency token, must
+    agree with the model."""
+
     class Machine(RuleBasedStateMachine):
         """Fresh users for every example, so examples share the database safely."""
 
@@ -96,6 +104,7 @@ def make_machine(client):
         def start(self):
             self.users = [new_user() for _ in range(USERS)]
             self.model = Model(connection_limit=CONNECTION_LIMIT, rate_limit=RATE_LIMIT)
+            self.consistency = common_pb2.Consistency()
 
         def check(self, call, expected):
             actual = outcome(call)
@@ -104,6 +113,7 @@ def make_machine(client):
                 return
             assert actual[0] == "OK", (actual, expected)
             response = actual[1]
+            self.consistency = common_pb2.Consistency(at_least_as_fresh=response.consistency_token)
             got = {}
             for name in expected[1]:
                 value = getattr(response, name)
@@ -114,52 +124,58 @@ def make_machine(client):
 
         # One rule drawing the operation, so every operation stays equally
         # likely in every example (separate rules get switched off per example).
-        @rule(op=st.sampled_from(OPERATIONS), pair=st.sampled_from(PAIRS), role=st.sampled_from([MEMBER, MODERATOR, ADMIN]))
-        def step(self, op, pair, role):
+        @rule(
+            op=st.sampled_from(OPERATIONS),
+            pair=st.sampled_from(PAIRS),
+            role=st.sampled_from([MEMBER, MODERATOR, ADMIN]),
+            via=st.sampled_from(clients),
+        )
+        def step(self, op, pair, role, via):
             a, b = self.users[pair[0]], self.users[pair[1]]
-            call, expected = getattr(self, op)(a, b, role)
+            call, expected = getattr(self, op)(via, a, b, role)
             self.check(call, expected)
 
-        def follow(self, a, b, _):
+        def follow(self, client, a, b, _):
             return lambda: client.follow(a, b), self.model.follow(a, b)
 
-        def unfollow(self, a, b, _):
+        def unfollow(self, client, a, b, _):
             request = pb.UnfollowRequest(follower_id=a, followee_id=b)
             return lambda: client.graph.Unfollow(request), self.model.unfollow(a, b)
 
-        def remove_follower(self, a, b, _):
+        def remove_follower(self, client, a, b, _):
             request = pb.RemoveFollowerRequest(user_id=a, follower_id=b)
             return lambda: client.graph.RemoveFollower(request), self.model.remove_follower(a, b)
 
-        def send(self, a, b, _):
+        def send(self, client, a, b, _):
             return lambda: client.send(a, b), self.model.send(a, b)
 
-        def accept(self, a, b, _):
+        def accept(self, client, a, b, _):
             return lambda: client.accept(a, b), self.model.accept(a, b)
 
-        def decline(self, a, b, _):
+        def decline(self, client, a, b, _):
             request = pb.DeclineConnectionRequestRequest(recipient_id=a, requester_id=b)
             return lambda: client.graph.DeclineConnectionRequest(request), self.model.decline(a, b)
 
-        def cancel(self, a, b, _):
+        def cancel(self, client, a, b, _):
             request = pb.CancelConnectionRequestRequest(requester_id=a, recipient_id=b)
             return lambda: client.graph.CancelConnectionRequest(request), self.model.cancel(a, b)
 
-        def remove_connection(self, a, b, _):
+        def remove_connection(self, client, a, b, _):
             request = pb.RemoveConnectionRequest(user_id=a, other_user_id=b)
             return lambda: client.graph.RemoveConnection(request), self.model.remove_connection(a, b)
 
-        def block(self, a, b, _):
+        def block(self, client, a, b, _):
             return lambda: client.block(a, b), self.model.block(a, b)
 
-        def unblock(self, a, b, _):
+        def unblock(self, client, a, b, _):
             request = pb.UnblockRequest(blocker_id=a, blocked_id=b)
             return lambda: client.graph.Unblock(request), self.model.unblock(a, b)
 
-        def set_role(self, a, _b, role):
-            return lambda: client.upsert(a, role=role), self.model.upsert(a, role)
+        def set_role(self, client, a, _b, role):
+            request = apb.UpsertUserRequest(user=common_pb2.User(user_id=a, role=role))
+            return lambda: client.admin.UpsertUser(request), self.model.upsert(a, role)
 
-        def delete_user(self, a, _b, _):
+        def delete_user(self, client, a, _b, _):
             request = apb.DeleteUserRequest(user_id=a)
             return lambda: client.admin.DeleteUser(request), self.model.delete_user(a)
 
@@ -167,20 +183,41 @@ def make_machine(client):
         def relationships_and_counts_agree(self):
             if not hasattr(self, "model"):
                 return
-            for me in self.users:
-                others = [u for u in self.users if u != me]
-                response = client.graph.BatchGetRelationships(
-                    pb.BatchGetRelationshipsRequest(user_id=me, other_user_ids=others)
-                )
-                for them, rel in zip(others, response.relationships):
-                    actual = {name: getattr(rel, name) for name in self.model.relationship(me, them)}
-                    assert actual == self.model.relationship(me, them), (me, them)
-            for counts in client.counts(*self.users):
-                expected = self.model.counts(counts.user_id)
-                assert {name: getattr(counts, name) for name in expected} == expected, counts.user_id
+            for client in clients:
+                for me in self.users:
+                    others = [u for u in self.users if u != me]
+                    response = client.graph.BatchGetRelationships(
+                        pb.BatchGetRelationshipsRequest(user_id=me, other_user_ids=others, consistency=self.consistency)
+                    )
+                    for them, rel in zip(others, response.relationships):
+                        actual = {name: getattr(rel, name) for name in self.model.relationship(me, them)}
+                        assert actual == self.model.relationship(me, them), (me, them)
+                counted = client.graph.GetCounts(
+                    pb.GetCountsRequest(user_ids=self.users, consistency=self.consistency)
+                ).counts
+                for counts in counted:
+                    expected = self.model.counts(counts.user_id)
+                    assert {name: getattr(counts, name) for name in expected} == expected, counts.user_id
 
     return Machine
 
 
 def test_service_behaves_like_the_model(client, long_run):
     run_state_machine_as_test(lambda: make_machine(client)(), settings=LONG if long_run else SHORT)
+
+
+def test_two_processes_behave_like_the_model(storage, database_url, limiter, policy, long_run):
+    """Two servers over one database, each with its own storage and
+    in-process caches and no Redis (the limiter is shared, as Redis would
+    share it): writes go to either, and reads on both with the last write's
+    token agree with the model. (``storage`` has migrated the database.)"""
+    opened = [open_storage(database_url, pool_size=4) for _ in range(2)]
+    try:
+        with contextlib.ExitStack() as stack:
+            clients = [
+                stack.enter_context(serving(Graph(s, limiter, policy, **cached_readers(s)))) for s in opened
+            ]
+            run_state_machine_as_test(lambda: make_machine(*clients)(), settings=LONG if long_run else SHORT)
+    finally:
+        for s in opened:
+            s.close()

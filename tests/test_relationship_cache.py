@@ -176,13 +176,20 @@ def test_batches_mix_hits_and_misses_in_request_order(world):
     assert sorted(reader.asked) == sorted([(me, y), (me, z)])
 
 
-def test_entries_encode_both_versions_and_every_flag():
+def test_entries_encode_both_versions_every_flag_and_when_they_were_read():
     from storage.types import Relationship
 
     other = new_user()
     for flags in ((True, False, True, False, True, False, True), (False, True, False, True, False, True, False)):
         rel = Relationship(other, *flags, 7)
-        assert decode(encode((11, 22), rel), other) == ((11, 22), rel)
+        assert decode(encode((11, 22), rel, 1_700_000_000_000_000), other) == ((11, 22), rel, 1_700_000_000_000_000)
+
+
+def test_an_entry_of_another_format_is_a_miss():
+    """A rolling deploy may meet entries written by an older or newer release."""
+    other = new_user()
+    assert decode("11:22:1010101:7", other) is None
+    assert decode("r2:5:11:22:1010101:7", other) is None
 
 
 @pytest.mark.redis

@@ -12,12 +12,13 @@ from .errors import (
     Reason,
     Unauthenticated,
 )
-from .graph import BlockResult, ConnectionState, Graph, Page, Policy, SendResult, Stats
+from .graph import BlockResult, Consistency, ConnectionState, Graph, Page, Policy, SendResult, Stats
 from .paging import PageTokens
 
 __all__ = [
     "BlockResult",
     "ConnectionLimitReached",
+    "Consistency",
     "ConnectionState",
     "Graph",
     "GraphError",

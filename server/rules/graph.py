@@ -19,6 +19,7 @@ from uuid6 import uuid7
 
 from ratelimit import Limiter
 from storage.counters import SqlCounters
+from storage.positions import InvalidToken
 from storage.relationships import SqlRelationships
 from storage.types import (
     Block,
@@ -105,6 +106,20 @@ class Stats:
 
 
 @dataclass(frozen=True, slots=True)
+class Consistency:
+    """How fresh a read must be (SPEC "Consistency"). The default may be
+    answered from caches within the staleness bound; ``at_least_as_fresh``
+    (a write's consistency token) reflects that write and every write
+    committed before it; ``fully_consistent`` reads SQL."""
+
+    at_least_as_fresh: str = ""
+    fully_consistent: bool = False
+
+
+MINIMIZE_LATENCY = Consistency()
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     items: list
     next_page_token: str
@@ -125,9 +140,58 @@ class Graph:
         self.limiter = limiter
         self.policy = policy
         self._now = clock
-        self.counters = counters if counters is not None else SqlCounters(storage)
-        self.relationships = relationships if relationships is not None else SqlRelationships(storage)
+        self._sql_counters = SqlCounters(storage)
+        self._sql_relationships = SqlRelationships(storage)
+        self.counters = counters if counters is not None else self._sql_counters
+        self.relationships = relationships if relationships is not None else self._sql_relationships
         self.page_tokens = page_tokens if page_tokens is not None else paging.PageTokens.random()
+
+    # ------------------------------------------------------------ consistency
+
+    def consistency_token(self) -> str:
+        """The token of the calling thread's last committed write."""
+        return self.storage.last_token()
+
+    def _readers(self, consistency: Consistency) -> tuple[CounterReader, RelationshipReader]:
+        """The counter and relationship readers that meet ``consistency``.
+        A token is served from the caches only when this process has seen
+        its position and the caches can prove their entries were read after
+        that (caches straight over SQL); otherwise from SQL, after noting
+        the position now, so that later reads of that token can use them."""
+        if consistency.fully_consistent:
+            return self._sql_counters, self._sql_relationships
+        if not consistency.at_least_as_fresh:
+            return self.counters, self.relationships
+        position = self._token_position(consistency)
+        proves = getattr(self.counters, "proves_tokens", False) and getattr(self.relationships, "proves_tokens", False)
+        if not proves:
+            return self._sql_counters, self._sql_relationships
+        after = self.storage.positions.reflected_after(position)
+        if after is not None:
+            return _ReadAfter(self.counters, after), _ReadAfter(self.relationships, after)
+        self.storage.observe_position()
+        return self._sql_counters, self._sql_relationships
+
+    def _token_position(self, consistency: Consistency) -> int | None:
+        """Checks the token; reads that always go to SQL need nothing more."""
+        if not consistency.at_least_as_fresh:
+            return None
+        try:
+            return self.storage.token_position(consistency.at_least_as_fresh)
+        except InvalidToken as exc:
+            raise InvalidArgument(Reason.INVALID_CONSISTENCY_TOKEN, "consistency.at_least_as_fresh", str(exc)) from None
+
+    def _interactable(self, user_id: str, other_ids: Sequence[str], consistency: Consistency) -> dict[str, bool]:
+        """Whether no block stands between ``user_id`` and each other user:
+        the one source of every safety check (CanInteract,
+        FilterInteractable, viewer-scoped lists, a relationship's
+        can_interact), so they agree for the same freshness. One pair reads
+        (and caches) its whole relationship; a batch reads what is cached
+        and only the blocks of the rest."""
+        _counters, relationships = self._readers(consistency)
+        if len(other_ids) == 1:
+            return {other: r.can_interact for other, r in relationships.get(user_id, other_ids).items()}
+        return relationships.interactable(user_id, other_ids)
 
     # ---------------------------------------------------------------- follows
 
@@ -308,7 +372,8 @@ class Graph:
             )
         return stored
 
-    def get_user(self, user_id: str) -> User:
+    def get_user(self, user_id: str, consistency: Consistency = MINIMIZE_LATENCY) -> User:
+        self._token_position(consistency)
         user = self.storage.read_only(lambda tx: tx.get_user(user_id))
         if user is None:
             raise NotFound(Reason.USER_NOT_FOUND, f"user {user_id} is not registered")
@@ -337,10 +402,13 @@ class Graph:
         self.storage.read_write(lambda tx: tx.insert_report(report))
         return report
 
-    def list_reports(self, moderator_id: str, status: ReportStatus, size: int, token: str) -> Page:
+    def list_reports(
+        self, moderator_id: str, status: ReportStatus, size: int, token: str, consistency: Consistency = MINIMIZE_LATENCY
+    ) -> Page:
         """R2."""
         scope = str(int(status))
         after = self.page_tokens.decode(token, "reports", scope)
+        self._token_position(consistency)
 
         def run(tx: Tx) -> list[Report]:
             _require_staff(tx, moderator_id)
@@ -378,83 +446,109 @@ class Graph:
 
     # ------------------------------------------------------------------ reads
 
-    def get_relationship(self, user_id: str, other_id: str) -> Relationship:
+    def get_relationship(self, user_id: str, other_id: str, consistency: Consistency = MINIMIZE_LATENCY) -> Relationship:
         _distinct("other_user_id", user_id, other_id)
-        return self.relationships.get(user_id, [other_id])[other_id]
+        return self._readers(consistency)[1].get(user_id, [other_id])[other_id]
 
-    def batch_get_relationships(self, user_id: str, other_ids: Sequence[str]) -> list[Relationship]:
+    def batch_get_relationships(
+        self, user_id: str, other_ids: Sequence[str], consistency: Consistency = MINIMIZE_LATENCY
+    ) -> list[Relationship]:
         for other_id in other_ids:
             _distinct("other_user_ids", user_id, other_id)
-        found = self.relationships.get(user_id, other_ids)
+        found = self._readers(consistency)[1].get(user_id, other_ids)
         return [found[other_id] for other_id in other_ids]
 
-    def get_counts(self, user_ids: Sequence[str]) -> list[Counts]:
-        found = self.counters.get(user_ids)
+    def get_counts(self, user_ids: Sequence[str], consistency: Consistency = MINIMIZE_LATENCY) -> list[Counts]:
+        found = self._readers(consistency)[0].get(user_ids)
         return [found[user_id].counts if user_id in found else Counts(user_id) for user_id in user_ids]
 
-    def can_interact(self, user_id: str, other_id: str) -> bool:
+    def can_interact(self, user_id: str, other_id: str, consistency: Consistency = MINIMIZE_LATENCY) -> bool:
         _distinct("other_user_id", user_id, other_id)
-        return self.relationships.get(user_id, [other_id])[other_id].can_interact
+        return self._interactable(user_id, [other_id], consistency)[other_id]
 
-    def filter_interactable(self, user_id: str, candidate_ids: Sequence[str]) -> list[str]:
-        if not candidate_ids:
-            return []
-        hidden = self.storage.read_only(lambda tx: tx.blocked_among(user_id, candidate_ids))
-        return [c for c in candidate_ids if c not in hidden]
+    def filter_interactable(
+        self, user_id: str, candidate_ids: Sequence[str], consistency: Consistency = MINIMIZE_LATENCY
+    ) -> list[str]:
+        self._token_position(consistency)
+        others = [c for c in candidate_ids if c != user_id]
+        allowed = self._interactable(user_id, others, consistency) if others else {}
+        return [c for c in candidate_ids if c == user_id or allowed[c]]
 
-    def mutual_connections(self, user_id: str, other_id: str, limit: int) -> tuple[int, list[RelatedUser]]:
+    def mutual_connections(
+        self, user_id: str, other_id: str, limit: int, consistency: Consistency = MINIMIZE_LATENCY
+    ) -> tuple[int, list[RelatedUser]]:
         _distinct("other_user_id", user_id, other_id)
-
-        def run(tx: Tx) -> tuple[int, list[RelatedUser]]:
-            _refuse_if_blocked_either_way(tx, user_id, other_id)
-            return tx.mutual_connections(user_id, other_id, limit)
-
-        count, users = self.storage.read_only(run)
+        self._refuse_if_blocked(user_id, other_id, consistency)
+        count, users = self.storage.read_only(lambda tx: tx.mutual_connections(user_id, other_id, limit))
         return count, paging.within(users, self.policy.page_bytes)
 
-    def list_followers(self, user_id: str, size: int, token: str, viewer_id: str | None) -> Page:
-        return self._list_users("followers", "list_followers", user_id, size, token, viewer_id)
+    def list_followers(
+        self, user_id: str, size: int, token: str, viewer_id: str | None, consistency: Consistency = MINIMIZE_LATENCY
+    ) -> Page:
+        return self._list_users("followers", "list_followers", user_id, size, token, viewer_id, consistency)
 
-    def list_following(self, user_id: str, size: int, token: str, viewer_id: str | None) -> Page:
-        return self._list_users("following", "list_following", user_id, size, token, viewer_id)
+    def list_following(
+        self, user_id: str, size: int, token: str, viewer_id: str | None, consistency: Consistency = MINIMIZE_LATENCY
+    ) -> Page:
+        return self._list_users("following", "list_following", user_id, size, token, viewer_id, consistency)
 
-    def list_connections(self, user_id: str, size: int, token: str, viewer_id: str | None) -> Page:
-        return self._list_users("connections", "list_connections", user_id, size, token, viewer_id)
+    def list_connections(
+        self, user_id: str, size: int, token: str, viewer_id: str | None, consistency: Consistency = MINIMIZE_LATENCY
+    ) -> Page:
+        return self._list_users("connections", "list_connections", user_id, size, token, viewer_id, consistency)
 
-    def _list_users(self, kind: str, query: str, user_id: str, size: int, token: str, viewer_id: str | None) -> Page:
+    def _list_users(
+        self,
+        kind: str,
+        query: str,
+        user_id: str,
+        size: int,
+        token: str,
+        viewer_id: str | None,
+        consistency: Consistency,
+    ) -> Page:
         """B4: a viewer on either side of a block with the owner sees nothing,
-        and users on either side of a block with the viewer are left out."""
+        and users on either side of a block with the viewer are left out.
+        Lists are read from SQL, which meets every consistency."""
         after = self.page_tokens.decode(token, kind, user_id)
+        self._token_position(consistency)
         if viewer_id == user_id:
             viewer_id = None
+        if viewer_id is not None:
+            self._refuse_if_blocked(viewer_id, user_id, consistency)
+        rows = self.storage.read_only(lambda tx: getattr(tx, query)(user_id, after, size + 1, viewer_id))
+        return self._page(kind, user_id, rows, size, lambda u: Cursor(u.since_us, u.user_id))
 
-        def run(tx: Tx) -> list[RelatedUser]:
-            if viewer_id is not None:
-                _refuse_if_blocked_either_way(tx, viewer_id, user_id)
-            return getattr(tx, query)(user_id, after, size + 1, viewer_id)
+    def _refuse_if_blocked(self, user_id: str, other_id: str, consistency: Consistency) -> None:
+        if not self._interactable(user_id, [other_id], consistency)[other_id]:
+            raise PermissionDenied(Reason.BLOCKED, "a block between these users forbids this")
 
-        return self._page(kind, user_id, self.storage.read_only(run), size, lambda u: Cursor(u.since_us, u.user_id))
-
-    def list_requests(self, user_id: str, incoming: bool, size: int, token: str) -> Page:
+    def list_requests(
+        self, user_id: str, incoming: bool, size: int, token: str, consistency: Consistency = MINIMIZE_LATENCY
+    ) -> Page:
         kind = "incoming" if incoming else "outgoing"
         after = self.page_tokens.decode(token, kind, user_id)
+        self._token_position(consistency)
         rows = self.storage.read_only(lambda tx: tx.list_requests(user_id, incoming, after, size + 1))
         return self._page(kind, user_id, rows, size, lambda r: Cursor(r.created_us, r.request_id))
 
-    def list_blocked(self, user_id: str, size: int, token: str) -> Page:
+    def list_blocked(self, user_id: str, size: int, token: str, consistency: Consistency = MINIMIZE_LATENCY) -> Page:
         after = self.page_tokens.decode(token, "blocked", user_id)
+        self._token_position(consistency)
         rows = self.storage.read_only(lambda tx: tx.list_blocked(user_id, after, size + 1))
         return self._page("blocked", user_id, rows, size, lambda b: Cursor(b.created_us, b.blocked_id))
 
-    def list_feed_sources(self, user_id: str, size: int, token: str) -> Page:
+    def list_feed_sources(self, user_id: str, size: int, token: str, consistency: Consistency = MINIMIZE_LATENCY) -> Page:
         """N1: authors followed; private posts only from connections."""
         after = self.page_tokens.decode(token, "feed", user_id)
+        self._token_position(consistency)
         rows: list[FeedSource] = self.storage.read_only(
             lambda tx: tx.list_feed_sources(user_id, after, size + 1)
         )
         return self._page("feed", user_id, rows, size, lambda s: Cursor(s.since_us, s.author_id))
 
-    def stats(self) -> Stats:
+    def stats(self, consistency: Consistency = MINIMIZE_LATENCY) -> Stats:
+        self._token_position(consistency)
         since = self._now() - DAY_US
         return self.storage.read_only(lambda tx: Stats(tx.totals(None), tx.totals(since)))
 
@@ -489,9 +583,18 @@ def _refuse_if_blocked(pair: Pair) -> None:
         raise PermissionDenied(Reason.BLOCKED, "a block between these users forbids this")
 
 
-def _refuse_if_blocked_either_way(tx: Tx, user_id: str, other_id: str) -> None:
-    if tx.is_blocked_either_way(user_id, other_id):
-        raise PermissionDenied(Reason.BLOCKED, "a block between these users forbids this")
+class _ReadAfter:
+    """A cache read that serves only entries read after ``after`` (µs)."""
+
+    def __init__(self, reader, after: int) -> None:
+        self._reader = reader
+        self._after = after
+
+    def get(self, *args):
+        return self._reader.get(*args, newer_than=self._after)
+
+    def interactable(self, *args):
+        return self._reader.interactable(*args, newer_than=self._after)
 
 
 def _require_staff(tx: Tx, user_id: str) -> None:

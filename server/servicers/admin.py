@@ -44,10 +44,10 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                 created_us=0,
             )
         )
-        return pb.UpsertUserResponse(user=convert.user(stored))
+        return pb.UpsertUserResponse(user=convert.user(stored), consistency_token=self._graph.consistency_token())
 
     def GetUser(self, request, context):
-        user = self._graph.get_user(v.user_id(request.user_id, "user_id"))
+        user = self._graph.get_user(v.user_id(request.user_id, "user_id"), v.consistency(request.consistency))
         return pb.GetUserResponse(user=convert.user(user))
 
     def DeleteUser(self, request, context):
@@ -57,6 +57,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             removed_connections=removed.connections,
             removed_requests=removed.requests,
             removed_blocks=removed.blocks,
+            consistency_token=self._graph.consistency_token(),
         )
 
     def ListReports(self, request, context):
@@ -65,6 +66,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             v.enum_value(request.status, "status", ReportStatus),
             page_size(request.page_size),
             request.page_token,
+            v.consistency(request.consistency),
         )
         return pb.ListReportsResponse(
             reports=[convert.report(r) for r in page.items], next_page_token=page.next_page_token
@@ -78,10 +80,10 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         if report_id is None:
             raise NotFound(Reason.REPORT_NOT_FOUND, "report_id names no report")
         report = self._graph.resolve_report(report_id, moderator_id, resolution.status, note)
-        return pb.ResolveReportResponse(report=convert.report(report))
+        return pb.ResolveReportResponse(report=convert.report(report), consistency_token=self._graph.consistency_token())
 
     def GetStats(self, request, context):
-        stats = self._graph.stats()
+        stats = self._graph.stats(v.consistency(request.consistency))
         return pb.GetStatsResponse(**_totals(stats.total), created_last_24h=pb.GraphTotals(**_totals(stats.last_24h)))
 
 

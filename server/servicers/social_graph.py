@@ -25,19 +25,19 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
         created, since = self._graph.follow(
             v.user_id(request.follower_id, "follower_id"), v.user_id(request.followee_id, "followee_id")
         )
-        return pb.FollowResponse(created=created, since=convert.timestamp(since))
+        return pb.FollowResponse(created=created, since=convert.timestamp(since), consistency_token=self._graph.consistency_token())
 
     def Unfollow(self, request, context):
         removed = self._graph.unfollow(
             v.user_id(request.follower_id, "follower_id"), v.user_id(request.followee_id, "followee_id")
         )
-        return pb.UnfollowResponse(removed=removed)
+        return pb.UnfollowResponse(removed=removed, consistency_token=self._graph.consistency_token())
 
     def RemoveFollower(self, request, context):
         removed = self._graph.remove_follower(
             v.user_id(request.user_id, "user_id"), v.user_id(request.follower_id, "follower_id")
         )
-        return pb.RemoveFollowerResponse(removed=removed)
+        return pb.RemoveFollowerResponse(removed=removed, consistency_token=self._graph.consistency_token())
 
     def ListFollowers(self, request, context):
         page = self._graph.list_followers(*_user_list_args(request))
@@ -55,7 +55,7 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
             v.user_id(request.recipient_id, "recipient_id"),
             v.text(request.message, "message", v.MESSAGE_MAX),
         )
-        response = pb.SendConnectionRequestResponse(state=int(result.state), created=result.created)
+        response = pb.SendConnectionRequestResponse(state=int(result.state), created=result.created, consistency_token=self._graph.consistency_token())
         if result.request is not None:
             response.request.CopyFrom(convert.connection_request(result.request))
         if result.connected_us is not None:
@@ -66,25 +66,25 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
         connected = self._graph.accept_connection_request(
             v.user_id(request.recipient_id, "recipient_id"), v.user_id(request.requester_id, "requester_id")
         )
-        return pb.AcceptConnectionRequestResponse(connected_at=convert.timestamp(connected))
+        return pb.AcceptConnectionRequestResponse(connected_at=convert.timestamp(connected), consistency_token=self._graph.consistency_token())
 
     def DeclineConnectionRequest(self, request, context):
         removed = self._graph.decline_connection_request(
             v.user_id(request.recipient_id, "recipient_id"), v.user_id(request.requester_id, "requester_id")
         )
-        return pb.DeclineConnectionRequestResponse(removed=removed)
+        return pb.DeclineConnectionRequestResponse(removed=removed, consistency_token=self._graph.consistency_token())
 
     def CancelConnectionRequest(self, request, context):
         removed = self._graph.cancel_connection_request(
             v.user_id(request.requester_id, "requester_id"), v.user_id(request.recipient_id, "recipient_id")
         )
-        return pb.CancelConnectionRequestResponse(removed=removed)
+        return pb.CancelConnectionRequestResponse(removed=removed, consistency_token=self._graph.consistency_token())
 
     def RemoveConnection(self, request, context):
         removed = self._graph.remove_connection(
             v.user_id(request.user_id, "user_id"), v.user_id(request.other_user_id, "other_user_id")
         )
-        return pb.RemoveConnectionResponse(removed=removed)
+        return pb.RemoveConnectionResponse(removed=removed, consistency_token=self._graph.consistency_token())
 
     def ListConnections(self, request, context):
         page = self._graph.list_connections(*_user_list_args(request))
@@ -103,6 +103,7 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
             v.user_id(request.user_id, "user_id"),
             v.user_id(request.other_user_id, "other_user_id"),
             v.mutual_limit(request.limit),
+            v.consistency(request.consistency),
         )
         return pb.GetMutualConnectionsResponse(
             count=count, users=[convert.related_user(u) for u in users]
@@ -122,17 +123,21 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
             removed_follows=result.removed.follows,
             removed_connections=result.removed.connections,
             removed_requests=result.removed.requests,
+            consistency_token=self._graph.consistency_token(),
         )
 
     def Unblock(self, request, context):
         removed = self._graph.unblock(
             v.user_id(request.blocker_id, "blocker_id"), v.user_id(request.blocked_id, "blocked_id")
         )
-        return pb.UnblockResponse(removed=removed)
+        return pb.UnblockResponse(removed=removed, consistency_token=self._graph.consistency_token())
 
     def ListBlocked(self, request, context):
         page = self._graph.list_blocked(
-            v.user_id(request.user_id, "user_id"), page_size(request.page_size), request.page_token
+            v.user_id(request.user_id, "user_id"),
+            page_size(request.page_size),
+            request.page_token,
+            v.consistency(request.consistency),
         )
         return pb.ListBlockedResponse(
             blocks=[convert.block(b) for b in page.items], next_page_token=page.next_page_token
@@ -142,25 +147,31 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
 
     def GetRelationship(self, request, context):
         relationship = self._graph.get_relationship(
-            v.user_id(request.user_id, "user_id"), v.user_id(request.other_user_id, "other_user_id")
+            v.user_id(request.user_id, "user_id"),
+            v.user_id(request.other_user_id, "other_user_id"),
+            v.consistency(request.consistency),
         )
         return pb.GetRelationshipResponse(relationship=convert.relationship(relationship))
 
     def BatchGetRelationships(self, request, context):
         relationships = self._graph.batch_get_relationships(
-            v.user_id(request.user_id, "user_id"), v.user_ids(request.other_user_ids, "other_user_ids")
+            v.user_id(request.user_id, "user_id"),
+            v.user_ids(request.other_user_ids, "other_user_ids"),
+            v.consistency(request.consistency),
         )
         return pb.BatchGetRelationshipsResponse(
             relationships=[convert.relationship(r) for r in relationships]
         )
 
     def GetCounts(self, request, context):
-        counts = self._graph.get_counts(v.user_ids(request.user_ids, "user_ids"))
+        counts = self._graph.get_counts(v.user_ids(request.user_ids, "user_ids"), v.consistency(request.consistency))
         return pb.GetCountsResponse(counts=[convert.counts(c) for c in counts])
 
     def CanInteract(self, request, context):
         allowed = self._graph.can_interact(
-            v.user_id(request.user_id, "user_id"), v.user_id(request.other_user_id, "other_user_id")
+            v.user_id(request.user_id, "user_id"),
+            v.user_id(request.other_user_id, "other_user_id"),
+            v.consistency(request.consistency),
         )
         return pb.CanInteractResponse(can_interact=allowed)
 
@@ -168,12 +179,16 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
         allowed = self._graph.filter_interactable(
             v.user_id(request.user_id, "user_id"),
             v.user_ids(request.candidate_ids, "candidate_ids", v.MAX_FILTER_BATCH, required=False),
+            v.consistency(request.consistency),
         )
         return pb.FilterInteractableResponse(allowed_ids=allowed)
 
     def ListFeedSources(self, request, context):
         page = self._graph.list_feed_sources(
-            v.user_id(request.user_id, "user_id"), page_size(request.page_size), request.page_token
+            v.user_id(request.user_id, "user_id"),
+            page_size(request.page_size),
+            request.page_token,
+            v.consistency(request.consistency),
         )
         return pb.ListFeedSourcesResponse(
             sources=[pb.FeedSource(author_id=s.author_id, include_private=s.include_private) for s in page.items],
@@ -189,24 +204,26 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
             v.enum_value(request.reason, "reason", ReportReason),
             v.text(request.details, "details", v.REPORT_DETAILS_MAX),
         )
-        return pb.ReportUserResponse(report=convert.report(report))
+        return pb.ReportUserResponse(report=convert.report(report), consistency_token=self._graph.consistency_token())
 
 
-def _user_list_args(request) -> tuple[str, int, str, str | None]:
+def _user_list_args(request) -> tuple:
     return (
         v.user_id(request.user_id, "user_id"),
         page_size(request.page_size),
         request.page_token,
         v.optional_user_id(request.viewer_id, "viewer_id"),
+        v.consistency(request.consistency),
     )
 
 
-def _request_list_args(request, *, incoming: bool) -> tuple[str, bool, int, str]:
+def _request_list_args(request, *, incoming: bool) -> tuple:
     return (
         v.user_id(request.user_id, "user_id"),
         incoming,
         page_size(request.page_size),
         request.page_token,
+        v.consistency(request.consistency),
     )
 
 

@@ -1,7 +1,7 @@
 """shared service keys and the database limiter's sliding logs
 
 Revision ID: 0003_abuse
-Revises: 0001
+Revises: 0002_consistency
 """
 
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from alembic import op
 
 
 revision = '0003_abuse'
-down_revision = '0001'
+down_revision = '0002_consistency'
 branch_labels = None
 depends_on = None
 

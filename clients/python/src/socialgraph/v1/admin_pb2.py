@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from socialgraph.v1 import common_pb2 as socialgraph_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asocialgraph/v1/admin.proto\x12\x0esocialgraph.v1\x1a\x1bsocialgraph/v1/common.proto\"=\n\x11UpsertUserRequest\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.socialgraph.v1.UserR\x04user\">\n\x12UpsertUserResponse\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.socialgraph.v1.UserR\x04user\")\n\x0eGetUserRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\";\n\x0fGetUserResponse\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.socialgraph.v1.UserR\x04user\",\n\x11\x44\x65leteUserRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\"\xc0\x01\n\x12\x44\x65leteUserResponse\x12\'\n\x0fremoved_follows\x18\x01 \x01(\x04R\x0eremovedFollows\x12/\n\x13removed_connections\x18\x02 \x01(\x04R\x12removedConnections\x12)\n\x10removed_requests\x18\x03 \x01(\x04R\x0fremovedRequests\x12%\n\x0eremoved_blocks\x18\x04 \x01(\x04R\rremovedBlocks\"\xa9\x01\n\x12ListReportsRequest\x12\x34\n\x06status\x18\x01 \x01(\x0e\x32\x1c.socialgraph.v1.ReportStatusR\x06status\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\x12!\n\x0cmoderator_id\x18\x04 \x01(\tR\x0bmoderatorId\"o\n\x13ListReportsResponse\x12\x30\n\x07reports\x18\x01 \x03(\x0b\x32\x16.socialgraph.v1.ReportR\x07reports\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xac\x01\n\x14ResolveReportRequest\x12\x1b\n\treport_id\x18\x01 \x01(\tR\x08reportId\x12!\n\x0cmoderator_id\x18\x02 \x01(\tR\x0bmoderatorId\x12@\n\nresolution\x18\x03 \x01(\x0e\x32 .socialgraph.v1.ReportResolutionR\nresolution\x12\x12\n\x04note\x18\x04 \x01(\tR\x04note\"G\n\x15ResolveReportResponse\x12.\n\x06report\x18\x01 \x01(\x0b\x32\x16.socialgraph.v1.ReportR\x06report\"\x11\n\x0fGetStatsRequest\"\xc5\x01\n\x0bGraphTotals\x12\x14\n\x05users\x18\x01 \x01(\x04R\x05users\x12\x18\n\x07\x66ollows\x18\x02 \x01(\x04R\x07\x66ollows\x12 \n\x0b\x63onnections\x18\x03 \x01(\x04R\x0b\x63onnections\x12)\n\x10pending_requests\x18\x04 \x01(\x04R\x0fpendingRequests\x12\x16\n\x06\x62locks\x18\x05 \x01(\x04R\x06\x62locks\x12!\n\x0copen_reports\x18\x06 \x01(\x04R\x0bopenReports\"\x91\x02\n\x10GetStatsResponse\x12\x14\n\x05users\x18\x01 \x01(\x04R\x05users\x12\x18\n\x07\x66ollows\x18\x02 \x01(\x04R\x07\x66ollows\x12 \n\x0b\x63onnections\x18\x03 \x01(\x04R\x0b\x63onnections\x12)\n\x10pending_requests\x18\x04 \x01(\x04R\x0fpendingRequests\x12\x16\n\x06\x62locks\x18\x05 \x01(\x04R\x06\x62locks\x12!\n\x0copen_reports\x18\x06 \x01(\x04R\x0bopenReports\x12\x45\n\x10\x63reated_last_24h\x18\x07 \x01(\x0b\x32\x1b.socialgraph.v1.GraphTotalsR\x0e\x63reatedLast24h*v\n\x10ReportResolution\x12!\n\x1dREPORT_RESOLUTION_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREPORT_RESOLUTION_DISMISSED\x10\x01\x12\x1e\n\x1aREPORT_RESOLUTION_ACTIONED\x10\x02\x32\x89\x04\n\x0c\x41\x64minService\x12S\n\nUpsertUser\x12!.socialgraph.v1.UpsertUserRequest\x1a\".socialgraph.v1.UpsertUserResponse\x12J\n\x07GetUser\x12\x1e.socialgraph.v1.GetUserRequest\x1a\x1f.socialgraph.v1.GetUserResponse\x12S\n\nDeleteUser\x12!.socialgraph.v1.DeleteUserRequest\x1a\".socialgraph.v1.DeleteUserResponse\x12V\n\x0bListReports\x12\".socialgraph.v1.ListReportsRequest\x1a#.socialgraph.v1.ListReportsResponse\x12\\\n\rResolveReport\x12$.socialgraph.v1.ResolveReportRequest\x1a%.socialgraph.v1.ResolveReportResponse\x12M\n\x08GetStats\x12\x1f.socialgraph.v1.GetStatsRequest\x1a .socialgraph.v1.GetStatsResponseB^\n\x12\x64\x65v.socialgraph.v1P\x01ZFgithub.com/socialgraph/socialgraph/gen/go/socialgraph/v1;socialgraphv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asocialgraph/v1/admin.proto\x12\x0esocialgraph.v1\x1a\x1bsocialgraph/v1/common.proto\"=\n\x11UpsertUserRequest\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.socialgraph.v1.UserR\x04user\"k\n\x12UpsertUserResponse\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.socialgraph.v1.UserR\x04user\x12+\n\x11\x63onsistency_token\x18\x02 \x01(\tR\x10\x63onsistencyToken\"h\n\x0eGetUserRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12=\n\x0b\x63onsistency\x18\x02 \x01(\x0b\x32\x1b.socialgraph.v1.ConsistencyR\x0b\x63onsistency\";\n\x0fGetUserResponse\x12(\n\x04user\x18\x01 \x01(\x0b\x32\x14.socialgraph.v1.UserR\x04user\",\n\x11\x44\x65leteUserRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\"\xed\x01\n\x12\x44\x65leteUserResponse\x12\'\n\x0fremoved_follows\x18\x01 \x01(\x04R\x0eremovedFollows\x12/\n\x13removed_connections\x18\x02 \x01(\x04R\x12removedConnections\x12)\n\x10removed_requests\x18\x03 \x01(\x04R\x0fremovedRequests\x12%\n\x0eremoved_blocks\x18\x04 \x01(\x04R\rremovedBlocks\x12+\n\x11\x63onsistency_token\x18\x05 \x01(\tR\x10\x63onsistencyToken\"\xe8\x01\n\x12ListReportsRequest\x12\x34\n\x06status\x18\x01 \x01(\x0e\x32\x1c.socialgraph.v1.ReportStatusR\x06status\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\x12!\n\x0cmoderator_id\x18\x04 \x01(\tR\x0bmoderatorId\x12=\n\x0b\x63onsistency\x18\x05 \x01(\x0b\x32\x1b.socialgraph.v1.ConsistencyR\x0b\x63onsistency\"o\n\x13ListReportsResponse\x12\x30\n\x07reports\x18\x01 \x03(\x0b\x32\x16.socialgraph.v1.ReportR\x07reports\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xac\x01\n\x14ResolveReportRequest\x12\x1b\n\treport_id\x18\x01 \x01(\tR\x08reportId\x12!\n\x0cmoderator_id\x18\x02 \x01(\tR\x0bmoderatorId\x12@\n\nresolution\x18\x03 \x01(\x0e\x32 .socialgraph.v1.ReportResolutionR\nresolution\x12\x12\n\x04note\x18\x04 \x01(\tR\x04note\"t\n\x15ResolveReportResponse\x12.\n\x06report\x18\x01 \x01(\x0b\x32\x16.socialgraph.v1.ReportR\x06report\x12+\n\x11\x63onsistency_token\x18\x02 \x01(\tR\x10\x63onsistencyToken\"P\n\x0fGetStatsRequest\x12=\n\x0b\x63onsistency\x18\x01 \x01(\x0b\x32\x1b.socialgraph.v1.ConsistencyR\x0b\x63onsistency\"\xc5\x01\n\x0bGraphTotals\x12\x14\n\x05users\x18\x01 \x01(\x04R\x05users\x12\x18\n\x07\x66ollows\x18\x02 \x01(\x04R\x07\x66ollows\x12 \n\x0b\x63onnections\x18\x03 \x01(\x04R\x0b\x63onnections\x12)\n\x10pending_requests\x18\x04 \x01(\x04R\x0fpendingRequests\x12\x16\n\x06\x62locks\x18\x05 \x01(\x04R\x06\x62locks\x12!\n\x0copen_reports\x18\x06 \x01(\x04R\x0bopenReports\"\x91\x02\n\x10GetStatsResponse\x12\x14\n\x05users\x18\x01 \x01(\x04R\x05users\x12\x18\n\x07\x66ollows\x18\x02 \x01(\x04R\x07\x66ollows\x12 \n\x0b\x63onnections\x18\x03 \x01(\x04R\x0b\x63onnections\x12)\n\x10pending_requests\x18\x04 \x01(\x04R\x0fpendingRequests\x12\x16\n\x06\x62locks\x18\x05 \x01(\x04R\x06\x62locks\x12!\n\x0copen_reports\x18\x06 \x01(\x04R\x0bopenReports\x12\x45\n\x10\x63reated_last_24h\x18\x07 \x01(\x0b\x32\x1b.socialgraph.v1.GraphTotalsR\x0e\x63reatedLast24h*v\n\x10ReportResolution\x12!\n\x1dREPORT_RESOLUTION_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREPORT_RESOLUTION_DISMISSED\x10\x01\x12\x1e\n\x1aREPORT_RESOLUTION_ACTIONED\x10\x02\x32\x89\x04\n\x0c\x41\x64minService\x12S\n\nUpsertUser\x12!.socialgraph.v1.UpsertUserRequest\x1a\".socialgraph.v1.UpsertUserResponse\x12J\n\x07GetUser\x12\x1e.socialgraph.v1.GetUserRequest\x1a\x1f.socialgraph.v1.GetUserResponse\x12S\n\nDeleteUser\x12!.socialgraph.v1.DeleteUserRequest\x1a\".socialgraph.v1.DeleteUserResponse\x12V\n\x0bListReports\x12\".socialgraph.v1.ListReportsRequest\x1a#.socialgraph.v1.ListReportsResponse\x12\\\n\rResolveReport\x12$.socialgraph.v1.ResolveReportRequest\x1a%.socialgraph.v1.ResolveReportResponse\x12M\n\x08GetStats\x12\x1f.socialgraph.v1.GetStatsRequest\x1a .socialgraph.v1.GetStatsResponseB^\n\x12\x64\x65v.socialgraph.v1P\x01ZFgithub.com/socialgraph/socialgraph/gen/go/socialgraph/v1;socialgraphv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,34 +33,34 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'socialgraph.v1.admin_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\022dev.socialgraph.v1P\001ZFgithub.com/socialgraph/socialgraph/gen/go/socialgraph/v1;socialgraphv1'
-  _globals['_REPORTRESOLUTION']._serialized_start=1575
-  _globals['_REPORTRESOLUTION']._serialized_end=1693
+  _globals['_REPORTRESOLUTION']._serialized_start=1899
+  _globals['_REPORTRESOLUTION']._serialized_end=2017
   _globals['_UPSERTUSERREQUEST']._serialized_start=75
   _globals['_UPSERTUSERREQUEST']._serialized_end=136
   _globals['_UPSERTUSERRESPONSE']._serialized_start=138
-  _globals['_UPSERTUSERRESPONSE']._serialized_end=200
-  _globals['_GETUSERREQUEST']._serialized_start=202
-  _globals['_GETUSERREQUEST']._serialized_end=243
-  _globals['_GETUSERRESPONSE']._serialized_start=245
-  _globals['_GETUSERRESPONSE']._serialized_end=304
-  _globals['_DELETEUSERREQUEST']._serialized_start=306
-  _globals['_DELETEUSERREQUEST']._serialized_end=350
-  _globals['_DELETEUSERRESPONSE']._serialized_start=353
-  _globals['_DELETEUSERRESPONSE']._serialized_end=545
-  _globals['_LISTREPORTSREQUEST']._serialized_start=548
-  _globals['_LISTREPORTSREQUEST']._serialized_end=717
-  _globals['_LISTREPORTSRESPONSE']._serialized_start=719
-  _globals['_LISTREPORTSRESPONSE']._serialized_end=830
-  _globals['_RESOLVEREPORTREQUEST']._serialized_start=833
-  _globals['_RESOLVEREPORTREQUEST']._serialized_end=1005
-  _globals['_RESOLVEREPORTRESPONSE']._serialized_start=1007
-  _globals['_RESOLVEREPORTRESPONSE']._serialized_end=1078
-  _globals['_GETSTATSREQUEST']._serialized_start=1080
-  _globals['_GETSTATSREQUEST']._serialized_end=1097
-  _globals['_GRAPHTOTALS']._serialized_start=1100
-  _globals['_GRAPHTOTALS']._serialized_end=1297
-  _globals['_GETSTATSRESPONSE']._serialized_start=1300
-  _globals['_GETSTATSRESPONSE']._serialized_end=1573
-  _globals['_ADMINSERVICE']._serialized_start=1696
-  _globals['_ADMINSERVICE']._serialized_end=2217
+  _globals['_UPSERTUSERRESPONSE']._serialized_end=245
+  _globals['_GETUSERREQUEST']._serialized_start=247
+  _globals['_GETUSERREQUEST']._serialized_end=351
+  _globals['_GETUSERRESPONSE']._serialized_start=353
+  _globals['_GETUSERRESPONSE']._serialized_end=412
+  _globals['_DELETEUSERREQUEST']._serialized_start=414
+  _globals['_DELETEUSERREQUEST']._serialized_end=458
+  _globals['_DELETEUSERRESPONSE']._serialized_start=461
+  _globals['_DELETEUSERRESPONSE']._serialized_end=698
+  _globals['_LISTREPORTSREQUEST']._serialized_start=701
+  _globals['_LISTREPORTSREQUEST']._serialized_end=933
+  _globals['_LISTREPORTSRESPONSE']._serialized_start=935
+  _globals['_LISTREPORTSRESPONSE']._serialized_end=1046
+  _globals['_RESOLVEREPORTREQUEST']._serialized_start=1049
+  _globals['_RESOLVEREPORTREQUEST']._serialized_end=1221
+  _globals['_RESOLVEREPORTRESPONSE']._serialized_start=1223
+  _globals['_RESOLVEREPORTRESPONSE']._serialized_end=1339
+  _globals['_GETSTATSREQUEST']._serialized_start=1341
+  _globals['_GETSTATSREQUEST']._serialized_end=1421
+  _globals['_GRAPHTOTALS']._serialized_start=1424
+  _globals['_GRAPHTOTALS']._serialized_end=1621
+  _globals['_GETSTATSRESPONSE']._serialized_start=1624
+  _globals['_GETSTATSRESPONSE']._serialized_end=1897
+  _globals['_ADMINSERVICE']._serialized_start=2020
+  _globals['_ADMINSERVICE']._serialized_end=2541
 # @@protoc_insertion_point(module_scope)

@@ -75,6 +75,13 @@ class UpsertUserResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
+    consistency_token: _builtins.str
+    """Names the state this write committed. Pass it as
+    Consistency.at_least_as_fresh to any read, on any server process, to
+    see this write. Empty only when the server could not learn the
+    commit's position (the write itself succeeded).
+    """
     @_builtins.property
     def user(self) -> _common_pb2.User:
         """The stored user."""
@@ -83,10 +90,11 @@ class UpsertUserResponse(_message.Message):
         self,
         *,
         user: _common_pb2.User | None = ...,
+        consistency_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -99,16 +107,22 @@ class GetUserRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_ID_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Required."""
+    @_builtins.property
+    def consistency(self) -> _common_pb2.Consistency:
+        """How fresh the answer must be; unset means minimize_latency."""
+
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
+        consistency: _common_pb2.Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -170,6 +184,7 @@ class DeleteUserResponse(_message.Message):
     REMOVED_CONNECTIONS_FIELD_NUMBER: _builtins.int
     REMOVED_REQUESTS_FIELD_NUMBER: _builtins.int
     REMOVED_BLOCKS_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
     removed_follows: _builtins.int
     """Follows removed, both directions."""
     removed_connections: _builtins.int
@@ -178,6 +193,12 @@ class DeleteUserResponse(_message.Message):
     """Pending requests removed, both directions."""
     removed_blocks: _builtins.int
     """Blocks removed, both directions."""
+    consistency_token: _builtins.str
+    """Names the state this write committed. Pass it as
+    Consistency.at_least_as_fresh to any read, on any server process, to
+    see this write. Empty only when the server could not learn the
+    commit's position (the write itself succeeded).
+    """
     def __init__(
         self,
         *,
@@ -185,10 +206,11 @@ class DeleteUserResponse(_message.Message):
         removed_connections: _builtins.int = ...,
         removed_requests: _builtins.int = ...,
         removed_blocks: _builtins.int = ...,
+        consistency_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["removed_blocks", b"removed_blocks", "removed_connections", b"removed_connections", "removed_follows", b"removed_follows", "removed_requests", b"removed_requests"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "removed_blocks", b"removed_blocks", "removed_connections", b"removed_connections", "removed_follows", b"removed_follows", "removed_requests", b"removed_requests"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -204,6 +226,7 @@ class ListReportsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     MODERATOR_ID_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     status: _common_pb2.ReportStatus.ValueType
     """Which reports to list. Required."""
     page_size: _builtins.int
@@ -212,6 +235,10 @@ class ListReportsRequest(_message.Message):
     """next_page_token of the previous page; empty for the first page."""
     moderator_id: _builtins.str
     """The moderator or admin asking. Required."""
+    @_builtins.property
+    def consistency(self) -> _common_pb2.Consistency:
+        """How fresh the answer must be; unset means minimize_latency."""
+
     def __init__(
         self,
         *,
@@ -219,10 +246,11 @@ class ListReportsRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         moderator_id: _builtins.str = ...,
+        consistency: _common_pb2.Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["moderator_id", b"moderator_id", "page_size", b"page_size", "page_token", b"page_token", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "moderator_id", b"moderator_id", "page_size", b"page_size", "page_token", b"page_token", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -297,6 +325,13 @@ class ResolveReportResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REPORT_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
+    consistency_token: _builtins.str
+    """Names the state this write committed. Pass it as
+    Consistency.at_least_as_fresh to any read, on any server process, to
+    see this write. Empty only when the server could not learn the
+    commit's position (the write itself succeeded).
+    """
     @_builtins.property
     def report(self) -> _common_pb2.Report:
         """The report after resolution."""
@@ -305,10 +340,11 @@ class ResolveReportResponse(_message.Message):
         self,
         *,
         report: _common_pb2.Report | None = ...,
+        consistency_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "report", b"report"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -320,12 +356,19 @@ class GetStatsRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def consistency(self) -> _common_pb2.Consistency:
+        """How fresh the answer must be; unset means minimize_latency."""
+
     def __init__(
         self,
+        *,
+        consistency: _common_pb2.Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -458,3 +458,42 @@ class Report(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Report: _TypeAlias = Report  # noqa: Y015
+
+@_typing.final
+class Consistency(_message.Message):
+    """How fresh a read must be. Any server process may answer any call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MINIMIZE_LATENCY_FIELD_NUMBER: _builtins.int
+    AT_LEAST_AS_FRESH_FIELD_NUMBER: _builtins.int
+    FULLY_CONSISTENT_FIELD_NUMBER: _builtins.int
+    minimize_latency: _builtins.bool
+    """The default (also when unset): may be answered from caches, and
+    reflects every write acknowledged at least the server's staleness
+    bound earlier (--max-staleness, 1 s by default).
+    """
+    at_least_as_fresh: _builtins.str
+    """A consistency_token from a write response: the answer reflects that
+    write and every write committed before it, on whichever process
+    answers. A token that is malformed or from another database is
+    INVALID_ARGUMENT / INVALID_CONSISTENCY_TOKEN.
+    """
+    fully_consistent: _builtins.bool
+    """Read from the primary database, bypassing every cache."""
+    def __init__(
+        self,
+        *,
+        minimize_latency: _builtins.bool = ...,
+        at_least_as_fresh: _builtins.str = ...,
+        fully_consistent: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at_least_as_fresh", b"at_least_as_fresh", "fully_consistent", b"fully_consistent", "minimize_latency", b"minimize_latency", "requirement", b"requirement"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_least_as_fresh", b"at_least_as_fresh", "fully_consistent", b"fully_consistent", "minimize_latency", b"minimize_latency", "requirement", b"requirement"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_requirement: _TypeAlias = _typing.Literal["minimize_latency", "at_least_as_fresh", "fully_consistent"]  # noqa: Y015
+    _WhichOneofArgType_requirement: _TypeAlias = _typing.Literal["requirement", b"requirement"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_requirement) -> _WhichOneofReturnType_requirement | None: ...
+
+Global___Consistency: _TypeAlias = Consistency  # noqa: Y015

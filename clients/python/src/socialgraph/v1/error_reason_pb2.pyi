@@ -97,6 +97,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     service needs; ErrorInfo.metadata["scope"] names it ("graph", "admin",
     "events").
     """
+    INVALID_CONSISTENCY_TOKEN: _ErrorReason.ValueType  # 24
+    """INVALID_ARGUMENT: Consistency.at_least_as_fresh is not a token this
+    service issued, or was issued by another database.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every reason the service puts in the google.rpc.ErrorInfo of a failed
@@ -183,5 +187,9 @@ MISSING_SCOPE: ErrorReason.ValueType  # 23
 """PERMISSION_DENIED: the credential is valid but lacks the scope the
 service needs; ErrorInfo.metadata["scope"] names it ("graph", "admin",
 "events").
+"""
+INVALID_CONSISTENCY_TOKEN: ErrorReason.ValueType  # 24
+"""INVALID_ARGUMENT: Consistency.at_least_as_fresh is not a token this
+service issued, or was issued by another database.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

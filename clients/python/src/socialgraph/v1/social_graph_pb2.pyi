@@ -79,8 +79,15 @@ class FollowResponse(_message.Message):
 
     CREATED_FIELD_NUMBER: _builtins.int
     SINCE_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
     created: _builtins.bool
     """False when the follow already existed."""
+    consistency_token: _builtins.str
+    """Names the state this write committed. Pass it as
+    Consistency.at_least_as_fresh to any read, on any server process, to
+    see this write. Empty only when the server could not learn the
+    commit's position (the write itself succeeded).
+    """
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp:
         """When the follow began (the original time when it already existed)."""
@@ -90,10 +97,11 @@ class FollowResponse(_message.Message):
         *,
         created: _builtins.bool = ...,
         since: _timestamp_pb2.Timestamp | None = ...,
+        consistency_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "since", b"since"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "created", b"created", "since", b"since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -132,16 +140,24 @@ class UnfollowResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REMOVED_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
     removed: _builtins.bool
     """False when there was no follow."""
+    consistency_token: _builtins.str
+    """Names the state this write committed. Pass it as
+    Consistency.at_least_as_fresh to any read, on any server process, to
+    see this write. Empty only when the server could not learn the
+    commit's position (the write itself succeeded).
+    """
     def __init__(
         self,
         *,
         removed: _builtins.bool = ...,
+        consistency_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["removed", b"removed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "removed", b"removed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -180,16 +196,24 @@ class RemoveFollowerResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REMOVED_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
     removed: _builtins.bool
     """False when follower_id did not follow user_id."""
+    consistency_token: _builtins.str
+    """Names the state this write committed. Pass it as
+    Consistency.at_least_as_fresh to any read, on any server process, to
+    see this write. Empty only when the server could not learn the
+    commit's position (the write itself succeeded).
+    """
     def __init__(
         self,
         *,
         removed: _builtins.bool = ...,
+        consistency_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["removed", b"removed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "removed", b"removed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -205,6 +229,7 @@ class ListFollowersRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     VIEWER_ID_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Whose followers to list. Required."""
     page_size: _builtins.int
@@ -216,6 +241,10 @@ class ListFollowersRequest(_message.Message):
     PERMISSION_DENIED/BLOCKED while either of viewer_id and user_id blocks
     the other, and users either side of a block with viewer_id are left out.
     """
+    @_builtins.property
+    def consistency(self) -> _common_pb2.Consistency:
+        """How fresh the answer must be; unset means minimize_latency."""
+
     def __init__(
         self,
         *,
@@ -223,10 +252,11 @@ class ListFollowersRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         viewer_id: _builtins.str = ...,
+        consistency: _common_pb2.Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "user_id", b"user_id", "viewer_id", b"viewer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "page_size", b"page_size", "page_token", b"page_token", "user_id", b"user_id", "viewer_id", b"viewer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -270,6 +300,7 @@ class ListFollowingRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     VIEWER_ID_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Whose follows to list. Required."""
     page_size: _builtins.int
@@ -278,6 +309,10 @@ class ListFollowingRequest(_message.Message):
     """next_page_token of the previous page; empty for the first page."""
     viewer_id: _builtins.str
     """Optional viewer; see ListFollowersRequest.viewer_id."""
+    @_builtins.property
+    def consistency(self) -> _common_pb2.Consistency:
+        """How fresh the answer must be; unset means minimize_latency."""
+
     def __init__(
         self,
         *,
@@ -285,10 +320,11 @@ class ListFollowingRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         viewer_id: _builtins.str = ...,
+        consistency: _common_pb2.Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "user_id", b"user_id", "viewer_id", b"viewer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "page_size", b"page_size", "page_token", b"page_token", "user_id", b"user_id", "viewer_id", b"viewer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -362,11 +398,18 @@ class SendConnectionRequestResponse(_message.Message):
     CREATED_FIELD_NUMBER: _builtins.int
     REQUEST_FIELD_NUMBER: _builtins.int
     CONNECTED_AT_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
     state: Global___ConnectionState.ValueType
     """PENDING or CONNECTED."""
     created: _builtins.bool
     """False when nothing changed (the request was already pending or the
     users were already connected).
+    """
+    consistency_token: _builtins.str
+    """Names the state this write committed. Pass it as
+    Consistency.at_least_as_fresh to any read, on any server process, to
+    see this write. Empty only when the server could not learn the
+    commit's position (the write itself succeeded).
     """
     @_builtins.property
     def request(self) -> _common_pb2.ConnectionRequest:
@@ -383,10 +426,11 @@ class SendConnectionRequestResponse(_message.Message):
         created: _builtins.bool = ...,
         request: _common_pb2.ConnectionRequest | None = ...,
         connected_at: _timestamp_pb2.Timestamp | None = ...,
+        consistency_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["connected_at", b"connected_at", "request", b"request"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected_at", b"connected_at", "created", b"created", "request", b"request", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected_at", b"connected_at", "consistency_token", b"consistency_token", "created", b"created", "request", b"request", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -425,6 +469,13 @@ class AcceptConnectionRequestResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CONNECTED_AT_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
+    consistency_token: _builtins.str
+    """Names the state this write committed. Pass it as
+    Consistency.at_least_as_fresh to any read, on any server process, to
+    see this write. Empty only when the server could not learn the
+    commit's position (the write itself succeeded).
+    """
     @_builtins.property
     def connected_at(self) -> _timestamp_pb2.Timestamp:
         """When the users became connected."""
@@ -433,10 +484,11 @@ class AcceptConnectionRequestResponse(_message.Message):
         self,
         *,
         connected_at: _timestamp_pb2.Timestamp | None = ...,
+        consistency_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["connected_at", b"connected_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected_at", b"connected_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected_at", b"connected_at", "consistency_token", b"consistency_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -475,16 +527,24 @@ class DeclineConnectionRequestResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REMOVED_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
     removed: _builtins.bool
     """False when there was no pending request."""
+    consistency_token: _builtins.str
+    """Names the state this write committed. Pass it as
+    Consistency.at_least_as_fresh to any read, on any server process, to
+    see this write. Empty only when the server could not learn the
+    commit's position (the write itself succeeded).
+    """
     def __init__(
         self,
         *,
         removed: _builtins.bool = ...,
+        consistency_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["removed", b"removed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "removed", b"removed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -523,16 +583,24 @@ class CancelConnectionRequestResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REMOVED_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
     removed: _builtins.bool
     """False when there was no pending request."""
+    consistency_token: _builtins.str
+    """Names the state this write committed. Pass it as
+    Consistency.at_least_as_fresh to any read, on any server process, to
+    see this write. Empty only when the server could not learn the
+    commit's position (the write itself succeeded).
+    """
     def __init__(
         self,
         *,
         removed: _builtins.bool = ...,
+        consistency_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["removed", b"removed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "removed", b"removed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -571,16 +639,24 @@ class RemoveConnectionResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REMOVED_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
     removed: _builtins.bool
     """False when the users were not connected."""
+    consistency_token: _builtins.str
+    """Names the state this write committed. Pass it as
+    Consistency.at_least_as_fresh to any read, on any server process, to
+    see this write. Empty only when the server could not learn the
+    commit's position (the write itself succeeded).
+    """
     def __init__(
         self,
         *,
         removed: _builtins.bool = ...,
+        consistency_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["removed", b"removed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "removed", b"removed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -596,6 +672,7 @@ class ListConnectionsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     VIEWER_ID_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Whose connections to list. Required."""
     page_size: _builtins.int
@@ -604,6 +681,10 @@ class ListConnectionsRequest(_message.Message):
     """next_page_token of the previous page; empty for the first page."""
     viewer_id: _builtins.str
     """Optional viewer; see ListFollowersRequest.viewer_id."""
+    @_builtins.property
+    def consistency(self) -> _common_pb2.Consistency:
+        """How fresh the answer must be; unset means minimize_latency."""
+
     def __init__(
         self,
         *,
@@ -611,10 +692,11 @@ class ListConnectionsRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         viewer_id: _builtins.str = ...,
+        consistency: _common_pb2.Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "user_id", b"user_id", "viewer_id", b"viewer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "page_size", b"page_size", "page_token", b"page_token", "user_id", b"user_id", "viewer_id", b"viewer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -657,22 +739,28 @@ class ListIncomingConnectionRequestsRequest(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The recipient. Required."""
     page_size: _builtins.int
     """0 means 50; otherwise 1..1000."""
     page_token: _builtins.str
     """next_page_token of the previous page; empty for the first page."""
+    @_builtins.property
+    def consistency(self) -> _common_pb2.Consistency:
+        """How fresh the answer must be; unset means minimize_latency."""
+
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        consistency: _common_pb2.Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "page_size", b"page_size", "page_token", b"page_token", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -715,22 +803,28 @@ class ListOutgoingConnectionRequestsRequest(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The requester. Required."""
     page_size: _builtins.int
     """0 means 50; otherwise 1..1000."""
     page_token: _builtins.str
     """next_page_token of the previous page; empty for the first page."""
+    @_builtins.property
+    def consistency(self) -> _common_pb2.Consistency:
+        """How fresh the answer must be; unset means minimize_latency."""
+
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        consistency: _common_pb2.Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "page_size", b"page_size", "page_token", b"page_token", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -773,22 +867,28 @@ class GetMutualConnectionsRequest(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     OTHER_USER_ID_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The viewer. Required."""
     other_user_id: _builtins.str
     """The user whose shared connections with user_id are asked for. Required."""
     limit: _builtins.int
     """How many users to return: 0 means 10; otherwise 1..100."""
+    @_builtins.property
+    def consistency(self) -> _common_pb2.Consistency:
+        """How fresh the answer must be; unset means minimize_latency."""
+
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         other_user_id: _builtins.str = ...,
         limit: _builtins.int = ...,
+        consistency: _common_pb2.Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "other_user_id", b"other_user_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "limit", b"limit", "other_user_id", b"other_user_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -865,6 +965,7 @@ class BlockResponse(_message.Message):
     REMOVED_FOLLOWS_FIELD_NUMBER: _builtins.int
     REMOVED_CONNECTIONS_FIELD_NUMBER: _builtins.int
     REMOVED_REQUESTS_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
     created: _builtins.bool
     """False when the block already existed."""
     removed_follows: _builtins.int
@@ -873,6 +974,12 @@ class BlockResponse(_message.Message):
     """Connections removed (0 or 1)."""
     removed_requests: _builtins.int
     """Pending requests removed, in both directions (0 or 1)."""
+    consistency_token: _builtins.str
+    """Names the state this write committed. Pass it as
+    Consistency.at_least_as_fresh to any read, on any server process, to
+    see this write. Empty only when the server could not learn the
+    commit's position (the write itself succeeded).
+    """
     @_builtins.property
     def block(self) -> _common_pb2.Block:
         """The block (the existing one when it already existed)."""
@@ -885,10 +992,11 @@ class BlockResponse(_message.Message):
         removed_follows: _builtins.int = ...,
         removed_connections: _builtins.int = ...,
         removed_requests: _builtins.int = ...,
+        consistency_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["block", b"block"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "created", b"created", "removed_connections", b"removed_connections", "removed_follows", b"removed_follows", "removed_requests", b"removed_requests"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "consistency_token", b"consistency_token", "created", b"created", "removed_connections", b"removed_connections", "removed_follows", b"removed_follows", "removed_requests", b"removed_requests"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -927,16 +1035,24 @@ class UnblockResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REMOVED_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
     removed: _builtins.bool
     """False when there was no block."""
+    consistency_token: _builtins.str
+    """Names the state this write committed. Pass it as
+    Consistency.at_least_as_fresh to any read, on any server process, to
+    see this write. Empty only when the server could not learn the
+    commit's position (the write itself succeeded).
+    """
     def __init__(
         self,
         *,
         removed: _builtins.bool = ...,
+        consistency_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["removed", b"removed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "removed", b"removed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -951,22 +1067,28 @@ class ListBlockedRequest(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The blocker. Required."""
     page_size: _builtins.int
     """0 means 50; otherwise 1..1000."""
     page_token: _builtins.str
     """next_page_token of the previous page; empty for the first page."""
+    @_builtins.property
+    def consistency(self) -> _common_pb2.Consistency:
+        """How fresh the answer must be; unset means minimize_latency."""
+
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        consistency: _common_pb2.Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "page_size", b"page_size", "page_token", b"page_token", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1008,19 +1130,25 @@ class GetRelationshipRequest(_message.Message):
 
     USER_ID_FIELD_NUMBER: _builtins.int
     OTHER_USER_ID_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user whose side the relationship is seen from. Required."""
     other_user_id: _builtins.str
     """The other user. Required; must differ from user_id."""
+    @_builtins.property
+    def consistency(self) -> _common_pb2.Consistency:
+        """How fresh the answer must be; unset means minimize_latency."""
+
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         other_user_id: _builtins.str = ...,
+        consistency: _common_pb2.Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["other_user_id", b"other_user_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "other_user_id", b"other_user_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1058,21 +1186,27 @@ class BatchGetRelationshipsRequest(_message.Message):
 
     USER_ID_FIELD_NUMBER: _builtins.int
     OTHER_USER_IDS_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user whose side the relationships are seen from. Required."""
     @_builtins.property
     def other_user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """1..100 other users; none may equal user_id. Repeats are allowed."""
 
+    @_builtins.property
+    def consistency(self) -> _common_pb2.Consistency:
+        """How fresh the answer must be; unset means minimize_latency."""
+
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         other_user_ids: _abc.Iterable[_builtins.str] | None = ...,
+        consistency: _common_pb2.Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["other_user_ids", b"other_user_ids", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "other_user_ids", b"other_user_ids", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1109,18 +1243,24 @@ class GetCountsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_IDS_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """1..100 users. Repeats are allowed."""
+
+    @_builtins.property
+    def consistency(self) -> _common_pb2.Consistency:
+        """How fresh the answer must be; unset means minimize_latency."""
 
     def __init__(
         self,
         *,
         user_ids: _abc.Iterable[_builtins.str] | None = ...,
+        consistency: _common_pb2.Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_ids", b"user_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "user_ids", b"user_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1158,19 +1298,25 @@ class CanInteractRequest(_message.Message):
 
     USER_ID_FIELD_NUMBER: _builtins.int
     OTHER_USER_ID_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """One user. Required."""
     other_user_id: _builtins.str
     """The other user. Required; must differ from user_id."""
+    @_builtins.property
+    def consistency(self) -> _common_pb2.Consistency:
+        """How fresh the answer must be; unset means minimize_latency."""
+
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         other_user_id: _builtins.str = ...,
+        consistency: _common_pb2.Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["other_user_id", b"other_user_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "other_user_id", b"other_user_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1206,21 +1352,27 @@ class FilterInteractableRequest(_message.Message):
 
     USER_ID_FIELD_NUMBER: _builtins.int
     CANDIDATE_IDS_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The viewer. Required."""
     @_builtins.property
     def candidate_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """0..1,000 candidate users. Repeats are allowed; user_id itself is kept."""
 
+    @_builtins.property
+    def consistency(self) -> _common_pb2.Consistency:
+        """How fresh the answer must be; unset means minimize_latency."""
+
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         candidate_ids: _abc.Iterable[_builtins.str] | None = ...,
+        consistency: _common_pb2.Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidate_ids", b"candidate_ids", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidate_ids", b"candidate_ids", "consistency", b"consistency", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1261,22 +1413,28 @@ class ListFeedSourcesRequest(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The feed's owner. Required."""
     page_size: _builtins.int
     """0 means 50; otherwise 1..1000."""
     page_token: _builtins.str
     """next_page_token of the previous page; empty for the first page."""
+    @_builtins.property
+    def consistency(self) -> _common_pb2.Consistency:
+        """How fresh the answer must be; unset means minimize_latency."""
+
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        consistency: _common_pb2.Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "page_size", b"page_size", "page_token", b"page_token", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1379,6 +1537,13 @@ class ReportUserResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REPORT_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _builtins.int
+    consistency_token: _builtins.str
+    """Names the state this write committed. Pass it as
+    Consistency.at_least_as_fresh to any read, on any server process, to
+    see this write. Empty only when the server could not learn the
+    commit's position (the write itself succeeded).
+    """
     @_builtins.property
     def report(self) -> _common_pb2.Report:
         """The new report, status OPEN."""
@@ -1387,10 +1552,11 @@ class ReportUserResponse(_message.Message):
         self,
         *,
         report: _common_pb2.Report | None = ...,
+        consistency_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["report", b"report"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_token", b"consistency_token", "report", b"report"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
