@@ -11,7 +11,7 @@ PROTOC := PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m grpc_tools.protoc
 # Usage: $(call protoc_gen,OUTDIR)
 protoc_gen = $(PROTOC) -I$(PROTO_DIR) --python_out=$(1) --grpc_python_out=$(1) --mypy_out=$(1) --mypy_grpc_out=$(1) $(PROTO_SRCS)
 
-.PHONY: install services serve test check-protos protos migrate bench bench-redis clean distclean
+.PHONY: install services serve test check-protos protos clients check-clients test-clients migrate bench bench-redis clean distclean
 
 install: $(VENV)/.installed
 
@@ -30,10 +30,25 @@ $(VENV)/.installed: pyproject.toml $(TOP_PKG_INITS)
 services:
 	scripts/services
 
+# Client toolchains: pinned code generators and every download cache live
+# under .tools/ (ignored), so a second run needs no network.
+TOOLS := $(abspath .tools)
+GO_ENV := GOMODCACHE=$(TOOLS)/go/mod GOCACHE=$(TOOLS)/go/cache GOPATH=$(TOOLS)/go GOFLAGS='-modcacherw -buildvcs=false' GOTOOLCHAIN=local
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+PROTOC_GEN_GO := $(TOOLS)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION)/protoc-gen-go
+PROTOC_GEN_GO_GRPC := $(TOOLS)/protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)/protoc-gen-go-grpc
+CLIENT_GENERATORS := $(VENV)/.installed $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC)
+CLIENT_GEN := PROTOC_GEN_GO=$(PROTOC_GEN_GO) PROTOC_GEN_GO_GRPC=$(PROTOC_GEN_GO_GRPC) clients/generate
+# What clients/generate writes, relative to clients/.
+CLIENT_GENERATED := go/socialgraph/v1 go/socialgraph/service_config.json
+# The server the client tests start.
+SOCIALGRAPH_SERVER := $(abspath $(VENV))/bin/socialgraph
+
 serve: $(VENV)/.installed
 	$(VENV)/bin/socialgraph serve $(ARGS)
 
-test: $(VENV)/.installed services check-protos
+test: $(VENV)/.installed services check-protos check-clients test-clients
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Regenerate protobuf/gRPC code in place (commit the result).
@@ -60,6 +75,34 @@ check-protos: $(VENV)/.installed
 		exit 1; \
 	fi; \
 	echo "check-protos: generated code is up to date"
+
+$(PROTOC_GEN_GO):
+	$(GO_ENV) GOBIN=$(dir $@) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+
+$(PROTOC_GEN_GO_GRPC):
+	$(GO_ENV) GOBIN=$(dir $@) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+# Regenerate every client's code under clients/ (commit the result).
+clients: $(CLIENT_GENERATORS)
+	$(CLIENT_GEN)
+
+# Generate every client into a temp dir and compare with clients/ on disk.
+check-clients: $(CLIENT_GENERATORS)
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(CLIENT_GEN) "$$tmp"; \
+	for path in $(CLIENT_GENERATED); do \
+		if ! diff -r "clients/$$path" "$$tmp/$$path"; then \
+			echo "" >&2; \
+			echo "ERROR: generated client code clients/$$path is out of date with protos/." >&2; \
+			echo "       Run 'make clients' and commit the result. ('<' = on disk, '>' = freshly generated)" >&2; \
+			exit 1; \
+		fi; \
+	done; \
+	echo "check-clients: generated client code is up to date"
+
+# Each client's own tests, against a `socialgraph serve` they start.
+test-clients: $(VENV)/.installed
+	cd clients/go && $(GO_ENV) SOCIALGRAPH_SERVER=$(SOCIALGRAPH_SERVER) go test -count=1 ./...
 
 migrate: $(VENV)/.installed
 	$(VENV)/bin/socialgraph migrate $(ARGS)
