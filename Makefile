@@ -38,10 +38,11 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTOC_GEN_GO := $(TOOLS)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION)/protoc-gen-go
 PROTOC_GEN_GO_GRPC := $(TOOLS)/protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)/protoc-gen-go-grpc
-CLIENT_GENERATORS := $(VENV)/.installed $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC)
+NODE_MODULES := clients/typescript/node_modules/.installed
+CLIENT_GENERATORS := $(VENV)/.installed $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) $(NODE_MODULES)
 CLIENT_GEN := PROTOC_GEN_GO=$(PROTOC_GEN_GO) PROTOC_GEN_GO_GRPC=$(PROTOC_GEN_GO_GRPC) clients/generate
 # What clients/generate writes, relative to clients/.
-CLIENT_GENERATED := go/socialgraph/v1 go/socialgraph/service_config.json
+CLIENT_GENERATED := go/socialgraph/v1 go/socialgraph/service_config.json typescript/src/gen
 # The server the client tests start.
 SOCIALGRAPH_SERVER := $(abspath $(VENV))/bin/socialgraph
 
@@ -82,6 +83,11 @@ $(PROTOC_GEN_GO):
 $(PROTOC_GEN_GO_GRPC):
 	$(GO_ENV) GOBIN=$(dir $@) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 
+# ts-proto, tsc and the client's dependencies, as package-lock.json pins them.
+$(NODE_MODULES): clients/typescript/package-lock.json
+	cd clients/typescript && npm ci --cache $(TOOLS)/npm --no-audit --no-fund
+	touch $@
+
 # Regenerate every client's code under clients/ (commit the result).
 clients: $(CLIENT_GENERATORS)
 	$(CLIENT_GEN)
@@ -101,8 +107,9 @@ check-clients: $(CLIENT_GENERATORS)
 	echo "check-clients: generated client code is up to date"
 
 # Each client's own tests, against a `socialgraph serve` they start.
-test-clients: $(VENV)/.installed
+test-clients: $(VENV)/.installed $(NODE_MODULES)
 	cd clients/go && $(GO_ENV) SOCIALGRAPH_SERVER=$(SOCIALGRAPH_SERVER) go test -count=1 ./...
+	cd clients/typescript && SOCIALGRAPH_SERVER=$(SOCIALGRAPH_SERVER) npm test
 
 migrate: $(VENV)/.installed
 	$(VENV)/bin/socialgraph migrate $(ARGS)
