@@ -43,6 +43,9 @@ CLIENT_GENERATORS := $(VENV)/.installed $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) $
 CLIENT_GEN := PROTOC_GEN_GO=$(PROTOC_GEN_GO) PROTOC_GEN_GO_GRPC=$(PROTOC_GEN_GO_GRPC) clients/generate
 # What clients/generate writes, relative to clients/.
 CLIENT_GENERATED := go/socialgraph/v1 go/socialgraph/service_config.json typescript/src/gen
+# The Java client's stubs are Maven build output (protobuf-maven-plugin, protoc
+# and protoc-gen-grpc-java from Maven Central at the pom's versions).
+MVN := mvn -B -ntp -Dmaven.repo.local=$(TOOLS)/m2
 # The server the client tests start.
 SOCIALGRAPH_SERVER := $(abspath $(VENV))/bin/socialgraph
 
@@ -110,6 +113,7 @@ check-clients: $(CLIENT_GENERATORS)
 test-clients: $(VENV)/.installed $(NODE_MODULES)
 	cd clients/go && $(GO_ENV) SOCIALGRAPH_SERVER=$(SOCIALGRAPH_SERVER) go test -count=1 ./...
 	cd clients/typescript && SOCIALGRAPH_SERVER=$(SOCIALGRAPH_SERVER) npm test
+	cd clients/java && SOCIALGRAPH_SERVER=$(SOCIALGRAPH_SERVER) $(MVN) test
 
 migrate: $(VENV)/.installed
 	$(VENV)/bin/socialgraph migrate $(ARGS)
