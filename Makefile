@@ -129,4 +129,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -path ./.git -prune -o -type d -name __pycache__ -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .tools clients/typescript/node_modules clients/typescript/dist clients/java/target
