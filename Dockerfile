@@ -5,13 +5,13 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Generated *_pb2*.py files are committed, so protoc is not needed here.
+# Generated *_pb2*.py files are committed (clients/python), so protoc is not needed here.
 COPY pyproject.toml ./
-COPY protos/ protos/
+COPY clients/python/ clients/python/
 COPY server/ server/
 COPY storage/ storage/
 COPY ratelimit/ ratelimit/
-RUN pip install --upgrade pip && pip install .
+RUN pip install --upgrade pip && pip install ./clients/python .
 
 FROM python:3.11-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH \

@@ -4,25 +4,32 @@ PY := $(VENV)/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
 
-PROTO_DIR := protos
-PROTO_SRCS := $(wildcard $(PROTO_DIR)/socialgraph/v1/*.proto)
-# protoc-gen-mypy / protoc-gen-mypy_grpc are looked up on PATH, so put the venv first.
-PROTOC := PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m grpc_tools.protoc
-# Usage: $(call protoc_gen,OUTDIR)
-protoc_gen = $(PROTOC) -I$(PROTO_DIR) --python_out=$(1) --grpc_python_out=$(1) --mypy_out=$(1) --mypy_grpc_out=$(1) $(PROTO_SRCS)
+# protos/ is the contract; buf.gen.yaml generates the Python code into the
+# client distribution (clients/python), with local plugins only.
+PY_CLIENT := clients/python
+PY_GEN_DIR := $(PY_CLIENT)/src/socialgraph/v1
+# The buf CLI, pinned in tools/package.json (npm, into tools/node_modules).
+BUF := tools/node_modules/.bin/buf
+# ghz from the Go module proxy, pinned, into .tools/bin; Go's module and build
+# caches stay in .tools too (ignored), so a clone reuses its first download.
+GHZ_VERSION := v0.120.0
+TOOLS := $(abspath .tools)
+GHZ := .tools/bin/ghz
+GO_TOOLS_ENV := GOBIN=$(TOOLS)/bin GOPATH=$(TOOLS)/go GOMODCACHE=$(TOOLS)/go/pkg/mod GOCACHE=$(TOOLS)/go/cache GOFLAGS=-modcacherw
 
-.PHONY: install services serve test check-protos protos clients check-clients test-clients migrate bench bench-redis clean distclean
+.PHONY: install services serve test check-protos lint-protos protos clients check-clients test-clients ghz migrate bench bench-redis clean distclean
 
 install: $(VENV)/.installed
 
 # The editable install's import finder only maps top-level packages that exist
 # at install time, so also reinstall when one of them appears.
-TOP_PKG_INITS := $(wildcard server/__init__.py storage/__init__.py ratelimit/__init__.py protos/socialgraph/__init__.py)
+TOP_PKG_INITS := $(wildcard server/__init__.py storage/__init__.py ratelimit/__init__.py $(PY_CLIENT)/src/socialgraph/__init__.py)
 
-$(VENV)/.installed: pyproject.toml $(TOP_PKG_INITS)
+# The server depends on socialgraph-client, installed from its folder.
+$(VENV)/.installed: pyproject.toml $(PY_CLIENT)/pyproject.toml $(TOP_PKG_INITS)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e '.[test]'
+	$(PY) -m pip install -e ./$(PY_CLIENT) -e '.[test]'
 	touch $@
 
 # PostgreSQL and Redis on loopback for the tests and the bench (installs them
@@ -32,8 +39,7 @@ services:
 
 # Client toolchains: pinned code generators and every download cache live
 # under .tools/ (ignored), so a second run needs no network.
-TOOLS := $(abspath .tools)
-GO_ENV := GOMODCACHE=$(TOOLS)/go/mod GOCACHE=$(TOOLS)/go/cache GOPATH=$(TOOLS)/go GOFLAGS='-modcacherw -buildvcs=false' GOTOOLCHAIN=local
+GO_ENV := GOMODCACHE=$(TOOLS)/go/pkg/mod GOCACHE=$(TOOLS)/go/cache GOPATH=$(TOOLS)/go GOFLAGS='-modcacherw -buildvcs=false' GOTOOLCHAIN=local
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTOC_GEN_GO := $(TOOLS)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION)/protoc-gen-go
@@ -42,7 +48,7 @@ NODE_MODULES := clients/typescript/node_modules/.installed
 CLIENT_GENERATORS := $(VENV)/.installed $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) $(NODE_MODULES)
 CLIENT_GEN := PROTOC_GEN_GO=$(PROTOC_GEN_GO) PROTOC_GEN_GO_GRPC=$(PROTOC_GEN_GO_GRPC) clients/generate
 # What clients/generate writes, relative to clients/.
-CLIENT_GENERATED := go/socialgraph/v1 go/socialgraph/service_config.json typescript/src/gen
+CLIENT_GENERATED := go/socialgraph/v1 go/socialgraph/service_config.json typescript/src/gen python/src/socialgraph/service_config.json
 # The Java client's stubs are Maven build output (protobuf-maven-plugin, protoc
 # and protoc-gen-grpc-java from Maven Central at the pom's versions).
 MVN := mvn -B -ntp -Dmaven.repo.local=$(TOOLS)/m2
@@ -52,33 +58,48 @@ SOCIALGRAPH_SERVER := $(abspath $(VENV))/bin/socialgraph
 serve: $(VENV)/.installed
 	$(VENV)/bin/socialgraph serve $(ARGS)
 
-test: $(VENV)/.installed services check-protos check-clients test-clients
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: $(VENV)/.installed services check-protos lint-protos check-clients test-clients $(GHZ)
+	GHZ=$(abspath $(GHZ)) $(PY) -m pytest $(PYTEST_ARGS)
 
-# Regenerate protobuf/gRPC code in place (commit the result).
-protos: $(VENV)/.installed
-	@test -n "$(PROTO_SRCS)" || { echo "no .proto files under $(PROTO_DIR)/socialgraph/v1" >&2; exit 1; }
-	$(call protoc_gen,$(PROTO_DIR))
+# Regenerate the Python code from protos/ (commit the result).
+protos: $(VENV)/.installed $(BUF)
+	$(BUF) generate
 
 # Generate into a temp dir from the .proto files on disk and compare with the
 # generated files on disk (works in a fresh clone and with uncommitted edits;
 # also catches missing and stale generated files).
-check-protos: $(VENV)/.installed
-	@test -n "$(PROTO_SRCS)" || { echo "no .proto files under $(PROTO_DIR)/socialgraph/v1" >&2; exit 1; }
+check-protos: $(VENV)/.installed $(BUF)
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	mkdir -p "$$tmp/fresh" "$$tmp/ondisk"; \
-	if ! $(call protoc_gen,$$tmp/fresh) >"$$tmp/protoc.log" 2>&1; then \
-		cat "$$tmp/protoc.log" >&2; echo "ERROR: protoc failed" >&2; exit 1; \
-	fi; \
-	(cd $(PROTO_DIR) && find . -type f \( -name '*_pb2.py' -o -name '*_pb2_grpc.py' -o -name '*_pb2.pyi' -o -name '*_pb2_grpc.pyi' \) \
-		-exec cp --parents {} "$$tmp/ondisk/" \;); \
-	if ! diff -r "$$tmp/ondisk" "$$tmp/fresh"; then \
+	$(BUF) generate -o "$$tmp/fresh"; \
+	mkdir -p "$$tmp/ondisk"; \
+	find $(PY_GEN_DIR) -type f \( -name '*_pb2.py' -o -name '*_pb2_grpc.py' -o -name '*_pb2.pyi' -o -name '*_pb2_grpc.pyi' \) \
+		-exec cp {} "$$tmp/ondisk/" \;; \
+	if ! diff -r "$$tmp/ondisk" "$$tmp/fresh/$(PY_GEN_DIR)"; then \
 		echo "" >&2; \
-		echo "ERROR: generated protobuf code under $(PROTO_DIR)/ is out of date with the .proto files." >&2; \
+		echo "ERROR: generated protobuf code under $(PY_GEN_DIR)/ is out of date with protos/." >&2; \
 		echo "       Run 'make protos' and commit the result. ('<' = on disk, '>' = freshly generated)" >&2; \
 		exit 1; \
 	fi; \
 	echo "check-protos: generated code is up to date"
+
+$(BUF): tools/package.json tools/package-lock.json
+	npm ci --prefix tools --no-audit --no-fund
+	touch $@
+
+# buf lint (STANDARD and comments), buf format, and buf breaking against the
+# protos before this change (scripts/buf-breaking says which commit).
+lint-protos: $(BUF)
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+	BUF=$(BUF) scripts/buf-breaking
+
+ghz: $(GHZ)
+
+# Rebuilt when GHZ_VERSION changes (the stamp names the version).
+$(GHZ): .tools/ghz-$(GHZ_VERSION)
+.tools/ghz-$(GHZ_VERSION):
+	$(GO_TOOLS_ENV) go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
+	touch $@
 
 $(PROTOC_GEN_GO):
 	$(GO_ENV) GOBIN=$(dir $@) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
@@ -118,8 +139,8 @@ test-clients: $(VENV)/.installed $(NODE_MODULES)
 migrate: $(VENV)/.installed
 	$(VENV)/bin/socialgraph migrate $(ARGS)
 
-bench: $(VENV)/.installed services
-	$(PY) bench/run.py $(ARGS)
+bench: $(VENV)/.installed services $(GHZ)
+	GHZ=$(abspath $(GHZ)) $(PY) bench/run.py $(ARGS)
 
 bench-redis: $(VENV)/.installed services
 	$(PY) bench/redis_bench.py $(ARGS)
@@ -129,4 +150,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -path ./.git -prune -o -type d -name __pycache__ -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) .tools clients/typescript/node_modules clients/typescript/dist clients/java/target
+	rm -rf $(VENV) .tools tools/node_modules clients/typescript/node_modules clients/typescript/dist clients/java/target

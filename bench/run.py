@@ -4,12 +4,13 @@
 Seeds a dedicated PostgreSQL schema with a synthetic graph (bench/seed.py),
 starts ``socialgraph serve`` on PostgreSQL + Redis and drives it on loopback:
 
-* fixed-body scenarios with ghz when it is on PATH, otherwise h2load
-  (``nghttp2-client``) sending framed gRPC requests;
+* fixed-body scenarios with h2load (``nghttp2-client``) sending framed gRPC
+  requests, the cheapest generator;
 * scenarios that need a different body per request (SendConnectionRequest
   from many distinct requesters, Block of a celebrity by many distinct
-  followers) with bench/loadgen.js (Node's http2), whose own floor is
-  measured the same way, so every ratio compares one generator with itself;
+  followers) with ghz (``make ghz``), which sends a JSON array of call data
+  round-robin, one element per request; its own floor is measured the same
+  way, so every ratio compares one generator with itself;
 * Follow+Unfollow pairs with one h2load process per pair (-c 1 -m 1), each
   cycling the Follow and Unfollow URIs with the same body (the two request
   messages are wire-identical), so every Follow creates and every Unfollow
@@ -20,7 +21,7 @@ generator, in the same run. Every scenario is proven by the server's own
 counters: the delta of ``socialgraph_rpcs_total`` for the method must be
 exactly the requests the generator completed, all with the expected code.
 Latency percentiles are the generator's (h2load's --log-file, ghz's
-distribution, loadgen's own), measured on the client. Each scenario also
+distribution), measured on the client. Each scenario also
 records the CPU time per request of the server, PostgreSQL, Redis, the
 generator and the kernel's workers (from /proc), which shows where a
 scenario's cost goes on the shared machine.
@@ -388,22 +389,28 @@ class H2load:
                 "server_codes": delta(before, after)}
 
 
+def find_ghz() -> str | None:
+    """$GHZ, ghz on PATH, or the one ``make ghz`` installs."""
+    local = os.path.join(ROOT, ".tools", "bin", "ghz")
+    return os.environ.get("GHZ") or shutil.which("ghz") or (local if os.access(local, os.X_OK) else None)
+
+
 class Ghz:
-    """ghz (untested here: it is not installable on this machine). Same
-    protocol as H2load: probe, count-based run, server counters."""
+    """ghz over reflection. A scenario's ``json`` is its call data: one
+    message, or several sent round-robin (request i gets element i mod n).
+    Same protocol as H2load: probe, count-based run, server counters."""
 
     name = "ghz"
 
     def __init__(self, args, tmp: str) -> None:
         self.args, self.tmp = args, tmp
+        self.binary = find_ghz() or "ghz"
 
     def _run(self, server, call: str, data: list[dict], n=None, duration=None) -> dict:
-        from google.protobuf import json_format  # noqa: F401  (data already JSON)
-
         path = os.path.join(self.tmp, "ghz-data.json")
         with open(path, "w") as f:
             json.dump(data if len(data) > 1 else data[0], f)
-        cmd = ["ghz", "--insecure", "--call", call, "--data-file", path,
+        cmd = [self.binary, "--insecure", "--call", call, "--data-file", path,
                "--connections", str(self.args.connections),
                "--concurrency", str(self.args.connections * self.args.streams),
                "--format", "json", f"127.0.0.1:{server.port}"]
@@ -415,12 +422,19 @@ class Ghz:
                 "p50_ms": dist.get(50), "p99_ms": dist.get(99), "status": out.get("statusCodeDistribution")}
 
     def run(self, server, sc: dict, duration: float) -> dict:
+        """A probe of ``--probe`` seconds sizes a count-based run of about
+        ``duration`` seconds (a run cut by time would cancel the calls in
+        flight, which the server may still complete). Call data of several
+        messages, each of which creates something, must not repeat: the
+        probe sends the second half of it and the run at most the first."""
         call = sc["paths"][0].strip("/").replace("/", ".")
         data = sc["json"]
-        rate = self._run(server, call, data, duration=self.args.probe)["rps"]
+        half = len(data) // 2
+        probe, data = (data, data) if len(data) == 1 else (data[half:], data[:half])
+        rate = self._run(server, call, probe, duration=self.args.probe)["rps"]
         n = max(64, int(rate * duration))
-        if sc.get("max_requests"):
-            n = min(n, sc["max_requests"])
+        if len(data) > 1:
+            n = min(n, len(data))
         before = server.metrics.quiesce()
         meter = CpuMeter(server)
         r = self._run(server, call, data, n=n)
@@ -429,42 +443,6 @@ class Ghz:
         return {"generator": "ghz", "concurrency": f"{self.args.connections} conns x "
                 f"{self.args.connections * self.args.streams} concurrent", "http_ok": r["requests"],
                 **r, "server_codes": delta(before, after)}
-
-
-class Loadgen:
-    name = "loadgen.js"
-
-    def __init__(self, args, tmp: str) -> None:
-        self.args, self.tmp = args, tmp
-
-    def run(self, server, sc: dict, duration: float, warm: bool = True, conns=None, streams=None) -> dict:
-        bodies = sc.get("bodies") or [sc["body"]]
-        conns, streams = conns or self.args.connections, streams or self.args.streams
-        bf = os.path.join(self.tmp, "loadgen-bodies.bin")
-        with open(bf, "wb") as f:
-            f.write(b"".join(bodies))
-        spec = {"target": f"127.0.0.1:{server.port}", "connections": conns, "streams": streams,
-                "slots": bool(sc.get("slots")), "paths": sc["paths"], "bodies_file": bf,
-                "duration": duration, "max_requests": sc.get("max_requests", 0)}
-        sf = os.path.join(self.tmp, "loadgen-spec.json")
-        if warm:
-            with open(sf, "w") as f:
-                json.dump({**spec, "duration": self.args.probe, "max_requests": 0}, f)
-            subprocess.run(["node", os.path.join(HERE, "loadgen.js"), sf], check=True, capture_output=True,
-                           timeout=120)
-        with open(sf, "w") as f:
-            json.dump(spec, f)
-        before = server.metrics.quiesce()
-        meter = CpuMeter(server)
-        out = subprocess.run(["node", os.path.join(HERE, "loadgen.js"), sf], check=True, capture_output=True,
-                             text=True, timeout=duration * 10 + 120)
-        r = json.loads(out.stdout)
-        cpu = meter.per_request(r["requests"])
-        after = server.metrics.quiesce()
-        return {"generator": "loadgen.js", "concurrency": f"{conns} conns x {streams} streams", "requests": r["requests"],
-                "http_ok": r["requests"] - r["failed"], "client_grpc_status": r["grpc_status"],
-                "seconds": r["seconds"], "rps": r["rps"], "p50_ms": r["p50_us"] / 1000,
-                "p99_ms": r["p99_us"] / 1000, "cpu_us_per_request": cpu, "server_codes": delta(before, after)}
 
 
 def verify(res: dict, expect: dict[str, str] | None) -> tuple[bool, str]:
@@ -558,16 +536,16 @@ def send_requests(n: int) -> dict:
     for i in range(n):
         r, k = i % len(req), i // len(req)
         recipient = 3 + (r * 131 + k * 7) % (seed.N_REGULAR - 3)
-        bodies.append(frame(pb.SendConnectionRequestRequest(requester_id=ids[req[r]], recipient_id=ids[recipient])))
-    return {"name": "SendConnectionRequest", "paths": [SVC + "SendConnectionRequest"], "bodies": bodies,
-            "max_requests": n, "expect": {SVC + "SendConnectionRequest": "OK"}}
+        bodies.append({"requester_id": ids[req[r]], "recipient_id": ids[recipient]})
+    return {"name": "SendConnectionRequest", "paths": [SVC + "SendConnectionRequest"], "json": bodies,
+            "expect": {SVC + "SendConnectionRequest": "OK"}}
 
 
 def blocks_of_celebrity() -> dict:
     ids = seed.USER_IDS
-    bodies = [frame(pb.BlockRequest(blocker_id=ids[s], blocked_id=ids[seed.CELEBS[0]])) for s in seed.BLOCK]
-    return {"name": "Block (celebrity, 118k followers)", "paths": [SVC + "Block"], "bodies": bodies,
-            "max_requests": len(bodies), "expect": {SVC + "Block": "OK"}}
+    bodies = [{"blocker_id": ids[s], "blocked_id": ids[seed.CELEBS[0]]} for s in seed.BLOCK]
+    return {"name": "Block (celebrity, 118k followers)", "paths": [SVC + "Block"], "json": bodies,
+            "expect": {SVC + "Block": "OK"}}
 
 
 def health() -> dict:
@@ -614,23 +592,19 @@ def main() -> int:
         workers = [1]
 
     started = time.monotonic()
-    if shutil.which("ghz"):
-        gen_name = "ghz"
-    elif shutil.which("h2load"):
-        gen_name = "h2load"
-    else:
-        log("neither ghz nor h2load on PATH: apt-get install -y nghttp2-client")
+    gen_name = "h2load"
+    if not shutil.which("h2load"):
+        log("h2load is not on PATH: apt-get install -y nghttp2-client")
         subprocess.run(["apt-get", "install", "-y", "nghttp2-client"], check=True)
-        gen_name = "h2load"
-    if not shutil.which("node"):
-        raise SystemExit("node is needed for the varying-body scenarios (bench/loadgen.js)")
+    if not find_ghz():
+        raise SystemExit("ghz is needed for the varying-body scenarios: make ghz")
 
     seeding = seed.seed(args.pg_url, args.schema, force=args.reseed, log=log)
     _clear_redis(args.redis_url)
 
     tmp = tempfile.mkdtemp(prefix="sgbench-")
-    gen = Ghz(args, tmp) if gen_name == "ghz" else H2load(args, tmp)
-    lg = Loadgen(args, tmp)
+    gen = H2load(args, tmp)
+    vg = Ghz(args, tmp)
     results: list[dict] = []
     memory: dict = {}
     servers: list[Server] = []
@@ -663,17 +637,13 @@ def main() -> int:
                 record(sc, gen.run(server, sc, args.duration), floor, TARGETS.get(sc["name"]))
             if wi == 0:
                 fu = follow_pairs(args.pairs)
-                if gen_name == "h2load":
-                    res = gen.run_pairs(server, fu, args.duration)
-                else:  # ghz cannot alternate methods: loadgen.js, one stream per pair
-                    res = lg.run(server, {**fu, "slots": True}, args.duration, conns=1, streams=args.pairs)
-                record(fu, res, floor, TARGETS["Follow+Unfollow"])
-                lfloor = record({**health(), "name": "floor: Health/Check (loadgen.js)"},
-                                lg.run(server, health(), args.duration), None)["rps"]
+                record(fu, gen.run_pairs(server, fu, args.duration), floor, TARGETS["Follow+Unfollow"])
+                vfloor = record({**health(), "name": "floor: Health/Check (ghz)"},
+                                vg.run(server, health(), args.duration), None)["rps"]
                 sc = send_requests(40_000 if args.quick else 150_000)
-                record(sc, lg.run(server, sc, args.duration, warm=False), lfloor, TARGETS["SendConnectionRequest"])
+                record(sc, vg.run(server, sc, args.duration), vfloor, TARGETS["SendConnectionRequest"])
                 sc = blocks_of_celebrity()
-                record(sc, lg.run(server, sc, args.duration, warm=False), lfloor)
+                record(sc, vg.run(server, sc, args.duration), vfloor)
             if wi == len(workers) - 1:
                 memory = memory_run(args, server, gen_name, data)
             server.stop()
@@ -689,8 +659,7 @@ def main() -> int:
             "git_commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                                          text=True).stdout.strip(),
             "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "generator": gen_name, "varying_body_generator": "bench/loadgen.js (node " +
-            subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip() + ")",
+            "generator": gen_name, "varying_body_generator": "ghz (" + vg.binary + ")",
             "quick": args.quick, "duration_s": args.duration, "connections": args.connections,
             "streams": args.streams, "server_threads": args.threads, "workers": workers,
             "database": args.sa_url, "redis": args.redis_url, "seeding": seeding,

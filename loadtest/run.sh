@@ -10,9 +10,13 @@
 # 988801f1-... and 01f77cea-... are celebrities of the bench graph (110k+ followers);
 # {{newUUID}} makes a fresh user id for every request. Each config's "host"
 # can be overridden on the command line: ghz --config FILE 127.0.0.1:PORT.
+# ghz is $GHZ, else the one `make ghz` installs (.tools/bin), else ghz on PATH.
 set -e
 cd "$(dirname "$0")"
+if [ -z "${GHZ:-}" ]; then
+    if [ -x ../.tools/bin/ghz ]; then GHZ=../.tools/bin/ghz; else GHZ=ghz; fi
+fi
 for name in ${*:-get_relationship get_counts can_interact follow send_connection_request list_followers}; do
     echo "== $name"
-    ghz --config "$name.json"
+    "$GHZ" --config "$name.json"
 done

@@ -10,7 +10,7 @@ from concurrent import futures
 import grpc
 from redis import Redis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from ratelimit import InProcessLimiter
 from ratelimit.failover import FailoverLimiter
@@ -36,6 +36,39 @@ SERVICE_NAMES = (
     social_graph_pb2.DESCRIPTOR.services_by_name["SocialGraphService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
+
+
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+class _ReflectionServicer(reflection.ReflectionServicer):
+    """Also finds the file of a method symbol (``package.Service.Method``),
+    which the reflection protocol allows and ghz asks for: protobuf's upb
+    descriptor pool resolves services, messages and fields, not methods."""
+
+    def _file_containing_symbol(self, request, fully_qualified_name):
+        service, _, method = fully_qualified_name.rpartition(".")
+        try:
+            if method in self._pool.FindServiceByName(service).methods_by_name:
+                fully_qualified_name = service
+        except KeyError:
+            pass
+        return super()._file_containing_symbol(request, fully_qualified_name)
+
+
+def enable_reflection(server: grpc.Server, service_names) -> None:
+    """Server reflection as grpc.reflection.v1alpha and as v1, which newer
+    grpcurl and ghz ask for first. grpcio-reflection serves only v1alpha; v1
+    is the same protocol (same messages, same field numbers) under a new
+    package name, so one servicer answers both."""
+    servicer = _ReflectionServicer(service_names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    v1 = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1}),))
 
 
 class PortInUse(RuntimeError):
@@ -176,9 +209,7 @@ class App:
         add_services(self.server, self.graph)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
-        )
+        enable_reflection(self.server, (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME))
         self.monitor = HealthMonitor(self.storage, self.health, settings.health_interval)
         try:
             self.port = self.server.add_insecure_port(settings.listen)

@@ -26,6 +26,9 @@ from .rules import (
 )
 
 DOMAIN = "socialgraph.v1"
+# The reason of an unexpected failure; every other reason is a rules.Reason.
+# socialgraph.v1.ErrorReason (protos/) names each of them.
+INTERNAL_REASON = "INTERNAL"
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ def status_for(exc: Exception) -> Status:
         code, reason = grpc.StatusCode.UNAVAILABLE, Reason.STORAGE_UNAVAILABLE
         message, metadata = "the database cannot be reached; safe to retry", {}
     else:
-        code, reason, message, metadata = grpc.StatusCode.INTERNAL, "INTERNAL", "internal error", {}
+        code, reason, message, metadata = grpc.StatusCode.INTERNAL, INTERNAL_REASON, "internal error", {}
     # Nothing a client sent may make the error too big to deliver.
     message = _clip(message)
     metadata = {key: _clip(value) for key, value in metadata.items()}

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
@@ -217,6 +218,30 @@ def test_reflection_lists_every_service(channel):
     assert {"UpsertUser", "GetUser", "DeleteUser", "ListReports", "ResolveReport", "GetStats"} <= set(
         admin.methods_by_name
     )
+
+
+@pytest.mark.parametrize("service", [REFLECTION, "grpc.reflection.v1.ServerReflection"])
+def test_reflection_v1_and_v1alpha_both_answer(channel, service):
+    # v1 is v1alpha's protocol under a new package name: the same messages on the wire.
+    call = channel.stream_stream(
+        f"/{service}/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    requests = [
+        reflection_pb2.ServerReflectionRequest(list_services=""),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol=GRAPH),
+        # A method is a symbol too (ghz asks this way).
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol=f"{GRAPH}.Follow"),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol=f"{GRAPH}.NoSuchMethod"),
+    ]
+    listed, by_service, by_method, missing = call(iter(requests), timeout=RPC_TIMEOUT)
+    assert {GRAPH, ADMIN, HEALTH} <= {entry.name for entry in listed.list_services_response.service}
+    for described in (by_service, by_method):
+        files = described.file_descriptor_response.file_descriptor_proto
+        names = {descriptor_pb2.FileDescriptorProto.FromString(blob).name for blob in files}
+        assert "socialgraph/v1/social_graph.proto" in names
+    assert missing.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
 
 
 def test_scenario_through_reflection_only(channel):

@@ -95,7 +95,7 @@ func TestBlockRefusesFollowWithItsReason(t *testing.T) {
 	}
 	_, err = c.Graph.Follow(ctx, &pb.FollowRequest{FollowerId: bob, FolloweeId: alice})
 	decoded := socialgraph.DecodeError(err)
-	if decoded == nil || decoded.Code != codes.PermissionDenied || decoded.Reason != "BLOCKED" || decoded.Domain != socialgraph.Domain {
+	if decoded == nil || decoded.Code != codes.PermissionDenied || decoded.Reason != pb.ErrorReason_BLOCKED || decoded.ReasonName != "BLOCKED" || decoded.Domain != socialgraph.Domain {
 		t.Fatalf("Follow of a blocker: %#v", decoded)
 	}
 	if status.Code(decoded) != codes.PermissionDenied {
@@ -111,7 +111,7 @@ func TestInvalidArgumentDecodesReasonAndField(t *testing.T) {
 	c := newClient(t)
 	_, err := c.Graph.Follow(context.Background(), &pb.FollowRequest{FollowerId: newUser(), FolloweeId: "not-a-uuid"})
 	decoded := socialgraph.DecodeError(err)
-	if decoded == nil || decoded.Code != codes.InvalidArgument || decoded.Reason != "INVALID_USER_ID" {
+	if decoded == nil || decoded.Code != codes.InvalidArgument || decoded.Reason != pb.ErrorReason_INVALID_USER_ID {
 		t.Fatalf("Follow of a malformed id: %#v", decoded)
 	}
 	if decoded.Metadata["field"] != "followee_id" {
@@ -167,7 +167,7 @@ func TestRateLimitRefusalCarriesRetryAfter(t *testing.T) {
 	var trailer metadata.MD
 	_, err := c.Graph.SendConnectionRequest(ctx, &pb.SendConnectionRequestRequest{RequesterId: requester, RecipientId: newUser()}, grpc.Trailer(&trailer))
 	decoded := socialgraph.DecodeError(err, trailer)
-	if decoded == nil || decoded.Code != codes.ResourceExhausted || decoded.Reason != "RATE_LIMITED" {
+	if decoded == nil || decoded.Code != codes.ResourceExhausted || decoded.Reason != pb.ErrorReason_RATE_LIMITED {
 		t.Fatalf("fourth request: %#v", decoded)
 	}
 	if decoded.RetryAfter <= 59*time.Minute || decoded.RetryAfter > time.Hour {
@@ -184,7 +184,7 @@ func TestRateLimitRefusalCarriesRetryAfter(t *testing.T) {
 func TestRetryAfterFallsBackToTheTrailer(t *testing.T) {
 	err := status.Error(codes.ResourceExhausted, "slow down")
 	decoded := socialgraph.DecodeError(err, metadata.Pairs("retry-after", "17"))
-	if decoded.RetryAfter != 17*time.Second || decoded.Reason != "" {
+	if decoded.RetryAfter != 17*time.Second || decoded.Reason != pb.ErrorReason_ERROR_REASON_UNSPECIFIED {
 		t.Fatalf("decoded = %#v", decoded)
 	}
 	if socialgraph.DecodeError(nil) != nil {
@@ -199,7 +199,7 @@ func TestDeadlineExceeded(t *testing.T) {
 	<-ctx.Done()
 	_, err := c.Graph.GetCounts(ctx, &pb.GetCountsRequest{UserIds: []string{newUser()}})
 	decoded := socialgraph.DecodeError(err)
-	if decoded == nil || decoded.Code != codes.DeadlineExceeded || decoded.Reason != "" {
+	if decoded == nil || decoded.Code != codes.DeadlineExceeded || decoded.Reason != pb.ErrorReason_ERROR_REASON_UNSPECIFIED {
 		t.Fatalf("call past its deadline: %#v", decoded)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	socialgraphv1 "github.com/socialgraph/socialgraph/clients/go/socialgraph/v1"
 )
 
 // Domain is the ErrorInfo domain of every error the service raises.
@@ -21,10 +23,13 @@ type Error struct {
 	Code codes.Code
 	// Message is the status message, for people.
 	Message string
-	// Reason is the ErrorInfo reason (INVALID_USER_ID, BLOCKED, RATE_LIMITED...);
-	// empty when the error did not come from the service (a deadline, a
-	// connection that could not be made).
-	Reason string
+	// Reason is the ErrorInfo reason as an ErrorReason constant
+	// (socialgraphv1.ErrorReason_BLOCKED...); ERROR_REASON_UNSPECIFIED when the
+	// error did not come from the service (a deadline, a connection that could
+	// not be made) or names a reason this client does not know yet.
+	Reason socialgraphv1.ErrorReason
+	// ReasonName is the ErrorInfo reason string as sent; empty without one.
+	ReasonName string
 	// Domain is the ErrorInfo domain: Domain for the service's own errors.
 	Domain string
 	// Metadata is the ErrorInfo metadata: "field" for INVALID_ARGUMENT,
@@ -56,8 +61,9 @@ func DecodeError(err error, trailer ...metadata.MD) *Error {
 	for _, detail := range st.Details() {
 		switch d := detail.(type) {
 		case *errdetails.ErrorInfo:
-			if decoded.Reason == "" {
-				decoded.Reason, decoded.Domain = d.GetReason(), d.GetDomain()
+			if decoded.ReasonName == "" {
+				decoded.ReasonName, decoded.Domain = d.GetReason(), d.GetDomain()
+				decoded.Reason = socialgraphv1.ErrorReason(socialgraphv1.ErrorReason_value[d.GetReason()])
 				for k, v := range d.GetMetadata() {
 					decoded.Metadata[k] = v
 				}
@@ -79,10 +85,10 @@ func DecodeError(err error, trailer ...metadata.MD) *Error {
 }
 
 func (e *Error) Error() string {
-	if e.Reason == "" {
+	if e.ReasonName == "" {
 		return fmt.Sprintf("socialgraph: %s: %s", e.Code, e.Message)
 	}
-	return fmt.Sprintf("socialgraph: %s/%s: %s", e.Code, e.Reason, e.Message)
+	return fmt.Sprintf("socialgraph: %s/%s: %s", e.Code, e.ReasonName, e.Message)
 }
 
 // GRPCStatus lets status.FromError and status.Code read the original status.

@@ -2,6 +2,7 @@ import { ClientError, Metadata, Status } from "nice-grpc-common";
 import type { CallOptions, ClientMiddlewareCall } from "nice-grpc-common";
 
 import { ErrorInfo, RetryInfo } from "./gen/google/rpc/error_details";
+import { ErrorReason, errorReasonFromJSON } from "./gen/socialgraph/v1/error_reason";
 import { Status as RpcStatus } from "./gen/google/rpc/status";
 
 /** The ErrorInfo domain of every error the service raises. */
@@ -17,11 +18,14 @@ export class SocialGraphError extends ClientError {
     code: Status,
     details: string,
     /**
-     * The ErrorInfo reason (INVALID_USER_ID, BLOCKED, RATE_LIMITED...); empty
-     * when the error did not come from the service (a deadline, a connection
-     * that could not be made).
+     * The ErrorInfo reason as an ErrorReason constant (ErrorReason.BLOCKED...);
+     * ERROR_REASON_UNSPECIFIED when the error did not come from the service (a
+     * deadline, a connection that could not be made) or names a reason this
+     * client does not know yet.
      */
-    readonly reason: string,
+    readonly reason: ErrorReason,
+    /** The ErrorInfo reason string as sent; empty without one. */
+    readonly reasonName: string,
     /** The ErrorInfo domain: DOMAIN for the service's own errors. */
     readonly domain: string,
     /**
@@ -71,11 +75,14 @@ export function decodeError(error: unknown, trailer?: Metadata): SocialGraphErro
   if (retryAfterMs === undefined && typeof header === "string" && /^\d+$/.test(header) && Number(header) > 0) {
     retryAfterMs = Number(header) * 1000;
   }
+  const reasonName = info?.reason ?? "";
+  const reason = errorReasonFromJSON(reasonName);
   return new SocialGraphError(
     path,
     code,
     details,
-    info?.reason ?? "",
+    reason === ErrorReason.UNRECOGNIZED ? ErrorReason.ERROR_REASON_UNSPECIFIED : reason,
+    reasonName,
     info?.domain ?? "",
     { ...info?.metadata },
     retryAfterMs,

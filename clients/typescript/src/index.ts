@@ -19,6 +19,7 @@ export { DOMAIN, SocialGraphError, decodeError, errorMiddleware } from "./errors
 export { serviceConfig } from "./gen/service_config";
 export * from "./gen/socialgraph/v1/admin";
 export * from "./gen/socialgraph/v1/common";
+export * from "./gen/socialgraph/v1/error_reason";
 export * from "./gen/socialgraph/v1/social_graph";
 export { ChannelCredentials, Metadata, Status } from "nice-grpc";
 export type { DeadlineOptions } from "nice-grpc-client-middleware-deadline";

@@ -6,6 +6,7 @@ import {
   ChannelCredentials,
   ConnectionState,
   DOMAIN,
+  ErrorReason,
   Metadata,
   SocialGraph,
   SocialGraphError,
@@ -85,7 +86,8 @@ test("a block refuses a follow with its reason", async () => {
   assert.equal(blocked.removedFollows, 1);
   const error = await refusal(client.graph.follow({ followerId: bob, followeeId: alice }));
   assert.equal(error.code, Status.PERMISSION_DENIED);
-  assert.equal(error.reason, "BLOCKED");
+  assert.equal(error.reason, ErrorReason.BLOCKED);
+  assert.equal(error.reasonName, "BLOCKED");
   assert.equal(error.domain, DOMAIN);
   assert.equal((await client.graph.canInteract({ userId: bob, otherUserId: alice })).canInteract, false);
 });
@@ -93,7 +95,7 @@ test("a block refuses a follow with its reason", async () => {
 test("an invalid argument decodes into its reason and field", async () => {
   const error = await refusal(client.graph.follow({ followerId: randomUUID(), followeeId: "not-a-uuid" }));
   assert.equal(error.code, Status.INVALID_ARGUMENT);
-  assert.equal(error.reason, "INVALID_USER_ID");
+  assert.equal(error.reason, ErrorReason.INVALID_USER_ID);
   assert.equal(error.metadata.field, "followee_id");
   assert.equal(error.retryAfterMs, undefined);
 });
@@ -130,7 +132,7 @@ test("a rate-limit refusal carries its retry-after", async () => {
     ),
   );
   assert.equal(error.code, Status.RESOURCE_EXHAUSTED);
-  assert.equal(error.reason, "RATE_LIMITED");
+  assert.equal(error.reason, ErrorReason.RATE_LIMITED);
   assert.deepEqual(error.metadata, { user_id: requester, window: "3/1h" });
   assert.ok(error.retryAfterMs !== undefined && error.retryAfterMs > 59 * 60_000 && error.retryAfterMs <= 3_600_000,
     `retryAfterMs ${error.retryAfterMs}`);
@@ -138,7 +140,7 @@ test("a rate-limit refusal carries its retry-after", async () => {
 });
 
 test("retry-after falls back to the trailer", () => {
-  const error = decodeError(new SocialGraphError("/x", Status.RESOURCE_EXHAUSTED, "slow down", "", "", {}, undefined));
+  const error = decodeError(new SocialGraphError("/x", Status.RESOURCE_EXHAUSTED, "slow down", ErrorReason.ERROR_REASON_UNSPECIFIED, "", "", {}, undefined));
   assert.equal(error.retryAfterMs, undefined);
   const fromTrailer = decodeError(new Error("slow down"), Metadata({ "retry-after": "17" }));
   assert.equal(fromTrailer.retryAfterMs, 17_000);
@@ -148,5 +150,5 @@ test("retry-after falls back to the trailer", () => {
 test("a deadline", async () => {
   const error = await refusal(client.graph.getCounts({ userIds: [randomUUID()] }, { deadline: new Date(Date.now() - 1) }));
   assert.equal(error.code, Status.DEADLINE_EXCEEDED);
-  assert.equal(error.reason, "");
+  assert.equal(error.reason, ErrorReason.ERROR_REASON_UNSPECIFIED);
 });

@@ -97,13 +97,19 @@ type ReportReason int32
 
 const (
 	// Never valid in a request.
-	ReportReason_REPORT_REASON_UNSPECIFIED           ReportReason = 0
-	ReportReason_REPORT_REASON_SPAM                  ReportReason = 1
-	ReportReason_REPORT_REASON_HARASSMENT            ReportReason = 2
-	ReportReason_REPORT_REASON_HATE                  ReportReason = 3
+	ReportReason_REPORT_REASON_UNSPECIFIED ReportReason = 0
+	// Unwanted bulk or repetitive messages, requests or content.
+	ReportReason_REPORT_REASON_SPAM ReportReason = 1
+	// Bullying, threats or unwanted contact aimed at the reporter or others.
+	ReportReason_REPORT_REASON_HARASSMENT ReportReason = 2
+	// Attacks on people for who they are.
+	ReportReason_REPORT_REASON_HATE ReportReason = 3
+	// Content that breaks the platform's rules, such as explicit or violent material.
 	ReportReason_REPORT_REASON_INAPPROPRIATE_CONTENT ReportReason = 4
-	ReportReason_REPORT_REASON_IMPERSONATION         ReportReason = 5
-	ReportReason_REPORT_REASON_OTHER                 ReportReason = 6
+	// Pretending to be someone else.
+	ReportReason_REPORT_REASON_IMPERSONATION ReportReason = 5
+	// Anything else; the report's details say what.
+	ReportReason_REPORT_REASON_OTHER ReportReason = 6
 )
 
 // Enum value maps for ReportReason.

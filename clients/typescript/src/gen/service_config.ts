@@ -6,7 +6,7 @@ export const serviceConfig = {
         {"service": "socialgraph.v1.SocialGraphService"},
         {"service": "socialgraph.v1.AdminService"}
       ],
-      "timeout": "5s",
+      "timeout": "10s",
       "retryPolicy": {
         "maxAttempts": 4,
         "initialBackoff": "0.1s",

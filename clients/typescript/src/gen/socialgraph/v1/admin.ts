@@ -9,13 +9,6 @@ import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import type { CallContext, CallOptions } from "nice-grpc-common";
 import { Report, ReportStatus, reportStatusFromJSON, reportStatusToJSON, User } from "./common";
 
-/**
- * AdminService: user records the graph needs (role, display name, avatar),
- * account deletion, moderation of reports, and totals for an admin overview.
- * Meant for trusted backends (the "admin" scope when authentication is
- * configured). Errors follow the conventions described in social_graph.proto.
- */
-
 /** The outcome a moderator gives a report. */
 export enum ReportResolution {
   /** REPORT_RESOLUTION_UNSPECIFIED - Never valid in a request. */
@@ -59,31 +52,37 @@ export function reportResolutionToJSON(object: ReportResolution): string {
   }
 }
 
+/** The request of AdminService.UpsertUser. */
 export interface UpsertUserRequest {
   /** The user to create or replace. user_id and role are required. */
   user: User | undefined;
 }
 
+/** The response of AdminService.UpsertUser. */
 export interface UpsertUserResponse {
   /** The stored user. */
   user: User | undefined;
 }
 
+/** The request of AdminService.GetUser. */
 export interface GetUserRequest {
   /** Required. */
   userId: string;
 }
 
+/** The response of AdminService.GetUser. */
 export interface GetUserResponse {
   /** The stored user. */
   user: User | undefined;
 }
 
+/** The request of AdminService.DeleteUser. */
 export interface DeleteUserRequest {
   /** Required. */
   userId: string;
 }
 
+/** The response of AdminService.DeleteUser. */
 export interface DeleteUserResponse {
   /** Follows removed, both directions. */
   removedFollows: number;
@@ -95,6 +94,7 @@ export interface DeleteUserResponse {
   removedBlocks: number;
 }
 
+/** The request of AdminService.ListReports. */
 export interface ListReportsRequest {
   /** Which reports to list. Required. */
   status: ReportStatus;
@@ -106,6 +106,7 @@ export interface ListReportsRequest {
   moderatorId: string;
 }
 
+/** The response of AdminService.ListReports. */
 export interface ListReportsResponse {
   /** Reports, newest first. */
   reports: Report[];
@@ -113,6 +114,7 @@ export interface ListReportsResponse {
   nextPageToken: string;
 }
 
+/** The request of AdminService.ResolveReport. */
 export interface ResolveReportRequest {
   /** The report. Required. */
   reportId: string;
@@ -124,11 +126,13 @@ export interface ResolveReportRequest {
   note: string;
 }
 
+/** The response of AdminService.ResolveReport. */
 export interface ResolveReportResponse {
   /** The report after resolution. */
   report: Report | undefined;
 }
 
+/** The request of AdminService.GetStats. */
 export interface GetStatsRequest {
 }
 
@@ -148,6 +152,7 @@ export interface GraphTotals {
   openReports: number;
 }
 
+/** The response of AdminService.GetStats. */
 export interface GetStatsResponse {
   /** Registered users. */
   users: number;
@@ -1456,6 +1461,12 @@ export const GetStatsResponse: MessageFns<GetStatsResponse> = {
   },
 };
 
+/**
+ * AdminService: user records the graph needs (role, display name, avatar),
+ * account deletion, moderation of reports, and totals for an admin overview.
+ * Meant for trusted backends (the "admin" scope when authentication is
+ * configured). Errors follow the conventions described in social_graph.proto.
+ */
 export type AdminServiceDefinition = typeof AdminServiceDefinition;
 export const AdminServiceDefinition = {
   name: "AdminService",

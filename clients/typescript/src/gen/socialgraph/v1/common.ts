@@ -79,11 +79,17 @@ export function roleToJSON(object: Role): string {
 export enum ReportReason {
   /** REPORT_REASON_UNSPECIFIED - Never valid in a request. */
   REPORT_REASON_UNSPECIFIED = 0,
+  /** REPORT_REASON_SPAM - Unwanted bulk or repetitive messages, requests or content. */
   REPORT_REASON_SPAM = 1,
+  /** REPORT_REASON_HARASSMENT - Bullying, threats or unwanted contact aimed at the reporter or others. */
   REPORT_REASON_HARASSMENT = 2,
+  /** REPORT_REASON_HATE - Attacks on people for who they are. */
   REPORT_REASON_HATE = 3,
+  /** REPORT_REASON_INAPPROPRIATE_CONTENT - Content that breaks the platform's rules, such as explicit or violent material. */
   REPORT_REASON_INAPPROPRIATE_CONTENT = 4,
+  /** REPORT_REASON_IMPERSONATION - Pretending to be someone else. */
   REPORT_REASON_IMPERSONATION = 5,
+  /** REPORT_REASON_OTHER - Anything else; the report's details say what. */
   REPORT_REASON_OTHER = 6,
   UNRECOGNIZED = -1,
 }

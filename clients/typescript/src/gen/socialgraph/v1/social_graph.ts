@@ -20,32 +20,6 @@ import {
   reportReasonToJSON,
 } from "./common";
 
-/**
- * SocialGraphService: follows, connections, blocks, reports and the read
- * paths other backends use to render profiles, member lists and feeds.
- *
- * Errors: every failed call carries a google.rpc.Status in
- * grpc-status-details-bin with a google.rpc.ErrorInfo whose domain is
- * "socialgraph.v1" and whose reason is one of INVALID_USER_ID,
- * SELF_RELATIONSHIP, FIELD_TOO_LONG, INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN,
- * TOO_MANY_IDS, INVALID_ENUM, MISSING_FIELD (INVALID_ARGUMENT); BLOCKED,
- * CANNOT_BLOCK_STAFF (PERMISSION_DENIED); REQUEST_NOT_FOUND, USER_NOT_FOUND,
- * REPORT_NOT_FOUND (NOT_FOUND); RATE_LIMITED, CONNECTION_LIMIT_REACHED
- * (RESOURCE_EXHAUSTED); STORAGE_UNAVAILABLE (UNAVAILABLE, safe to retry).
- * ErrorInfo.metadata["field"] names the offending request field for
- * INVALID_ARGUMENT errors.
- *
- * Writes are idempotent: repeating a write whose effect already holds
- * returns OK and reports that nothing changed (created=false,
- * removed=false). A request that fails changes nothing.
- *
- * Lists are newest first and paged by keyset: page_size 0 means 50,
- * otherwise 1..1000; page_token is the previous response's next_page_token
- * (opaque, valid only for the same list); next_page_token is empty on the
- * last page. Walking a list while others write to it never returns an item
- * twice and never skips an item that existed for the whole walk.
- */
-
 /** Which way a connection request ended up. */
 export enum ConnectionState {
   /** CONNECTION_STATE_UNSPECIFIED - Never sent by the service. */
@@ -89,6 +63,7 @@ export function connectionStateToJSON(object: ConnectionState): string {
   }
 }
 
+/** The request of SocialGraphService.Follow. */
 export interface FollowRequest {
   /** Who follows. Required. */
   followerId: string;
@@ -96,6 +71,7 @@ export interface FollowRequest {
   followeeId: string;
 }
 
+/** The response of SocialGraphService.Follow. */
 export interface FollowResponse {
   /** False when the follow already existed. */
   created: boolean;
@@ -103,6 +79,7 @@ export interface FollowResponse {
   since: Date | undefined;
 }
 
+/** The request of SocialGraphService.Unfollow. */
 export interface UnfollowRequest {
   /** Who stops following. Required. */
   followerId: string;
@@ -110,11 +87,13 @@ export interface UnfollowRequest {
   followeeId: string;
 }
 
+/** The response of SocialGraphService.Unfollow. */
 export interface UnfollowResponse {
   /** False when there was no follow. */
   removed: boolean;
 }
 
+/** The request of SocialGraphService.RemoveFollower. */
 export interface RemoveFollowerRequest {
   /** The user removing one of their followers. Required. */
   userId: string;
@@ -122,11 +101,13 @@ export interface RemoveFollowerRequest {
   followerId: string;
 }
 
+/** The response of SocialGraphService.RemoveFollower. */
 export interface RemoveFollowerResponse {
   /** False when follower_id did not follow user_id. */
   removed: boolean;
 }
 
+/** The request of SocialGraphService.ListFollowers. */
 export interface ListFollowersRequest {
   /** Whose followers to list. Required. */
   userId: string;
@@ -142,6 +123,7 @@ export interface ListFollowersRequest {
   viewerId: string;
 }
 
+/** The response of SocialGraphService.ListFollowers. */
 export interface ListFollowersResponse {
   /** Followers, newest follow first; `since` is when they started following. */
   users: RelatedUser[];
@@ -149,6 +131,7 @@ export interface ListFollowersResponse {
   nextPageToken: string;
 }
 
+/** The request of SocialGraphService.ListFollowing. */
 export interface ListFollowingRequest {
   /** Whose follows to list. Required. */
   userId: string;
@@ -160,6 +143,7 @@ export interface ListFollowingRequest {
   viewerId: string;
 }
 
+/** The response of SocialGraphService.ListFollowing. */
 export interface ListFollowingResponse {
   /** Followed users, newest follow first. */
   users: RelatedUser[];
@@ -167,6 +151,7 @@ export interface ListFollowingResponse {
   nextPageToken: string;
 }
 
+/** The request of SocialGraphService.SendConnectionRequest. */
 export interface SendConnectionRequestRequest {
   /** Who asks. Required. */
   requesterId: string;
@@ -176,6 +161,7 @@ export interface SendConnectionRequestRequest {
   message: string;
 }
 
+/** The response of SocialGraphService.SendConnectionRequest. */
 export interface SendConnectionRequestResponse {
   /** PENDING or CONNECTED. */
   state: ConnectionState;
@@ -192,6 +178,7 @@ export interface SendConnectionRequestResponse {
   connectedAt: Date | undefined;
 }
 
+/** The request of SocialGraphService.AcceptConnectionRequest. */
 export interface AcceptConnectionRequestRequest {
   /** The recipient, who accepts. Required. */
   recipientId: string;
@@ -199,11 +186,13 @@ export interface AcceptConnectionRequestRequest {
   requesterId: string;
 }
 
+/** The response of SocialGraphService.AcceptConnectionRequest. */
 export interface AcceptConnectionRequestResponse {
   /** When the users became connected. */
   connectedAt: Date | undefined;
 }
 
+/** The request of SocialGraphService.DeclineConnectionRequest. */
 export interface DeclineConnectionRequestRequest {
   /** The recipient, who declines. Required. */
   recipientId: string;
@@ -211,11 +200,13 @@ export interface DeclineConnectionRequestRequest {
   requesterId: string;
 }
 
+/** The response of SocialGraphService.DeclineConnectionRequest. */
 export interface DeclineConnectionRequestResponse {
   /** False when there was no pending request. */
   removed: boolean;
 }
 
+/** The request of SocialGraphService.CancelConnectionRequest. */
 export interface CancelConnectionRequestRequest {
   /** The requester, who withdraws. Required. */
   requesterId: string;
@@ -223,11 +214,13 @@ export interface CancelConnectionRequestRequest {
   recipientId: string;
 }
 
+/** The response of SocialGraphService.CancelConnectionRequest. */
 export interface CancelConnectionRequestResponse {
   /** False when there was no pending request. */
   removed: boolean;
 }
 
+/** The request of SocialGraphService.RemoveConnection. */
 export interface RemoveConnectionRequest {
   /** One member of the connection. Required. */
   userId: string;
@@ -235,11 +228,13 @@ export interface RemoveConnectionRequest {
   otherUserId: string;
 }
 
+/** The response of SocialGraphService.RemoveConnection. */
 export interface RemoveConnectionResponse {
   /** False when the users were not connected. */
   removed: boolean;
 }
 
+/** The request of SocialGraphService.ListConnections. */
 export interface ListConnectionsRequest {
   /** Whose connections to list. Required. */
   userId: string;
@@ -251,6 +246,7 @@ export interface ListConnectionsRequest {
   viewerId: string;
 }
 
+/** The response of SocialGraphService.ListConnections. */
 export interface ListConnectionsResponse {
   /** Connected users, newest connection first. */
   users: RelatedUser[];
@@ -258,6 +254,7 @@ export interface ListConnectionsResponse {
   nextPageToken: string;
 }
 
+/** The request of SocialGraphService.ListIncomingConnectionRequests. */
 export interface ListIncomingConnectionRequestsRequest {
   /** The recipient. Required. */
   userId: string;
@@ -267,6 +264,7 @@ export interface ListIncomingConnectionRequestsRequest {
   pageToken: string;
 }
 
+/** The response of SocialGraphService.ListIncomingConnectionRequests. */
 export interface ListIncomingConnectionRequestsResponse {
   /** Pending requests to user_id, newest first. */
   requests: ConnectionRequest[];
@@ -274,6 +272,7 @@ export interface ListIncomingConnectionRequestsResponse {
   nextPageToken: string;
 }
 
+/** The request of SocialGraphService.ListOutgoingConnectionRequests. */
 export interface ListOutgoingConnectionRequestsRequest {
   /** The requester. Required. */
   userId: string;
@@ -283,6 +282,7 @@ export interface ListOutgoingConnectionRequestsRequest {
   pageToken: string;
 }
 
+/** The response of SocialGraphService.ListOutgoingConnectionRequests. */
 export interface ListOutgoingConnectionRequestsResponse {
   /** Pending requests from user_id, newest first. */
   requests: ConnectionRequest[];
@@ -290,6 +290,7 @@ export interface ListOutgoingConnectionRequestsResponse {
   nextPageToken: string;
 }
 
+/** The request of SocialGraphService.GetMutualConnections. */
 export interface GetMutualConnectionsRequest {
   /** The viewer. Required. */
   userId: string;
@@ -299,6 +300,7 @@ export interface GetMutualConnectionsRequest {
   limit: number;
 }
 
+/** The response of SocialGraphService.GetMutualConnections. */
 export interface GetMutualConnectionsResponse {
   /** How many connections the two users share (all of them, not only those returned). */
   count: number;
@@ -306,6 +308,7 @@ export interface GetMutualConnectionsResponse {
   users: RelatedUser[];
 }
 
+/** The request of SocialGraphService.Block. */
 export interface BlockRequest {
   /** Who blocks. Required. */
   blockerId: string;
@@ -318,6 +321,7 @@ export interface BlockRequest {
   reason: string;
 }
 
+/** The response of SocialGraphService.Block. */
 export interface BlockResponse {
   /** The block (the existing one when it already existed). */
   block:
@@ -333,6 +337,7 @@ export interface BlockResponse {
   removedRequests: number;
 }
 
+/** The request of SocialGraphService.Unblock. */
 export interface UnblockRequest {
   /** Who lifts the block. Required. */
   blockerId: string;
@@ -340,11 +345,13 @@ export interface UnblockRequest {
   blockedId: string;
 }
 
+/** The response of SocialGraphService.Unblock. */
 export interface UnblockResponse {
   /** False when there was no block. */
   removed: boolean;
 }
 
+/** The request of SocialGraphService.ListBlocked. */
 export interface ListBlockedRequest {
   /** The blocker. Required. */
   userId: string;
@@ -354,6 +361,7 @@ export interface ListBlockedRequest {
   pageToken: string;
 }
 
+/** The response of SocialGraphService.ListBlocked. */
 export interface ListBlockedResponse {
   /** Blocks made by user_id, newest first. */
   blocks: Block[];
@@ -361,6 +369,7 @@ export interface ListBlockedResponse {
   nextPageToken: string;
 }
 
+/** The request of SocialGraphService.GetRelationship. */
 export interface GetRelationshipRequest {
   /** The user whose side the relationship is seen from. Required. */
   userId: string;
@@ -368,11 +377,13 @@ export interface GetRelationshipRequest {
   otherUserId: string;
 }
 
+/** The response of SocialGraphService.GetRelationship. */
 export interface GetRelationshipResponse {
   /** The relationship from user_id's side. */
   relationship: Relationship | undefined;
 }
 
+/** The request of SocialGraphService.BatchGetRelationships. */
 export interface BatchGetRelationshipsRequest {
   /** The user whose side the relationships are seen from. Required. */
   userId: string;
@@ -380,21 +391,25 @@ export interface BatchGetRelationshipsRequest {
   otherUserIds: string[];
 }
 
+/** The response of SocialGraphService.BatchGetRelationships. */
 export interface BatchGetRelationshipsResponse {
   /** One relationship per other_user_ids entry, in request order. */
   relationships: Relationship[];
 }
 
+/** The request of SocialGraphService.GetCounts. */
 export interface GetCountsRequest {
   /** 1..100 users. Repeats are allowed. */
   userIds: string[];
 }
 
+/** The response of SocialGraphService.GetCounts. */
 export interface GetCountsResponse {
   /** One Counts per user_ids entry, in request order. */
   counts: Counts[];
 }
 
+/** The request of SocialGraphService.CanInteract. */
 export interface CanInteractRequest {
   /** One user. Required. */
   userId: string;
@@ -402,11 +417,13 @@ export interface CanInteractRequest {
   otherUserId: string;
 }
 
+/** The response of SocialGraphService.CanInteract. */
 export interface CanInteractResponse {
   /** True when neither user blocks the other. */
   canInteract: boolean;
 }
 
+/** The request of SocialGraphService.FilterInteractable. */
 export interface FilterInteractableRequest {
   /** The viewer. Required. */
   userId: string;
@@ -414,6 +431,7 @@ export interface FilterInteractableRequest {
   candidateIds: string[];
 }
 
+/** The response of SocialGraphService.FilterInteractable. */
 export interface FilterInteractableResponse {
   /**
    * The candidates neither blocking nor blocked by user_id, in request
@@ -422,6 +440,7 @@ export interface FilterInteractableResponse {
   allowedIds: string[];
 }
 
+/** The request of SocialGraphService.ListFeedSources. */
 export interface ListFeedSourcesRequest {
   /** The feed's owner. Required. */
   userId: string;
@@ -442,6 +461,7 @@ export interface FeedSource {
   includePrivate: boolean;
 }
 
+/** The response of SocialGraphService.ListFeedSources. */
 export interface ListFeedSourcesResponse {
   /** Feed sources, newest follow first. */
   sources: FeedSource[];
@@ -449,6 +469,7 @@ export interface ListFeedSourcesResponse {
   nextPageToken: string;
 }
 
+/** The request of SocialGraphService.ReportUser. */
 export interface ReportUserRequest {
   /** Who reports. Required. */
   reporterId: string;
@@ -460,6 +481,7 @@ export interface ReportUserRequest {
   details: string;
 }
 
+/** The response of SocialGraphService.ReportUser. */
 export interface ReportUserResponse {
   /** The new report, status OPEN. */
   report: Report | undefined;
@@ -5048,6 +5070,27 @@ export const ReportUserResponse: MessageFns<ReportUserResponse> = {
   },
 };
 
+/**
+ * SocialGraphService: follows, connections, blocks, reports and the read
+ * paths other backends use to render profiles, member lists and feeds.
+ *
+ * Errors: every failed call carries a google.rpc.Status in
+ * grpc-status-details-bin with a google.rpc.ErrorInfo whose domain is
+ * "socialgraph.v1" and whose reason is the name of an ErrorReason value
+ * (error_reason.proto lists each with its status code).
+ * ErrorInfo.metadata["field"] names the offending request field for
+ * INVALID_ARGUMENT errors.
+ *
+ * Writes are idempotent: repeating a write whose effect already holds
+ * returns OK and reports that nothing changed (created=false,
+ * removed=false). A request that fails changes nothing.
+ *
+ * Lists are newest first and paged by keyset: page_size 0 means 50,
+ * otherwise 1..1000; page_token is the previous response's next_page_token
+ * (opaque, valid only for the same list); next_page_token is empty on the
+ * last page. Walking a list while others write to it never returns an item
+ * twice and never skips an item that existed for the whole walk.
+ */
 export type SocialGraphServiceDefinition = typeof SocialGraphServiceDefinition;
 export const SocialGraphServiceDefinition = {
   name: "SocialGraphService",

@@ -4,6 +4,7 @@ import com.google.protobuf.Any;
 import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.rpc.ErrorInfo;
 import com.google.rpc.RetryInfo;
+import dev.socialgraph.v1.ErrorReason;
 import io.grpc.Metadata;
 import io.grpc.Status;
 import io.grpc.protobuf.StatusProto;
@@ -16,8 +17,10 @@ import java.util.Optional;
  *
  * @param code the gRPC status code
  * @param message the status message, for people
- * @param reason the ErrorInfo reason (INVALID_USER_ID, BLOCKED, RATE_LIMITED...); empty when the
- *     error did not come from the service (a deadline, a connection that could not be made)
+ * @param reason the ErrorInfo reason as an ErrorReason constant ({@code ErrorReason.BLOCKED}...);
+ *     ERROR_REASON_UNSPECIFIED when the error did not come from the service (a deadline, a
+ *     connection that could not be made) or names a reason this client does not know yet
+ * @param reasonName the ErrorInfo reason string as sent; empty without one
  * @param domain the ErrorInfo domain: {@link #DOMAIN} for the service's own errors
  * @param metadata the ErrorInfo metadata: "field" for INVALID_ARGUMENT, "user_id" and "window" or
  *     "limit" for RESOURCE_EXHAUSTED
@@ -27,7 +30,8 @@ import java.util.Optional;
 public record SocialGraphError(
     Status.Code code,
     String message,
-    String reason,
+    ErrorReason reason,
+    String reasonName,
     String domain,
     Map<String, String> metadata,
     Optional<Duration> retryAfter) {
@@ -68,9 +72,19 @@ public record SocialGraphError(
     return new SocialGraphError(
         status.getCode(),
         status.getDescription() == null ? "" : status.getDescription(),
+        reason(info == null ? "" : info.getReason()),
         info == null ? "" : info.getReason(),
         info == null ? "" : info.getDomain(),
         info == null ? Map.of() : Map.copyOf(info.getMetadataMap()),
         Optional.ofNullable(retryAfter));
+  }
+
+  private static ErrorReason reason(String name) {
+    for (ErrorReason reason : ErrorReason.values()) {
+      if (reason != ErrorReason.UNRECOGNIZED && reason.name().equals(name)) {
+        return reason;
+      }
+    }
+    return ErrorReason.ERROR_REASON_UNSPECIFIED;
   }
 }

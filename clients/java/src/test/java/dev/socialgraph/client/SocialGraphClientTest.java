@@ -10,6 +10,7 @@ import dev.socialgraph.v1.BlockRequest;
 import dev.socialgraph.v1.BlockResponse;
 import dev.socialgraph.v1.CanInteractRequest;
 import dev.socialgraph.v1.ConnectionState;
+import dev.socialgraph.v1.ErrorReason;
 import dev.socialgraph.v1.FollowRequest;
 import dev.socialgraph.v1.FollowResponse;
 import dev.socialgraph.v1.GetCountsRequest;
@@ -156,7 +157,8 @@ class SocialGraphClientTest {
     assertEquals(1, blocked.getRemovedFollows());
     SocialGraphError error = refusal(() -> client.graph().follow(follow(bob, alice)));
     assertEquals(Status.Code.PERMISSION_DENIED, error.code());
-    assertEquals("BLOCKED", error.reason());
+    assertEquals(ErrorReason.BLOCKED, error.reason());
+    assertEquals("BLOCKED", error.reasonName());
     assertEquals(SocialGraphError.DOMAIN, error.domain());
     assertFalse(
         client
@@ -170,7 +172,7 @@ class SocialGraphClientTest {
   void invalidArgumentDecodesIntoReasonAndField() {
     SocialGraphError error = refusal(() -> client.graph().follow(follow(newUser(), "not-a-uuid")));
     assertEquals(Status.Code.INVALID_ARGUMENT, error.code());
-    assertEquals("INVALID_USER_ID", error.reason());
+    assertEquals(ErrorReason.INVALID_USER_ID, error.reason());
     assertEquals("followee_id", error.metadata().get("field"));
     assertEquals(Optional.empty(), error.retryAfter());
   }
@@ -229,7 +231,7 @@ class SocialGraphClientTest {
                             .build()));
     SocialGraphError error = SocialGraphError.from(thrown);
     assertEquals(Status.Code.RESOURCE_EXHAUSTED, error.code());
-    assertEquals("RATE_LIMITED", error.reason());
+    assertEquals(ErrorReason.RATE_LIMITED, error.reason());
     assertEquals(Map.of("user_id", requester, "window", "3/1h"), error.metadata());
     Duration retryAfter = error.retryAfter().orElseThrow();
     assertTrue(
@@ -248,7 +250,7 @@ class SocialGraphClientTest {
     SocialGraphError error =
         SocialGraphError.from(Status.RESOURCE_EXHAUSTED.asRuntimeException(trailers));
     assertEquals(Optional.of(Duration.ofSeconds(17)), error.retryAfter());
-    assertEquals("", error.reason());
+    assertEquals(ErrorReason.ERROR_REASON_UNSPECIFIED, error.reason());
     assertEquals(Status.Code.UNKNOWN, SocialGraphError.from(new IllegalStateException()).code());
   }
 
@@ -262,6 +264,6 @@ class SocialGraphClientTest {
                     .withDeadlineAfter(1, TimeUnit.NANOSECONDS)
                     .getCounts(GetCountsRequest.newBuilder().addUserIds(newUser()).build()));
     assertEquals(Status.Code.DEADLINE_EXCEEDED, error.code());
-    assertEquals("", error.reason());
+    assertEquals(ErrorReason.ERROR_REASON_UNSPECIFIED, error.reason());
   }
 }

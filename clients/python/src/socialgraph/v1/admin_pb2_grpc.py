@@ -26,7 +26,11 @@ if _version_not_supported:
 
 
 class AdminServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """AdminService: user records the graph needs (role, display name, avatar),
+    account deletion, moderation of reports, and totals for an admin overview.
+    Meant for trusted backends (the "admin" scope when authentication is
+    configured). Errors follow the conventions described in social_graph.proto.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -67,7 +71,11 @@ class AdminServiceStub:
 
 
 class AdminServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """AdminService: user records the graph needs (role, display name, avatar),
+    account deletion, moderation of reports, and totals for an admin overview.
+    Meant for trusted backends (the "admin" scope when authentication is
+    configured). Errors follow the conventions described in social_graph.proto.
+    """
 
     def UpsertUser(self, request, context):
         """Creates or replaces a user's role, display name and avatar URL.
@@ -160,7 +168,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AdminService:
-    """Missing associated documentation comment in .proto file."""
+    """AdminService: user records the graph needs (role, display name, avatar),
+    account deletion, moderation of reports, and totals for an admin overview.
+    Meant for trusted backends (the "admin" scope when authentication is
+    configured). Errors follow the conventions described in social_graph.proto.
+    """
 
     @staticmethod
     def UpsertUser(request,

@@ -68,11 +68,17 @@ class _ReportReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReportRe
     REPORT_REASON_UNSPECIFIED: _ReportReason.ValueType  # 0
     """Never valid in a request."""
     REPORT_REASON_SPAM: _ReportReason.ValueType  # 1
+    """Unwanted bulk or repetitive messages, requests or content."""
     REPORT_REASON_HARASSMENT: _ReportReason.ValueType  # 2
+    """Bullying, threats or unwanted contact aimed at the reporter or others."""
     REPORT_REASON_HATE: _ReportReason.ValueType  # 3
+    """Attacks on people for who they are."""
     REPORT_REASON_INAPPROPRIATE_CONTENT: _ReportReason.ValueType  # 4
+    """Content that breaks the platform's rules, such as explicit or violent material."""
     REPORT_REASON_IMPERSONATION: _ReportReason.ValueType  # 5
+    """Pretending to be someone else."""
     REPORT_REASON_OTHER: _ReportReason.ValueType  # 6
+    """Anything else; the report's details say what."""
 
 class ReportReason(_ReportReason, metaclass=_ReportReasonEnumTypeWrapper):
     """Why a member reported another member."""
@@ -80,11 +86,17 @@ class ReportReason(_ReportReason, metaclass=_ReportReasonEnumTypeWrapper):
 REPORT_REASON_UNSPECIFIED: ReportReason.ValueType  # 0
 """Never valid in a request."""
 REPORT_REASON_SPAM: ReportReason.ValueType  # 1
+"""Unwanted bulk or repetitive messages, requests or content."""
 REPORT_REASON_HARASSMENT: ReportReason.ValueType  # 2
+"""Bullying, threats or unwanted contact aimed at the reporter or others."""
 REPORT_REASON_HATE: ReportReason.ValueType  # 3
+"""Attacks on people for who they are."""
 REPORT_REASON_INAPPROPRIATE_CONTENT: ReportReason.ValueType  # 4
+"""Content that breaks the platform's rules, such as explicit or violent material."""
 REPORT_REASON_IMPERSONATION: ReportReason.ValueType  # 5
+"""Pretending to be someone else."""
 REPORT_REASON_OTHER: ReportReason.ValueType  # 6
+"""Anything else; the report's details say what."""
 Global___ReportReason: _TypeAlias = ReportReason  # noqa: Y015
 
 class _ReportStatus:

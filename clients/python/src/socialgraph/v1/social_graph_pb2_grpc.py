@@ -26,7 +26,26 @@ if _version_not_supported:
 
 
 class SocialGraphServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """SocialGraphService: follows, connections, blocks, reports and the read
+    paths other backends use to render profiles, member lists and feeds.
+
+    Errors: every failed call carries a google.rpc.Status in
+    grpc-status-details-bin with a google.rpc.ErrorInfo whose domain is
+    "socialgraph.v1" and whose reason is the name of an ErrorReason value
+    (error_reason.proto lists each with its status code).
+    ErrorInfo.metadata["field"] names the offending request field for
+    INVALID_ARGUMENT errors.
+
+    Writes are idempotent: repeating a write whose effect already holds
+    returns OK and reports that nothing changed (created=false,
+    removed=false). A request that fails changes nothing.
+
+    Lists are newest first and paged by keyset: page_size 0 means 50,
+    otherwise 1..1000; page_token is the previous response's next_page_token
+    (opaque, valid only for the same list); next_page_token is empty on the
+    last page. Walking a list while others write to it never returns an item
+    twice and never skips an item that existed for the whole walk.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -157,7 +176,26 @@ class SocialGraphServiceStub:
 
 
 class SocialGraphServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """SocialGraphService: follows, connections, blocks, reports and the read
+    paths other backends use to render profiles, member lists and feeds.
+
+    Errors: every failed call carries a google.rpc.Status in
+    grpc-status-details-bin with a google.rpc.ErrorInfo whose domain is
+    "socialgraph.v1" and whose reason is the name of an ErrorReason value
+    (error_reason.proto lists each with its status code).
+    ErrorInfo.metadata["field"] names the offending request field for
+    INVALID_ARGUMENT errors.
+
+    Writes are idempotent: repeating a write whose effect already holds
+    returns OK and reports that nothing changed (created=false,
+    removed=false). A request that fails changes nothing.
+
+    Lists are newest first and paged by keyset: page_size 0 means 50,
+    otherwise 1..1000; page_token is the previous response's next_page_token
+    (opaque, valid only for the same list); next_page_token is empty on the
+    last page. Walking a list while others write to it never returns an item
+    twice and never skips an item that existed for the whole walk.
+    """
 
     def Follow(self, request, context):
         """follower_id starts following followee_id (instant, no consent).
@@ -485,7 +523,26 @@ def add_SocialGraphServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class SocialGraphService:
-    """Missing associated documentation comment in .proto file."""
+    """SocialGraphService: follows, connections, blocks, reports and the read
+    paths other backends use to render profiles, member lists and feeds.
+
+    Errors: every failed call carries a google.rpc.Status in
+    grpc-status-details-bin with a google.rpc.ErrorInfo whose domain is
+    "socialgraph.v1" and whose reason is the name of an ErrorReason value
+    (error_reason.proto lists each with its status code).
+    ErrorInfo.metadata["field"] names the offending request field for
+    INVALID_ARGUMENT errors.
+
+    Writes are idempotent: repeating a write whose effect already holds
+    returns OK and reports that nothing changed (created=false,
+    removed=false). A request that fails changes nothing.
+
+    Lists are newest first and paged by keyset: page_size 0 means 50,
+    otherwise 1..1000; page_token is the previous response's next_page_token
+    (opaque, valid only for the same list); next_page_token is empty on the
+    last page. Walking a list while others write to it never returns an item
+    twice and never skips an item that existed for the whole walk.
+    """
 
     @staticmethod
     def Follow(request,
