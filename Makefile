@@ -17,7 +17,7 @@ TOOLS := $(abspath .tools)
 GHZ := .tools/bin/ghz
 GO_TOOLS_ENV := GOBIN=$(TOOLS)/bin GOPATH=$(TOOLS)/go GOMODCACHE=$(TOOLS)/go/pkg/mod GOCACHE=$(TOOLS)/go/cache GOFLAGS=-modcacherw
 
-.PHONY: install services serve test check-protos lint-protos protos ghz migrate bench bench-redis clean distclean
+.PHONY: install services serve test check-protos lint-protos protos clients check-clients test-clients ghz migrate bench bench-redis clean distclean
 
 install: $(VENV)/.installed
 
@@ -37,10 +37,28 @@ $(VENV)/.installed: pyproject.toml $(PY_CLIENT)/pyproject.toml $(TOP_PKG_INITS)
 services:
 	scripts/services
 
+# Client toolchains: pinned code generators and every download cache live
+# under .tools/ (ignored), so a second run needs no network.
+GO_ENV := GOMODCACHE=$(TOOLS)/go/pkg/mod GOCACHE=$(TOOLS)/go/cache GOPATH=$(TOOLS)/go GOFLAGS='-modcacherw -buildvcs=false' GOTOOLCHAIN=local
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+PROTOC_GEN_GO := $(TOOLS)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION)/protoc-gen-go
+PROTOC_GEN_GO_GRPC := $(TOOLS)/protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)/protoc-gen-go-grpc
+NODE_MODULES := clients/typescript/node_modules/.installed
+CLIENT_GENERATORS := $(VENV)/.installed $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) $(NODE_MODULES)
+CLIENT_GEN := PROTOC_GEN_GO=$(PROTOC_GEN_GO) PROTOC_GEN_GO_GRPC=$(PROTOC_GEN_GO_GRPC) clients/generate
+# What clients/generate writes, relative to clients/.
+CLIENT_GENERATED := go/socialgraph/v1 go/socialgraph/service_config.json typescript/src/gen python/src/socialgraph/service_config.json
+# The Java client's stubs are Maven build output (protobuf-maven-plugin, protoc
+# and protoc-gen-grpc-java from Maven Central at the pom's versions).
+MVN := mvn -B -ntp -Dmaven.repo.local=$(TOOLS)/m2
+# The server the client tests start.
+SOCIALGRAPH_SERVER := $(abspath $(VENV))/bin/socialgraph
+
 serve: $(VENV)/.installed
 	$(VENV)/bin/socialgraph serve $(ARGS)
 
-test: $(VENV)/.installed services check-protos lint-protos $(GHZ)
+test: $(VENV)/.installed services check-protos lint-protos check-clients test-clients $(GHZ)
 	GHZ=$(abspath $(GHZ)) $(PY) -m pytest $(PYTEST_ARGS)
 
 # Regenerate the Python code from protos/ (commit the result).
@@ -83,6 +101,41 @@ $(GHZ): .tools/ghz-$(GHZ_VERSION)
 	$(GO_TOOLS_ENV) go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 	touch $@
 
+$(PROTOC_GEN_GO):
+	$(GO_ENV) GOBIN=$(dir $@) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+
+$(PROTOC_GEN_GO_GRPC):
+	$(GO_ENV) GOBIN=$(dir $@) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+# ts-proto, tsc and the client's dependencies, as package-lock.json pins them.
+$(NODE_MODULES): clients/typescript/package-lock.json
+	cd clients/typescript && npm ci --cache $(TOOLS)/npm --no-audit --no-fund
+	touch $@
+
+# Regenerate every client's code under clients/ (commit the result).
+clients: $(CLIENT_GENERATORS)
+	$(CLIENT_GEN)
+
+# Generate every client into a temp dir and compare with clients/ on disk.
+check-clients: $(CLIENT_GENERATORS)
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(CLIENT_GEN) "$$tmp"; \
+	for path in $(CLIENT_GENERATED); do \
+		if ! diff -r "clients/$$path" "$$tmp/$$path"; then \
+			echo "" >&2; \
+			echo "ERROR: generated client code clients/$$path is out of date with protos/." >&2; \
+			echo "       Run 'make clients' and commit the result. ('<' = on disk, '>' = freshly generated)" >&2; \
+			exit 1; \
+		fi; \
+	done; \
+	echo "check-clients: generated client code is up to date"
+
+# Each client's own tests, against a `socialgraph serve` they start.
+test-clients: $(VENV)/.installed $(NODE_MODULES)
+	cd clients/go && $(GO_ENV) SOCIALGRAPH_SERVER=$(SOCIALGRAPH_SERVER) go test -count=1 ./...
+	cd clients/typescript && SOCIALGRAPH_SERVER=$(SOCIALGRAPH_SERVER) npm test
+	cd clients/java && SOCIALGRAPH_SERVER=$(SOCIALGRAPH_SERVER) $(MVN) test
+
 migrate: $(VENV)/.installed
 	$(VENV)/bin/socialgraph migrate $(ARGS)
 
@@ -97,4 +150,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -path ./.git -prune -o -type d -name __pycache__ -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) .tools tools/node_modules
+	rm -rf $(VENV) .tools tools/node_modules clients/typescript/node_modules clients/typescript/dist clients/java/target
