@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import grpc
 
 from server.settings import Settings, env_name
 
-from .support import clean_env, raises, socialgraph_command
+from .support import clean_env, raises, require, socialgraph_command
 from .test_auth import serving
 from .test_tls import follow, secure_client, stats
 
@@ -33,6 +34,23 @@ def test_compose_and_dockerfile_name_only_real_settings():
     for path in ("compose.yaml", "Dockerfile"):
         names = set(re.findall(r"\bSOCIALGRAPH_[A-Z_]+", (ROOT / path).read_text()))
         assert names and names <= SETTINGS, (path, names - SETTINGS)
+
+
+def compose_config(directory: Path) -> subprocess.CompletedProcess:
+    """``docker-compose config`` validates a compose file against the Compose
+    schema without a Docker engine (Debian's docker-compose, installed by
+    scripts/services)."""
+    require("docker-compose", shutil.which("docker-compose") is not None)
+    return subprocess.run(["docker-compose", "config", "--quiet"], cwd=directory, capture_output=True, text=True, timeout=60)
+
+
+def test_the_compose_file_is_valid(tmp_path):
+    checked = compose_config(ROOT)
+    assert checked.returncode == 0, checked.stderr
+    # The check can fail: a misspelt option is refused.
+    (tmp_path / "compose.yaml").write_text((ROOT / "compose.yaml").read_text().replace("    image: redis", "    imag: redis"))
+    refused = compose_config(tmp_path)
+    assert refused.returncode != 0 and "imag" in refused.stderr
 
 
 def test_the_compose_certificates_serve_mutual_tls_and_the_health_check(tmp_path):
