@@ -16,7 +16,16 @@ from pathlib import Path
 
 import grpc
 import pytest
-from socialgraph.client import SERVICE_CONFIG, Error, channel_options, connect, decode_error, pages
+from socialgraph.client import (
+    SERVICE_CONFIG,
+    Error,
+    Session,
+    at_least_as_fresh,
+    channel_options,
+    connect,
+    decode_error,
+    pages,
+)
 from socialgraph.v1 import common_pb2, error_reason_pb2
 from socialgraph.v1 import social_graph_pb2 as pb
 from socialgraph.v1 import social_graph_pb2_grpc
@@ -122,6 +131,42 @@ def test_a_deadline(client):
     error = failure(lambda: client.graph.GetCounts(pb.GetCountsRequest(user_ids=[new_user()]), timeout=0.000001))
     assert error.code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert error.reason == error_reason_pb2.ERROR_REASON_UNSPECIFIED
+
+
+@pytest.mark.e2e
+def test_a_session_carries_a_writes_token_into_the_next_reads(client):
+    graph = client.graph
+    alice, bob = new_user(), new_user()
+    session = Session()
+    assert session.consistency() == common_pb2.Consistency(minimize_latency=True)
+    followed = graph.Follow(pb.FollowRequest(follower_id=alice, followee_id=bob))
+    assert session.observe(followed) is followed
+    assert followed.consistency_token
+    assert session.consistency() == common_pb2.Consistency(at_least_as_fresh=followed.consistency_token)
+
+    rel = graph.GetRelationship(
+        pb.GetRelationshipRequest(user_id=alice, other_user_id=bob, consistency=session.consistency())
+    ).relationship
+    assert rel.following
+    counts = graph.GetCounts(pb.GetCountsRequest(user_ids=[alice, bob], consistency=session.consistency())).counts
+    assert [(count.user_id, count.following, count.followers) for count in counts] == [(alice, 1, 0), (bob, 0, 1)]
+
+    session.observe(pb.FollowResponse())
+    assert session.token == followed.consistency_token
+
+
+def test_at_least_as_fresh_of_an_empty_token_minimizes_latency():
+    assert at_least_as_fresh("") == common_pb2.Consistency(minimize_latency=True)
+    assert at_least_as_fresh("t").WhichOneof("requirement") == "at_least_as_fresh"
+    assert Session("t").consistency() == at_least_as_fresh("t")
+
+
+@pytest.mark.e2e
+def test_a_malformed_token_decodes_into_its_reason_constant(client):
+    request = pb.GetCountsRequest(user_ids=[new_user()], consistency=at_least_as_fresh("not-a-token"))
+    error = failure(lambda: client.graph.GetCounts(request))
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.reason == error_reason_pb2.INVALID_CONSISTENCY_TOKEN
 
 
 class _GetCounts(grpc.GenericRpcHandler):

@@ -1,7 +1,8 @@
 // Package socialgraph is the Go client of the socialgraph.v1 services: the
 // generated stubs live in package socialgraphv1
 // (github.com/socialgraph/socialgraph/clients/go/socialgraph/v1); this package
-// dials them with the published service config and decodes their errors.
+// dials them with the published service config, decodes their errors, and
+// carries consistency tokens from writes into later reads (Session).
 package socialgraph
 
 import (
@@ -52,7 +53,3 @@ func (c *Client) Conn() *grpc.ClientConn { return c.conn }
 
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }
-
-// Consistency tokens: when the service hands out a token with each write, the
-// Client will carry the last one into the next read from here. The protos
-// carry none yet.

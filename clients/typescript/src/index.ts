@@ -1,7 +1,8 @@
 /**
  * The Node client of the socialgraph.v1 services: ts-proto types and service
  * definitions (./gen), promise clients over @grpc/grpc-js through nice-grpc,
- * dialed with the published service config, throwing decoded errors.
+ * dialed with the published service config, throwing decoded errors, and a
+ * Session that carries consistency tokens from writes into later reads.
  */
 import { createChannel, createClientFactory } from "nice-grpc";
 import type { Channel, ChannelCredentials, ChannelOptions } from "nice-grpc";
@@ -15,6 +16,8 @@ import { SocialGraphServiceDefinition } from "./gen/socialgraph/v1/social_graph"
 import type { SocialGraphServiceClient } from "./gen/socialgraph/v1/social_graph";
 import { serviceConfig } from "./gen/service_config";
 
+export { Session, atLeastAsFresh } from "./consistency";
+export type { WriteResponse } from "./consistency";
 export { DOMAIN, SocialGraphError, decodeError, errorMiddleware } from "./errors";
 export { serviceConfig } from "./gen/service_config";
 export * from "./gen/socialgraph/v1/admin";
@@ -57,7 +60,3 @@ export function connect(address: string, credentials: ChannelCredentials, option
     close: () => channel.close(),
   };
 }
-
-// Consistency tokens: when the service hands out a token with each write,
-// SocialGraph will carry the last one into the next read from here. The
-// protos carry none yet.

@@ -9,8 +9,10 @@ import {
   ErrorReason,
   Metadata,
   SocialGraph,
+  Session,
   SocialGraphError,
   Status,
+  atLeastAsFresh,
   connect,
   decodeError,
 } from "../src";
@@ -151,4 +153,34 @@ test("a deadline", async () => {
   const error = await refusal(client.graph.getCounts({ userIds: [randomUUID()] }, { deadline: new Date(Date.now() - 1) }));
   assert.equal(error.code, Status.DEADLINE_EXCEEDED);
   assert.equal(error.reason, ErrorReason.ERROR_REASON_UNSPECIFIED);
+});
+
+test("a session carries a write's token into the next reads", async () => {
+  const [alice, bob] = [randomUUID(), randomUUID()];
+  const session = new Session();
+  assert.deepEqual(session.consistency(), { minimizeLatency: true });
+  const followed = await client.graph.follow({ followerId: alice, followeeId: bob });
+  assert.equal(session.observe(followed), followed);
+  assert.notEqual(followed.consistencyToken, "");
+  assert.deepEqual(session.consistency(), { atLeastAsFresh: followed.consistencyToken });
+
+  const { relationship: rel } = await client.graph.getRelationship({ userId: alice, otherUserId: bob, consistency: session.consistency() });
+  assert.equal(rel?.following, true);
+  const { counts } = await client.graph.getCounts({ userIds: [alice, bob], consistency: session.consistency() });
+  assert.deepEqual(counts.map((count) => [count.userId, count.following, count.followers]), [[alice, 1, 0], [bob, 0, 1]]);
+
+  session.observe({ consistencyToken: "" });
+  assert.equal(session.token, followed.consistencyToken);
+});
+
+test("atLeastAsFresh of an empty token minimizes latency", () => {
+  assert.deepEqual(atLeastAsFresh(""), { minimizeLatency: true });
+  assert.deepEqual(atLeastAsFresh("t"), { atLeastAsFresh: "t" });
+  assert.deepEqual(new Session("t").consistency(), atLeastAsFresh("t"));
+});
+
+test("a malformed token decodes into its reason", async () => {
+  const error = await refusal(client.graph.getCounts({ userIds: [randomUUID()], consistency: atLeastAsFresh("not-a-token") }));
+  assert.equal(error.code, Status.INVALID_ARGUMENT);
+  assert.equal(error.reason, ErrorReason.INVALID_CONSISTENCY_TOKEN);
 });

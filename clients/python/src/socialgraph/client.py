@@ -1,10 +1,15 @@
 """Helpers over the generated stubs: a channel with the published service
-config, typed errors, and paging to the end of a list.
+config, typed errors, paging to the end of a list, and consistency tokens
+carried from writes into later reads.
 
-    from socialgraph.client import connect, decode_error
+    from socialgraph.client import Session, connect, decode_error
 
     with connect("127.0.0.1:50051") as client:
-        client.graph.Follow(pb.FollowRequest(follower_id=alice, followee_id=bob))
+        session = Session()
+        session.observe(client.graph.Follow(pb.FollowRequest(follower_id=alice, followee_id=bob)))
+        client.graph.GetRelationship(
+            pb.GetRelationshipRequest(user_id=alice, other_user_id=bob, consistency=session.consistency())
+        )
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
-from socialgraph.v1 import admin_pb2_grpc, error_reason_pb2, social_graph_pb2_grpc
+from socialgraph.v1 import admin_pb2_grpc, common_pb2, error_reason_pb2, social_graph_pb2_grpc
 
 DOMAIN = "socialgraph.v1"
 
@@ -162,3 +167,42 @@ def pages(method: Callable[..., PageT], request: RequestT, **call_args: Any) -> 
         if not page.next_page_token:
             return
         current.page_token = page.next_page_token
+
+
+def at_least_as_fresh(token: str) -> common_pb2.Consistency:
+    """The read requirement that reflects the write whose response carried
+    ``token`` (its ``consistency_token``) and every write committed before
+    it; ``minimize_latency`` when ``token`` is empty (the write's position
+    could not be read, or there was no write)."""
+    if not token:
+        return common_pb2.Consistency(minimize_latency=True)
+    return common_pb2.Consistency(at_least_as_fresh=token)
+
+
+class _Written(Protocol):
+    consistency_token: str
+
+
+WrittenT = TypeVar("WrittenT", bound=_Written)
+
+
+class Session:
+    """Read-your-writes across calls and processes: remembers the token of
+    the last write response observed and hands out the matching
+    ``Consistency`` for later reads. Observe responses in the order their
+    writes completed; a response with an empty token keeps the token before
+    it."""
+
+    def __init__(self, token: str = "") -> None:
+        self.token = token
+
+    def observe(self, response: WrittenT) -> WrittenT:
+        """Notes ``response``'s ``consistency_token`` and returns the response."""
+        if response.consistency_token:
+            self.token = response.consistency_token
+        return response
+
+    def consistency(self) -> common_pb2.Consistency:
+        """``at_least_as_fresh`` of the last token observed
+        (``minimize_latency`` before any)."""
+        return at_least_as_fresh(self.token)

@@ -3,6 +3,7 @@ package dev.socialgraph.client;
 import com.google.gson.Gson;
 import com.google.gson.reflect.TypeToken;
 import dev.socialgraph.v1.AdminServiceGrpc;
+import dev.socialgraph.v1.Consistency;
 import dev.socialgraph.v1.SocialGraphServiceGrpc;
 import io.grpc.ChannelCredentials;
 import io.grpc.Grpc;
@@ -23,8 +24,8 @@ import java.util.concurrent.TimeUnit;
  * which the service returns only when nothing was written. Failed calls throw
  * {@link io.grpc.StatusRuntimeException}; {@link SocialGraphError#from} decodes them.
  *
- * <p>Consistency tokens: when the service hands out a token with each write, this client will
- * carry the last one into the next read from here. The protos carry none yet.
+ * <p>{@link #atLeastAsFresh} and {@link Session} carry consistency tokens from writes into later
+ * reads.
  */
 public final class SocialGraphClient implements AutoCloseable {
   private final ManagedChannel channel;
@@ -54,6 +55,18 @@ public final class SocialGraphClient implements AutoCloseable {
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     }
+  }
+
+  /**
+   * The read requirement that reflects the write whose response carried {@code token} (its
+   * consistency_token) and every write committed before it; minimize_latency when {@code token} is
+   * empty (the write's position could not be read, or there was no write).
+   */
+  public static Consistency atLeastAsFresh(String token) {
+    if (token.isEmpty()) {
+      return Consistency.newBuilder().setMinimizeLatency(true).build();
+    }
+    return Consistency.newBuilder().setAtLeastAsFresh(token).build();
   }
 
   /** Blocking stub of SocialGraphService; add deadlines with withDeadlineAfter. */

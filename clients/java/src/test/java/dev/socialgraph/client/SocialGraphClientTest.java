@@ -2,6 +2,7 @@ package dev.socialgraph.client;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -10,6 +11,8 @@ import dev.socialgraph.v1.BlockRequest;
 import dev.socialgraph.v1.BlockResponse;
 import dev.socialgraph.v1.CanInteractRequest;
 import dev.socialgraph.v1.ConnectionState;
+import dev.socialgraph.v1.Consistency;
+import dev.socialgraph.v1.Counts;
 import dev.socialgraph.v1.ErrorReason;
 import dev.socialgraph.v1.FollowRequest;
 import dev.socialgraph.v1.FollowResponse;
@@ -265,5 +268,65 @@ class SocialGraphClientTest {
                     .getCounts(GetCountsRequest.newBuilder().addUserIds(newUser()).build()));
     assertEquals(Status.Code.DEADLINE_EXCEEDED, error.code());
     assertEquals(ErrorReason.ERROR_REASON_UNSPECIFIED, error.reason());
+  }
+
+  @Test
+  void sessionCarriesAWritesTokenIntoTheNextReads() {
+    String alice = newUser();
+    String bob = newUser();
+    Session session = new Session();
+    assertEquals(Consistency.newBuilder().setMinimizeLatency(true).build(), session.consistency());
+    FollowResponse followed = client.graph().follow(follow(alice, bob));
+    assertSame(followed, session.observe(followed));
+    assertFalse(followed.getConsistencyToken().isEmpty());
+    assertEquals(followed.getConsistencyToken(), session.consistency().getAtLeastAsFresh());
+
+    assertTrue(
+        client
+            .graph()
+            .getRelationship(
+                GetRelationshipRequest.newBuilder()
+                    .setUserId(alice)
+                    .setOtherUserId(bob)
+                    .setConsistency(session.consistency())
+                    .build())
+            .getRelationship()
+            .getFollowing());
+    List<Counts> counts =
+        client
+            .graph()
+            .getCounts(
+                GetCountsRequest.newBuilder()
+                    .addUserIds(alice)
+                    .addUserIds(bob)
+                    .setConsistency(session.consistency())
+                    .build())
+            .getCountsList();
+    assertEquals(
+        List.of(List.of(alice, 1L, 0L), List.of(bob, 0L, 1L)),
+        counts.stream().map(c -> List.of(c.getUserId(), c.getFollowing(), c.getFollowers())).toList());
+
+    session.observe(FollowResponse.getDefaultInstance());
+    assertEquals(followed.getConsistencyToken(), session.token());
+    assertThrows(IllegalArgumentException.class, () -> session.observe(Counts.getDefaultInstance()));
+  }
+
+  @Test
+  void atLeastAsFreshOfAnEmptyTokenMinimizesLatency() {
+    assertTrue(SocialGraphClient.atLeastAsFresh("").getMinimizeLatency());
+    assertEquals("t", SocialGraphClient.atLeastAsFresh("t").getAtLeastAsFresh());
+    assertEquals(SocialGraphClient.atLeastAsFresh("t"), new Session("t").consistency());
+  }
+
+  @Test
+  void malformedTokenDecodesIntoItsReason() {
+    GetCountsRequest request =
+        GetCountsRequest.newBuilder()
+            .addUserIds(newUser())
+            .setConsistency(SocialGraphClient.atLeastAsFresh("not-a-token"))
+            .build();
+    SocialGraphError error = refusal(() -> client.graph().getCounts(request));
+    assertEquals(Status.Code.INVALID_ARGUMENT, error.code());
+    assertEquals(ErrorReason.INVALID_CONSISTENCY_TOKEN, error.reason());
   }
 }
