@@ -15,10 +15,11 @@ from grpc_reflection.v1alpha import reflection
 from ratelimit import InProcessLimiter
 from ratelimit.failover import FailoverLimiter
 from ratelimit.redis import RedisLimiter
-from socialgraph.v1 import admin_pb2, social_graph_pb2
+from socialgraph.v1 import admin_pb2, social_graph_pb2, watch_pb2
 from storage import SqlStorage, StorageUnavailable, open_storage
 from storage.cache import RedisCounterCache
 from storage.counters import InProcessCounterCache, SqlCounters
+from storage.feed import EventFeed
 from storage.near import CounterFeed, Near
 from storage.relationships import InProcessRelationshipCache, RedisRelationshipCache, SqlRelationships
 from storage.migrate import upgrade
@@ -26,8 +27,9 @@ from storage.migrate import upgrade
 from . import redis_client
 from .handlers import add_service
 from .metrics import MetricsInterceptor, serve_metrics
-from .rules import Graph, Policy
-from .servicers import AdminServicer, SocialGraphServicer
+from .rules import EventLog, Graph, Policy
+from .rules.graph import now_us
+from .servicers import AdminServicer, SocialGraphServicer, WatchServicer
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     social_graph_pb2.DESCRIPTOR.services_by_name["SocialGraphService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    watch_pb2.DESCRIPTOR.services_by_name["WatchService"].full_name,
 )
 
 
@@ -91,9 +94,41 @@ def cached_readers(storage: SqlStorage, client=None, ttl_seconds: int = 3600, pr
     }
 
 
-def add_services(server: grpc.Server, graph: Graph) -> None:
+def add_services(server: grpc.Server, graph: Graph, watch: WatchServicer | None = None) -> None:
+    """The three services over ``graph``; without ``watch``, a Watch service
+    with the default settings."""
+    if watch is None:
+        watch = WatchServicer(EventLog(graph.storage, now_us), EventFeed(graph.storage))
     add_service(server, SocialGraphServicer(graph), social_graph_pb2.DESCRIPTOR.services_by_name["SocialGraphService"])
     add_service(server, AdminServicer(graph), admin_pb2.DESCRIPTOR.services_by_name["AdminService"])
+    add_service(server, watch, watch_pb2.DESCRIPTOR.services_by_name["WatchService"])
+
+
+class EventPruner:
+    """Removes events older than the retention in the background, one
+    bounded batch per transaction, so no request waits on it."""
+
+    def __init__(self, log: EventLog, retention: float) -> None:
+        self._log = log
+        self._retention_us = int(retention * 1_000_000)
+        # Often enough that a short retention holds to about a tenth of it.
+        self._interval = min(max(retention / 10, 0.05), 60.0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="event-pruner", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                while self._log.prune(self._retention_us) and not self._stop.wait(0.01):
+                    pass
+            except Exception:
+                log.exception("pruning events failed; trying again in %.1f s", self._interval)
 
 
 class HealthMonitor:
@@ -173,7 +208,13 @@ class App:
                 ("grpc.max_send_message_length", message_limit),
             ],
         )
-        add_services(self.server, self.graph)
+        events = EventLog(self.storage, now_us)
+        self.feed = EventFeed(self.storage)
+        self.pruner = EventPruner(events, settings.event_retention)
+        watch = WatchServicer(
+            events, self.feed, checkpoint=settings.watch_checkpoint, max_streams=settings.stream_limit
+        )
+        add_services(self.server, self.graph, watch)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -189,6 +230,7 @@ class App:
 
     def start(self) -> None:
         self.monitor.start()
+        self.pruner.start()
         if self.settings.metrics_listen and not self.worker:
             port = serve_metrics(self.settings.metrics_listen)
             log.info("metrics on %s", self.settings.metrics_listen.rpartition(":")[0] + f":{port}")
@@ -196,8 +238,11 @@ class App:
         log.info("socialgraph serving on %s (database %s)", self.settings.listen, self.storage.dialect)
 
     def stop(self, grace: float | None = None) -> None:
-        """Stops accepting, lets in-flight RPCs finish within ``grace``, closes storage."""
+        """Ends Watch streams (UNAVAILABLE, resumable), stops accepting, lets
+        in-flight RPCs finish within ``grace``, closes storage."""
         self.monitor.stop()
+        self.pruner.stop()
+        self.feed.close()
         self.server.stop(self.settings.grace_period if grace is None else grace).wait()
         self.storage.close()
 

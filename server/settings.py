@@ -59,10 +59,20 @@ class Settings:
     max_message_bytes: int = _setting(4 * 1024 * 1024, "largest request or response message")
     health_interval: float = _setting(2.0, "seconds between database health probes")
     migrate_on_start: bool = _setting(True, "apply schema migrations when the server starts")
+    watch_checkpoint: float = _setting(5.0, "seconds an idle Watch stream waits at most before sending a checkpoint")
+    watch_streams: int = _setting(16, "most Watch streams per process (each holds a gRPC thread; at most half of --threads)")
+    event_retention: float = _setting(
+        7 * 86_400.0, "seconds events are kept for Watch; older ones are pruned in the background"
+    )
 
     @property
     def windows(self) -> tuple[Window, ...]:
         return parse_windows(self.rate_limits)
+
+    @property
+    def stream_limit(self) -> int:
+        """Watch streams per process: at most half the threads, so unary calls always have threads."""
+        return max(1, min(self.watch_streams, self.threads // 2))
 
     def validate(self) -> "Settings":
         """Raises ValueError naming the setting when a value is unusable."""
@@ -85,6 +95,10 @@ class Settings:
             raise ValueError("connection_limit must be at least 1")
         if self.threads < 1 or self.workers < 1:
             raise ValueError("threads and workers must be at least 1")
+        if self.watch_checkpoint <= 0 or self.event_retention <= 0:
+            raise ValueError("watch_checkpoint and event_retention must be positive")
+        if self.watch_streams < 1:
+            raise ValueError("watch_streams must be at least 1")
         if not self.listen.rpartition(":")[2].isdigit():
             raise ValueError(f"listen must be host:port, got {self.listen!r}")
         return self

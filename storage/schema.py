@@ -17,6 +17,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Index,
+    Integer,
     MetaData,
     SmallInteger,
     String,
@@ -143,6 +144,34 @@ user_counters = Table(
     Column("blocked", BigInteger, nullable=False, server_default="0"),
     # Bumped by every change to the row; lets a cache refuse older values.
     Column("version", BigInteger, nullable=False, server_default="0"),
+)
+
+# The outbox: every committed write's change events, in commit order. ``seq``
+# is the order (SQLite: AUTOINCREMENT, so a number is never reused after
+# pruning; PostgreSQL: a sequence, appended under a lock held to COMMIT, see
+# ``SqlTx.flush``). The one table not led by a user id: it is the log of
+# the whole graph, read by position.
+events = Table(
+    "events",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_id", String(UUID_LEN), nullable=False),
+    Column("kind", SmallInteger, nullable=False),
+    _user_id("actor_id"),
+    _user_id("subject_id"),
+    Column("occurred_us", BigInteger, nullable=False),
+    # The kind's fields as JSON (see storage.types.Change).
+    Column("payload", Text, nullable=False, server_default="{}"),
+    sqlite_autoincrement=True,
+)
+
+# One row: the highest ``seq`` retention has removed. A cursor below it has
+# lost events.
+event_horizon = Table(
+    "event_horizon",
+    metadata,
+    Column("id", SmallInteger, primary_key=True),
+    Column("pruned_through", BigInteger, nullable=False),
 )
 
 COUNTER_COLUMNS = (

@@ -3,19 +3,25 @@ errors out. Nothing here imports grpc."""
 
 from .errors import (
     ConnectionLimitReached,
+    CursorExpired,
     GraphError,
     InvalidArgument,
     NotFound,
     PermissionDenied,
     RateLimited,
     Reason,
+    ShuttingDown,
+    TooManyStreams,
 )
+from .events import EventLog
 from .graph import BlockResult, ConnectionState, Graph, Page, Policy, SendResult, Stats
 
 __all__ = [
     "BlockResult",
     "ConnectionLimitReached",
     "ConnectionState",
+    "CursorExpired",
+    "EventLog",
     "Graph",
     "GraphError",
     "InvalidArgument",
@@ -26,5 +32,7 @@ __all__ = [
     "RateLimited",
     "Reason",
     "SendResult",
+    "ShuttingDown",
     "Stats",
+    "TooManyStreams",
 ]
