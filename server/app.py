@@ -98,7 +98,8 @@ def add_services(server: grpc.Server, graph: Graph, watch: WatchServicer | None 
     """The three services over ``graph``; without ``watch``, a Watch service
     with the default settings."""
     if watch is None:
-        watch = WatchServicer(EventLog(graph.storage, now_us), EventFeed(graph.storage))
+        events = EventLog(graph.storage, now_us)
+        watch = WatchServicer(events, EventFeed(graph.storage, events.sequence))
     add_service(server, SocialGraphServicer(graph), social_graph_pb2.DESCRIPTOR.services_by_name["SocialGraphService"])
     add_service(server, AdminServicer(graph), admin_pb2.DESCRIPTOR.services_by_name["AdminService"])
     add_service(server, watch, watch_pb2.DESCRIPTOR.services_by_name["WatchService"])
@@ -209,7 +210,7 @@ class App:
             ],
         )
         events = EventLog(self.storage, now_us)
-        self.feed = EventFeed(self.storage)
+        self.feed = EventFeed(self.storage, events.sequence)
         self.pruner = EventPruner(events, settings.event_retention)
         watch = WatchServicer(
             events, self.feed, checkpoint=settings.watch_checkpoint, max_streams=settings.stream_limit
@@ -231,6 +232,7 @@ class App:
     def start(self) -> None:
         self.monitor.start()
         self.pruner.start()
+        self.feed.start()
         if self.settings.metrics_listen and not self.worker:
             port = serve_metrics(self.settings.metrics_listen)
             log.info("metrics on %s", self.settings.metrics_listen.rpartition(":")[0] + f":{port}")

@@ -146,15 +146,17 @@ user_counters = Table(
     Column("version", BigInteger, nullable=False, server_default="0"),
 )
 
-# The outbox: every committed write's change events, in commit order. ``seq``
-# is the order (SQLite: AUTOINCREMENT, so a number is never reused after
-# pruning; PostgreSQL: a sequence, appended under a lock held to COMMIT, see
-# ``SqlTx.flush``). The one table not led by a user id: it is the log of
-# the whole graph, read by position.
+# The outbox: every committed write's change events. ``id`` is the order of
+# insertion; ``seq``, the position readers see, is given in commit order:
+# on SQLite by the writing transaction itself (writers are serialised), on
+# PostgreSQL by the sequencer (``SqlTx.sequence_events``) after commit, so
+# writers never wait on each other for it. The one table not led by a user
+# id: it is the log of the whole graph, read by position.
 events = Table(
     "events",
     metadata,
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("seq", BigInteger, nullable=True),
     Column("event_id", String(UUID_LEN), nullable=False),
     Column("kind", SmallInteger, nullable=False),
     _user_id("actor_id"),
@@ -162,7 +164,8 @@ events = Table(
     Column("occurred_us", BigInteger, nullable=False),
     # The kind's fields as JSON (see storage.types.Change).
     Column("payload", Text, nullable=False, server_default="{}"),
-    sqlite_autoincrement=True,
+    # Positions are unique; events not yet given one (NULL) are found by it too.
+    Index(None, "seq", unique=True),
 )
 
 # One row: the highest ``seq`` retention has removed. A cursor below it has

@@ -72,7 +72,7 @@ from .types import (
 )
 
 _LOCK_ATTEMPTS = 3
-# PostgreSQL channel notified by every transaction that appends events.
+# PostgreSQL channel notified by every transaction that gives events positions.
 EVENTS_CHANNEL = "socialgraph_events"
 
 
@@ -163,22 +163,16 @@ class SqlTx:
     def _append_events(self) -> None:
         """Appends the transaction's events, last thing before COMMIT.
 
-        On PostgreSQL a sequence number is taken at INSERT, not at COMMIT, so
-        two writers could commit out of number order and a reader tailing by
-        number would skip the later-committing smaller one. Appends are
-        therefore serialised by a transaction-level advisory lock (one per
-        events table) taken here and released by COMMIT, after the
-        transaction is visible: a number is taken only once every smaller one
-        is committed (or rolled back), so positions are commit order and
-        anything up to the newest committed position is final. The lock is
-        held for the INSERT and the COMMIT only. The NOTIFY in the same
-        statement wakes watching processes when the transaction commits.
-        SQLite writers are serialised already."""
+        They are inserted without a position. On SQLite the transaction
+        gives them theirs at once: writers are serialised, so positions are
+        commit order. On PostgreSQL a position taken before COMMIT would not
+        be: two writers could commit out of number order, and a reader
+        tailing by number would skip the later-committing smaller one. So the
+        sequencer gives positions after commit (``sequence_events``), and
+        writers never wait on each other for them."""
         changes, self._changes = self._changes, []
         if not changes:
             return
-        if self._pg:
-            self._d.first_value(_EVENTS_LOCK, {})
         self._d.run(
             _INSERT_EVENT,
             [
@@ -193,6 +187,8 @@ class SqlTx:
                 for change in changes
             ],
         )
+        if not self._pg:
+            self.sequence_events(len(changes))
         self.emitted = True
 
     def _touch(self, rows) -> None:
@@ -360,6 +356,33 @@ class SqlTx:
     def emit(self, change: Change) -> None:
         self._changes.append(change)
 
+    def sequence_events(self, limit: int) -> int:
+        """Gives up to ``limit`` committed events without a position the next
+        positions, in insertion order; returns how many.
+
+        On PostgreSQL sequencers are serialised by a transaction-level
+        advisory lock (one per events table) held to COMMIT, and a NOTIFY
+        wakes every watching process at COMMIT: a
+        reader that sees a position sees every smaller one, and positions
+        follow commit order. Insertion order within one batch keeps the
+        order of writes that touched the same users: the later one inserted
+        its events after the earlier one committed."""
+        if self._pg:
+            self._d.first_value(_SEQUENCER_LOCK, {})
+        e = events.c
+        pending = (
+            select(e.id, func.row_number().over(order_by=e.id).label("n"))
+            .where(e.seq.is_(None))
+            .order_by(e.id)
+            .limit(limit)
+            .subquery()
+        )
+        base = self.event_head()
+        count = self._c.execute(update(events).where(e.id == pending.c.id).values(seq=base + pending.c.n)).rowcount
+        if count and self._pg:
+            self._d.first_value(_NOTIFY_EVENTS, {})
+        return count
+
     def event_head(self) -> int:
         newest, pruned = self._d.rows(_EVENT_HEAD, {})[0]
         return max(newest or 0, pruned or 0)
@@ -386,7 +409,9 @@ class SqlTx:
 
     def prune_events(self, before_us: int, limit: int) -> int:
         e = events.c
-        oldest = self._c.execute(select(e.seq, e.occurred_us).order_by(e.seq).limit(limit)).all()
+        oldest = self._c.execute(
+            select(e.seq, e.occurred_us).where(e.seq.is_not(None)).order_by(e.seq).limit(limit)
+        ).all()
         through = None
         for row in oldest:
             if row.occurred_us >= before_us:
@@ -762,12 +787,10 @@ _INSERT_EVENT = Direct(
 )
 # Keyed by the events table's oid, so databases sharing a server (or schemas
 # sharing a database) do not wait on each other.
-_EVENTS_LOCK = Direct(
-    select(
-        func.pg_advisory_xact_lock(literal(0x5E7E47), literal_column("'events'::regclass::oid::int")),
-        func.pg_notify(EVENTS_CHANNEL, ""),
-    )
+_SEQUENCER_LOCK = Direct(
+    select(func.pg_advisory_xact_lock(literal(0x5E7E47), literal_column("'events'::regclass::oid::int")))
 )
+_NOTIFY_EVENTS = Direct(select(func.pg_notify(EVENTS_CHANNEL, "")))
 _EVENT_HORIZON = Direct(select(event_horizon.c.pruned_through).where(event_horizon.c.id == 1))
 _EVENT_HEAD = Direct(
     select(

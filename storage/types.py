@@ -356,7 +356,12 @@ class Tx(Protocol):
 
     # Events.
     def emit(self, change: Change) -> None:
-        """Appends ``change`` to the outbox when the transaction commits."""
+        """Appends ``change`` to the outbox when the transaction commits
+        (with a position at once on SQLite, from ``sequence_events`` on
+        PostgreSQL)."""
+    def sequence_events(self, limit: int) -> int:
+        """Gives up to ``limit`` committed events without a position their
+        positions, in commit order; returns how many."""
     def event_head(self) -> int:
         """The position of the newest committed event (or of the retention horizon)."""
     def event_horizon(self) -> int:

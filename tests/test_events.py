@@ -43,8 +43,9 @@ def client(graph):
     """A server whose Watch sends checkpoints every CHECKPOINT seconds and
     serves at most STREAMS streams."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
-    feed = EventFeed(graph.storage)
-    watch = WatchServicer(EventLog(graph.storage, now_us), feed, checkpoint=CHECKPOINT, max_streams=STREAMS)
+    events = EventLog(graph.storage, now_us)
+    feed = EventFeed(graph.storage, events.sequence)
+    watch = WatchServicer(events, feed, checkpoint=CHECKPOINT, max_streams=STREAMS)
     add_services(server, graph, watch)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
@@ -423,6 +424,7 @@ def test_pruning_keeps_events_younger_than_the_retention(storage, user):
     log = EventLog(storage, lambda: clock[0])
     storage.read_write(lambda tx: tx.emit(Change(EventKind.FOLLOWED, a, b, clock[0] - 5_000_000, {"cause": 1})))
     storage.read_write(lambda tx: tx.emit(Change(EventKind.FOLLOWED, b, a, clock[0] - 1_000_000, {"cause": 1})))
+    log.sequence()
     while log.prune(retention_us=3_000_000):
         pass
     left = storage.read_only(lambda tx: tx.events_after(0, (), (a,), 10, 10_000_000)).events

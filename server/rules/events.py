@@ -26,8 +26,9 @@ from .errors import CursorExpired, InvalidArgument, Reason
 # advances in bounded steps.
 READ_LIMIT = 256
 SCAN_LIMIT = 10_000
-# Events pruned per transaction.
+# Events pruned, or given positions, per transaction.
 PRUNE_BATCH = 1000
+SEQUENCE_BATCH = 5000
 
 
 def encode_cursor(position: int) -> str:
@@ -59,8 +60,10 @@ class EventLog:
 
     def start(self, cursor: str) -> int:
         """The position a stream starts after: the cursor's, or the newest
-        committed event's when ``cursor`` is empty."""
+        event's when ``cursor`` is empty (every write that committed before
+        is given its position first, so none of it is "after now")."""
         if not cursor:
+            self.sequence()
             return self.storage.read_only(lambda tx: tx.event_head())
         position = decode_cursor(cursor)
 
@@ -83,6 +86,11 @@ class EventLog:
             return found
 
         return self.storage.read_only(run)
+
+    def sequence(self) -> None:
+        """Gives every committed event without a position its position."""
+        while self.storage.read_write(lambda tx: tx.sequence_events(SEQUENCE_BATCH)) == SEQUENCE_BATCH:
+            pass
 
     def prune(self, retention_us: int) -> int:
         """Removes one batch of events older than the retention; returns how many."""
