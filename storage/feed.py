@@ -1,8 +1,11 @@
 """Gives events their positions and wakes event streams when new ones commit.
 
-One feed per process keeps the newest event position (the head) and wakes
-every waiting stream when it moves; the head is only a hint to wake up:
-streams read the events themselves.
+One feed per process keeps the newest event position (the head), reads
+the new events once, keeps the latest ``keep`` of them in memory, and wakes
+every waiting stream when the head moves. A stream whose position is within
+that window takes its events from memory (``recent``), so many watchers
+cost one read of the log per change, not one each; a stream further behind
+reads the log itself.
 
 On PostgreSQL the feed also runs the sequencer (``sequence``, which gives
 committed events their positions; see ``SqlTx.sequence_events``): at once
@@ -18,13 +21,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from collections import deque
+from typing import Callable, Collection
 
 import psycopg
 
 from .engine import SqlStorage
 from .errors import StorageError
 from .sql import EVENTS_CHANNEL
+from .types import Event, EventRange
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,7 @@ class EventFeed:
         *,
         poll: float = 0.02,
         fallback: float = 1.0,
+        keep: int = 4096,
     ) -> None:
         self._storage = storage
         self._sequence = sequence
@@ -44,6 +50,12 @@ class EventFeed:
         self._fallback = fallback
         self._changed = threading.Condition()
         self._head = 0
+        # The latest events, every position in (self._low, self._head]; and
+        # the retention horizon as last read.
+        self._recent: deque[Event] = deque(maxlen=keep)
+        self._low = 0
+        self._horizon = 0
+        self._reading = threading.Lock()
         self._closed = False
         self._poke = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -77,6 +89,27 @@ class EventFeed:
         with self._changed:
             self._changed.wait_for(lambda: self._head > position or stop() or self._closed, timeout=timeout)
 
+    def recent(self, after: int, kinds: Collection[int], user_ids: Collection[str], limit: int) -> EventRange | None:
+        """The events after ``after`` matching the filters, from memory; None
+        when ``after`` is outside the window (read the log instead)."""
+        with self._changed:
+            if not (self._low <= after <= self._head) or after < self._horizon:
+                return None
+            found: list[Event] = []
+            for event in reversed(self._recent):
+                if event.seq <= after:
+                    break
+                found.append(event)
+            head = self._head
+        found.reverse()
+        if kinds:
+            found = [e for e in found if e.kind in kinds]
+        if user_ids:
+            found = [e for e in found if e.actor_id in user_ids or e.subject_id in user_ids]
+        if len(found) > limit:
+            return EventRange(found[:limit], found[limit - 1].seq, head)
+        return EventRange(found, head, head)
+
     def wake(self) -> None:
         """Wakes every waiting stream to check its ``stop`` (one was cancelled)."""
         with self._changed:
@@ -88,19 +121,39 @@ class EventFeed:
         self.wake()
 
     def _refresh(self) -> None:
-        try:
-            head = self._storage.read_only(lambda tx: tx.event_head())
-        except StorageError as exc:
-            log.debug("event feed: cannot read the head: %s", exc)
-            return
-        except Exception:
-            if not self._closed:
-                log.exception("event feed: reading the head failed")
-            return
-        if head > self._head:
+        """Reads the head and the events up to it (one thread at a time)."""
+        with self._reading:
+            try:
+                head, fresh, horizon = self._storage.read_only(self._read)
+            except StorageError as exc:
+                log.debug("event feed: cannot read the log: %s", exc)
+                return
+            except Exception:
+                if not self._closed:
+                    log.exception("event feed: reading the log failed")
+                return
+            if head <= self._head and horizon <= self._horizon:
+                return
+            low = self._low if fresh is not None else head
             with self._changed:
-                self._head = head
+                if fresh is None:
+                    self._recent.clear()
+                self._recent.extend(fresh or ())
+                dropped = self._recent[0].seq - 1 if len(self._recent) == self._recent.maxlen else low
+                self._low = max(low, dropped)
+                self._head = max(head, self._head)
+                self._horizon = horizon
                 self._changed.notify_all()
+
+    def _read(self, tx) -> tuple[int, list[Event] | None, int]:
+        """The head, the events since the last read (None when more than
+        the window holds), and the horizon, read after the events so that
+        pruning while they were read is seen."""
+        head = tx.event_head()
+        fresh = None
+        if head - self._head <= (self._recent.maxlen or 0):
+            fresh = _events_between(tx, self._head, head) if head > self._head else []
+        return head, fresh, tx.event_horizon()
 
     def _tail(self) -> None:
         while not self._closed:
@@ -145,3 +198,15 @@ class EventFeed:
                         return
                     self._refresh()
                     threading.Event().wait(self._poll)
+
+
+def _events_between(tx, after: int, through: int) -> list[Event]:
+    """Every event in (after, through]; positions are dense, so it is complete."""
+    found: list[Event] = []
+    while after < through:
+        batch = tx.events_after(after, (), (), 1000, through - after).events
+        if not batch:
+            break
+        found.extend(batch)
+        after = batch[-1].seq
+    return found

@@ -40,11 +40,12 @@ REQUEST, AUTO_FOLLOW, BLOCK, USER_DELETED, PROMOTION = (
 
 @pytest.fixture(scope="module")
 def client(graph):
-    """A server whose Watch sends checkpoints every CHECKPOINT seconds and
-    serves at most STREAMS streams."""
+    """A server whose Watch sends checkpoints every CHECKPOINT seconds,
+    serves at most STREAMS streams, and keeps only the last few events in
+    memory, so streams read both the log and the feed's window."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     events = EventLog(graph.storage, now_us)
-    feed = EventFeed(graph.storage, events.sequence)
+    feed = EventFeed(graph.storage, events.sequence, keep=8)
     watch = WatchServicer(events, feed, checkpoint=CHECKPOINT, max_streams=STREAMS)
     add_services(server, graph, watch)
     port = server.add_insecure_port("127.0.0.1:0")

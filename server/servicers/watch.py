@@ -1,7 +1,9 @@
 """socialgraph.v1.WatchService: the event log as a stream.
 
-Each stream holds one gRPC worker thread and at most one read of the log
-(``READ_LIMIT`` events) in memory: the next event is produced only after
+A stream near the head takes its events from the process's feed (one read
+of the log per change, shared by every stream); one further behind reads
+the log itself. Each stream holds one gRPC worker thread and at most one
+read (``READ_LIMIT`` events) in memory: the next event is produced only after
 the previous one was handed to the transport, so a consumer that stops
 reading stalls its own stream under HTTP/2 flow control and never grows the
 server. At most ``max_streams`` streams run per process."""
@@ -20,7 +22,7 @@ from .. import convert
 from .. import validate as v
 from ..errors import translate_errors
 from ..rules import EventLog, ShuttingDown, TooManyStreams
-from ..rules.events import encode_cursor
+from ..rules.events import READ_LIMIT, encode_cursor
 
 
 @translate_errors
@@ -35,6 +37,7 @@ class WatchServicer(pb_grpc.WatchServiceServicer):
     def Watch(self, request, context):
         kinds = [int(v.enum_value(kind, f"kinds[{i}]", EventKind)) for i, kind in enumerate(request.kinds)]
         user_ids = v.user_ids(request.user_ids, "user_ids", required=False)
+        kind_set, user_set = frozenset(kinds), frozenset(user_ids)
         if not self._slots.acquire(blocking=False):
             raise TooManyStreams(self._max_streams)
         try:
@@ -47,7 +50,9 @@ class WatchServicer(pb_grpc.WatchServiceServicer):
             while not ended.is_set():
                 if self._feed.closed:
                     raise ShuttingDown()
-                found = self._log.read(position, kinds, user_ids)
+                found = self._feed.recent(position, kind_set, user_set, READ_LIMIT) or self._log.read(
+                    position, kinds, user_ids
+                )
                 for event in found.events:
                     yield pb.WatchResponse(event=convert.event(event))
                 position = found.through
