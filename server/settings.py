@@ -21,13 +21,13 @@ def _setting(default, help: str, *, commands: tuple[str, ...] = ("serve",)):
     return field(default=default, metadata={"help": help, "commands": commands})
 
 
-_ALL = ("serve", "migrate", "recount", "health")
+_ALL = ("serve", "migrate", "recount", "health", "events")
 
 
 @dataclass(frozen=True)
 class Settings:
     listen: str = _setting(
-        "127.0.0.1:50051", "address the gRPC server listens on (host:port)", commands=("serve", "health")
+        "127.0.0.1:50051", "address the gRPC server listens on (host:port)", commands=("serve", "health", "events")
     )
     database_url: str = _setting(
         "sqlite:///./socialgraph.db",

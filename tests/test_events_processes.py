@@ -1,11 +1,13 @@
 """Watch through real server processes: two processes writing while a
 consumer reads live, resuming after SIGKILL and SIGTERM, events for
-exactly the writes that committed when a server is killed under load, and
-retention pruned in the background."""
+exactly the writes that committed when a server is killed under load,
+retention pruned in the background, and ``socialgraph events tail``."""
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
 import threading
 import time
 from concurrent import futures
@@ -16,7 +18,16 @@ import pytest
 from server.rules.events import decode_cursor
 from socialgraph.v1 import watch_pb2 as wpb
 
-from .support import BACKENDS, Client, new_user, raises, running_server, temporary_database
+from .support import (
+    BACKENDS,
+    Client,
+    clean_env,
+    new_user,
+    raises,
+    running_server,
+    socialgraph_command,
+    temporary_database,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -232,3 +243,33 @@ def test_retention_is_pruned_in_the_background(backend, tmp_path):
             pair = (new_user(), new_user())
             client.follow(*pair)
             assert follows(drain(address, later)) == [pair]
+
+
+def test_events_tail_prints_events_as_json_lines(tmp_path):
+    with serve(f"sqlite:///{tmp_path}/tail.db") as (address, _), grpc.insecure_channel(address) as channel:
+        client = Client(channel)
+        start = head_cursor(address)
+        a, b = new_user(), new_user()
+        client.follow(a, b)
+        client.block(a, b, "spam")
+        tail = subprocess.Popen(
+            [*socialgraph_command(), "events", "tail", "--listen", address, "--after", start, "--kinds", "blocked,UNFOLLOWED"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+        )
+        try:
+            lines = [json.loads(tail.stdout.readline()) for _ in range(2)]
+        finally:
+            tail.kill()
+            tail.wait(timeout=10)
+    assert [(x["kind"], x["actor_id"], x["subject_id"]) for x in lines] == [
+        ("EVENT_KIND_UNFOLLOWED", a, b),
+        ("EVENT_KIND_BLOCKED", a, b),
+    ]
+    assert lines[0]["cause"] == "CHANGE_CAUSE_BLOCK" and lines[1]["block"]["reason"] == "spam"
+    assert decode_cursor(lines[1]["cursor"]) > decode_cursor(lines[0]["cursor"])
+    refused = subprocess.run(
+        [*socialgraph_command(), "events", "tail", "--kinds", "NOPE"], capture_output=True, text=True, env=clean_env()
+    )
+    assert refused.returncode == 2 and "NOPE" in refused.stderr
