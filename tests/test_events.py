@@ -430,3 +430,35 @@ def test_pruning_keeps_events_younger_than_the_retention(storage, user):
         pass
     left = storage.read_only(lambda tx: tx.events_after(0, (), (a,), 10, 10_000_000)).events
     assert [(x.actor_id, x.subject_id) for x in left] == [(b, a)]
+
+
+def test_memory_is_bounded_per_process_and_per_read(storage, user):
+    """The feed keeps at most ``keep`` events; a stream further behind reads
+    the log at most READ_LIMIT events at a time."""
+    from server.rules.events import READ_LIMIT
+
+    log = EventLog(storage, now_us)
+    feed = EventFeed(storage, log.sequence, keep=8)
+    try:
+        start = log.start("")
+        feed.start()
+        a = user()
+        for _ in range(READ_LIMIT // 2 + 1):
+            b = user()
+            storage.read_write(lambda tx, b=b: tx.emit(Change(EventKind.FOLLOWED, a, b, now_us(), {"cause": 1})))
+            storage.read_write(lambda tx, b=b: tx.emit(Change(EventKind.UNFOLLOWED, a, b, now_us(), {"cause": 1})))
+        log.sequence()
+        head = storage.read_only(lambda tx: tx.event_head())
+        deadline = time.monotonic() + 10
+        while feed.recent(head, (), (), READ_LIMIT) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(feed._recent) == 8
+        assert feed.recent(start, (), (), READ_LIMIT) is None  # behind the window: read the log
+        window = feed.recent(head - 5, (), (), READ_LIMIT)
+        assert [e.seq for e in window.events] == list(range(head - 4, head + 1))
+        first = log.read(start, (), (a,))
+        assert len(first.events) == READ_LIMIT and first.through == first.events[-1].seq < head
+        second = log.read(first.through, (), (a,))
+        assert len(second.events) == 2 and second.through == head
+    finally:
+        feed.close()
