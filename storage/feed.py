@@ -163,10 +163,7 @@ class EventFeed:
 
     def _run_sequencer(self) -> None:
         while not self._closed:
-            self._poke.wait(self._fallback)
             self._poke.clear()
-            if self._closed:
-                return
             try:
                 self._sequence()
             except StorageError as exc:
@@ -175,6 +172,7 @@ class EventFeed:
                 if not self._closed:
                     log.exception("event sequencer failed; trying again in %.1f s", self._fallback)
             self._refresh()
+            self._poke.wait(self._fallback)
 
     def _listen(self) -> None:
         engine = self._storage.engine

@@ -60,12 +60,13 @@ class EventLog:
 
     def start(self, cursor: str) -> int:
         """The position a stream starts after: the cursor's, or the newest
-        event's when ``cursor`` is empty (every write that committed before
-        is given its position first, so none of it is "after now")."""
-        if not cursor:
-            self.sequence()
+        event's when ``cursor`` is empty. Every write that committed before
+        is given its position first, so none of it counts as "after now", and
+        a stream never waits for the sequencer to learn of older events."""
+        position = decode_cursor(cursor) if cursor else None
+        self.sequence()
+        if position is None:
             return self.storage.read_only(lambda tx: tx.event_head())
-        position = decode_cursor(cursor)
 
         def run(tx: Tx) -> int:
             if position > tx.event_head():
