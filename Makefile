@@ -11,7 +11,7 @@ PROTOC := PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m grpc_tools.protoc
 # Usage: $(call protoc_gen,OUTDIR)
 protoc_gen = $(PROTOC) -I$(PROTO_DIR) --python_out=$(1) --grpc_python_out=$(1) --mypy_out=$(1) --mypy_grpc_out=$(1) $(PROTO_SRCS)
 
-.PHONY: install services serve test check-protos protos migrate bench bench-redis clean distclean
+.PHONY: install services serve test check-protos protos migrate bench bench-redis bench-events clean distclean
 
 install: $(VENV)/.installed
 
@@ -69,6 +69,9 @@ bench: $(VENV)/.installed services
 
 bench-redis: $(VENV)/.installed services
 	$(PY) bench/redis_bench.py $(ARGS)
+
+bench-events: $(VENV)/.installed services
+	$(PY) bench/events.py $(ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis .mypy_cache
