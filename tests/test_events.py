@@ -462,3 +462,22 @@ def test_memory_is_bounded_per_process_and_per_read(storage, user):
         assert len(second.events) == 2 and second.through == head
     finally:
         feed.close()
+
+
+def test_streams_and_deliveries_are_counted(client, user):
+    from server.servicers.watch import DELIVERED, STREAMS
+
+    a, b = user(), user()
+    start = head_cursor(client)
+    client.follow(a, b)
+    open_before, sent_before = STREAMS._value.get(), DELIVERED._value.get()
+    stream = client.watch.Watch(wpb.WatchRequest(after_cursor=start, user_ids=[a]), timeout=10)
+    next(stream)
+    assert next(stream).event.kind == K.EVENT_KIND_FOLLOWED
+    assert STREAMS._value.get() == open_before + 1
+    assert DELIVERED._value.get() >= sent_before + 1
+    stream.cancel()
+    deadline = time.monotonic() + 5
+    while STREAMS._value.get() != open_before:
+        assert time.monotonic() < deadline, "the cancelled stream is still counted"
+        time.sleep(0.02)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import threading
 import time
 
+from prometheus_client import Counter, Gauge
+
 from socialgraph.v1 import watch_pb2 as pb
 from socialgraph.v1 import watch_pb2_grpc as pb_grpc
 from storage.feed import EventFeed
@@ -23,6 +25,10 @@ from .. import validate as v
 from ..errors import translate_errors
 from ..rules import EventLog, ShuttingDown, TooManyStreams
 from ..rules.events import READ_LIMIT, encode_cursor
+
+
+STREAMS = Gauge("socialgraph_watch_streams", "Watch streams open in this process.")
+DELIVERED = Counter("socialgraph_events_delivered_total", "Events sent on Watch streams.")
 
 
 @translate_errors
@@ -40,6 +46,7 @@ class WatchServicer(pb_grpc.WatchServiceServicer):
         kind_set, user_set = frozenset(kinds), frozenset(user_ids)
         if not self._slots.acquire(blocking=False):
             raise TooManyStreams(self._max_streams)
+        STREAMS.inc()
         try:
             position = self._log.start(request.after_cursor)
             self._feed.start()
@@ -54,6 +61,7 @@ class WatchServicer(pb_grpc.WatchServiceServicer):
                     position, kinds, user_ids
                 )
                 for event in found.events:
+                    DELIVERED.inc()
                     yield pb.WatchResponse(event=convert.event(event))
                 position = found.through
                 now = time.monotonic()
@@ -66,6 +74,7 @@ class WatchServicer(pb_grpc.WatchServiceServicer):
                     continue
                 self._feed.wait(position, max(self._checkpoint - (now - quiet_since), 0.0), ended.is_set)
         finally:
+            STREAMS.dec()
             self._slots.release()
 
 
