@@ -42,6 +42,7 @@ class SqlStorage:
         self.engine = engine
         self._postgres = engine.dialect.name == "postgresql"
         self._listeners: list[CountersListener] = []
+        self._event_listeners: list[Callable[[], None]] = []
         self._deadline = deadline
         self._watchdog = Watchdog() if deadline and self._postgres else None
         self.positions = Positions(strict=self._postgres)
@@ -73,6 +74,9 @@ class SqlStorage:
 
     def on_counters_committed(self, listener: CountersListener) -> None:
         self._listeners.append(listener)
+
+    def on_events_committed(self, listener: Callable[[], None]) -> None:
+        self._event_listeners.append(listener)
 
     @property
     def dialect(self) -> str:
@@ -144,6 +148,9 @@ class SqlStorage:
                 raise StorageUnavailable(str(exc.orig).strip()) from exc
             if tx.touched:
                 self._notify(tx.touched)
+            if tx.emitted:
+                for wake in self._event_listeners:
+                    wake()
             return result
         raise AssertionError("unreachable")
 
