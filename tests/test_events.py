@@ -14,14 +14,15 @@ from concurrent import futures
 import grpc
 import pytest
 
+from ratelimit import InProcessLimiter, parse_windows
 from server.app import add_services
-from server.rules import EventLog
+from server.rules import EventLog, Graph, Policy
 from server.rules.events import decode_cursor, encode_cursor
 from server.rules.graph import now_us
 from server.servicers import WatchServicer
 from socialgraph.v1 import watch_pb2 as wpb
 from storage.feed import EventFeed
-from storage.types import Change, EventKind
+from storage.types import Cause, Change, EventKind, Role, User
 
 from .support import Client, raises
 
@@ -249,6 +250,69 @@ def test_refused_and_rolled_back_writes_emit_nothing(client, storage, user):
     with pytest.raises(RuntimeError):
         storage.read_write(emit_then_fail)
     assert [brief(x) for x in drain(client, start, users=(a, b, m))] == [("BLOCKED", a, b, REQUEST)]
+
+
+def logged(storage, start: int, users) -> list:
+    """The committed events about ``users`` after position ``start``."""
+    log = EventLog(storage, now_us)
+    log.sequence()
+    events, position = [], start
+    while True:
+        found = log.read(position, (), users)
+        events.extend(found.events)
+        if found.through >= found.head:
+            return events
+        position = found.through
+
+
+def test_a_batched_deletion_emits_every_edge_it_removes_then_user_deleted(storage, user):
+    """DeleteUser runs in transactions of at most ``edge_batch`` edges per
+    kind: each appends the events of the edges it removed, the last one
+    USER_DELETED."""
+    graph = Graph(storage, InProcessLimiter(parse_windows("1000/1h")), Policy(edge_batch=2, auto_follow=False))
+    big, fans, idols, blockers, blocked = user(), [user() for _ in range(5)], [user() for _ in range(3)], [
+        user() for _ in range(3)
+    ], [user() for _ in range(3)]
+    requested = [user() for _ in range(3)]
+    for fan in fans:
+        graph.follow(fan, big)
+    for idol in idols:
+        graph.follow(big, idol)
+    for blocker in blockers:
+        graph.block(blocker, big, "")
+    for other in blocked:
+        graph.block(big, other, "")
+    for other in requested:
+        graph.send_connection_request(other, big, "")
+    start = EventLog(storage, now_us).start("")
+    graph.delete_user(big)
+    events = logged(storage, start, [big])
+    assert (events[-1].kind, events[-1].actor_id) == (EventKind.USER_DELETED, big)
+    removals = events[:-1]
+    assert {x.payload["cause"] for x in removals} == {Cause.USER_DELETED}
+    edges = [(EventKind(x.kind), x.actor_id, x.subject_id) for x in removals]
+    assert sorted(edges) == sorted(
+        [(EventKind.UNFOLLOWED, fan, big) for fan in fans]
+        + [(EventKind.UNFOLLOWED, big, idol) for idol in idols]
+        + [(EventKind.UNBLOCKED, blocker, big) for blocker in blockers]
+        + [(EventKind.UNBLOCKED, big, other) for other in blocked]
+        + [(EventKind.CONNECTION_REQUEST_CANCELLED, other, big) for other in requested]
+    )
+
+
+def test_a_batched_promotion_emits_one_unblocked_per_lifted_block(storage, user):
+    """The role is committed with the first batch of lifted blocks; the rest
+    go in batches of their own, each with its events."""
+    graph = Graph(storage, InProcessLimiter(parse_windows("1000/1h")), Policy(edge_batch=2))
+    target, blockers = user(), [user() for _ in range(5)]
+    graph.upsert_user(User(target, Role.MEMBER, "", "", 0))
+    for blocker in blockers:
+        graph.block(blocker, target, "")
+    start = EventLog(storage, now_us).start("")
+    graph.upsert_user(User(target, Role.MODERATOR, "", "", 0))
+    events = [(EventKind(x.kind), x.actor_id, x.payload["cause"]) for x in logged(storage, start, [target])]
+    lifted = [(EventKind.UNBLOCKED, b, Cause.PROMOTION) for b in sorted(blockers)]
+    assert events == [*lifted[:2], (EventKind.USER_UPSERTED, target, Cause.REQUEST), *lifted[2:]]
 
 
 # ------------------------------------------------------------------ stream
