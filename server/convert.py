@@ -99,7 +99,7 @@ def report(record: types.Report) -> pb.Report:
     return message
 
 
-def event(record: types.Event) -> watch_pb2.Event:
+def event(record: types.Event, consistency_token: str = "") -> watch_pb2.Event:
     """The stored payload is the kind's fields in the message's JSON form."""
     message = watch_pb2.Event(
         event_id=record.event_id,
@@ -108,5 +108,6 @@ def event(record: types.Event) -> watch_pb2.Event:
         actor_id=record.actor_id,
         subject_id=record.subject_id,
         occurred_at=timestamp(record.occurred_us),
+        consistency_token=consistency_token,
     )
     return json_format.ParseDict(record.payload, message)

@@ -62,7 +62,10 @@ class SqlStorage:
         """The consistency token of the calling thread's last committed write;
         empty if its position could not be read."""
         position = getattr(self._last, "position", None)
-        return "" if position is None else encode_token(self.identity, position)
+        return "" if position is None else self.token_at(position)
+
+    def token_at(self, position: int) -> str:
+        return encode_token(self.identity, position)
 
     def token_position(self, token: str) -> int:
         """The position ``token`` names; InvalidToken unless it is this database's."""
@@ -124,8 +127,8 @@ class SqlStorage:
                             conn.connection.dbapi_connection.autocommit = True
                         with conn.begin():
                             result = fn(tx)
-                            tx.flush()
                             position = tx.bump_position() if write and not self._postgres else None
+                            tx.flush(position)
                             committing = True
                         if write:
                             position = self._committed_at(conn, tx, position)

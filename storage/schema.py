@@ -175,6 +175,10 @@ events = Table(
     Column("occurred_us", BigInteger, nullable=False),
     # The kind's fields as JSON (see storage.types.Change).
     Column("payload", Text, nullable=False, server_default="{}"),
+    # The commit position of the writing transaction, for the event's
+    # consistency token: SQLite's commit counter as the write bumped it; on
+    # PostgreSQL the WAL position the sequencer read after that commit.
+    Column("position", BigInteger, nullable=True),
     # Positions are unique; events not yet given one (NULL) are found by it too.
     Index(None, "seq", unique=True),
 )

@@ -151,11 +151,12 @@ class SqlTx:
         for name, delta in deltas.items():
             pending[name] = pending.get(name, 0) + delta
 
-    def flush(self) -> None:
+    def flush(self, position: int | None = None) -> None:
         """Applies the counter changes added up so far, two users a statement,
-        then appends the events (see ``_append_events``)."""
+        then appends the events (see ``_append_events``) with the
+        transaction's commit position when it is known (SQLite)."""
         self._flush_counters()
-        self._append_events()
+        self._append_events(position)
 
     def _flush_counters(self) -> None:
         pending, self._deltas = list(self._deltas.items()), {}
@@ -168,7 +169,7 @@ class SqlTx:
                 params[f"second_{name}"] = second_deltas.get(name, 0)
             self._touch(self._d.rows(_BUMP_PAIR, params))
 
-    def _append_events(self) -> None:
+    def _append_events(self, position: int | None) -> None:
         """Appends the transaction's events, last thing before COMMIT.
 
         They are inserted without a position. On SQLite the transaction
@@ -191,6 +192,7 @@ class SqlTx:
                     "subject_id": change.subject_id,
                     "occurred_us": change.occurred_us,
                     "payload": json.dumps(change.payload, separators=(",", ":")),
+                    "position": position,
                 }
                 for change in changes
             ],
@@ -444,7 +446,11 @@ class SqlTx:
             .subquery()
         )
         base = self.event_head()
-        count = self._c.execute(update(events).where(e.id == pending.c.id).values(seq=base + pending.c.n)).rowcount
+        values = {"seq": base + pending.c.n}
+        if self._pg:
+            # Read after the writers committed: a position at or after each commit.
+            values["position"] = _WAL_POSITION.stmt.scalar_subquery()
+        count = self._c.execute(update(events).where(e.id == pending.c.id).values(values)).rowcount
         if count and self._pg:
             self._d.first_value(_NOTIFY_EVENTS, {})
         return count
@@ -914,7 +920,7 @@ _INSERT_BLOCK = Direct(blocks.insert())
 _DELETE_BLOCK = Direct(delete(blocks).where(blocks.c.blocker_id == _A, blocks.c.blocked_id == _B))
 _INSERT_EVENT = Direct(
     events.insert().values(
-        {name: bindparam(name) for name in ("event_id", "kind", "actor_id", "subject_id", "occurred_us", "payload")}
+        {name: bindparam(name) for name in ("event_id", "kind", "actor_id", "subject_id", "occurred_us", "payload", "position")}
     )
 )
 # Keyed by the events table's oid, so databases sharing a server (or schemas
@@ -959,7 +965,14 @@ def _counts(row) -> Counts:
 
 def _event(row) -> Event:
     return Event(
-        row.seq, row.event_id, EventKind(row.kind), row.actor_id, row.subject_id, row.occurred_us, json.loads(row.payload)
+        row.seq,
+        row.event_id,
+        EventKind(row.kind),
+        row.actor_id,
+        row.subject_id,
+        row.occurred_us,
+        json.loads(row.payload),
+        row.position,
     )
 
 

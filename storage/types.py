@@ -272,6 +272,8 @@ class Event:
     subject_id: str
     occurred_us: int
     payload: dict
+    # A commit position at or after its transaction's commit (None: unknown).
+    position: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,6 +418,8 @@ class Storage(Protocol):
     def read_only(self, fn: Callable[[Tx], T]) -> T: ...
     def last_token(self) -> str:
         """The consistency token of the calling thread's last committed write."""
+    def token_at(self, position: int) -> str:
+        """The consistency token of commit position ``position``."""
     def token_position(self, token: str) -> int:
         """The commit position a token names; ``positions.InvalidToken`` unless it is this database's."""
     def observe_position(self) -> None:

@@ -207,7 +207,7 @@ def test_every_kind_is_emitted_once_with_its_fields(client, user):
     positions = [decode_cursor(x.cursor) for x in events]
     assert positions == sorted(set(positions))
     assert all(t0 - 1 <= x.occurred_at.seconds <= time.time() + 1 for x in events)
-    assert all(x.consistency_token == "" for x in events)
+    assert all(x.consistency_token for x in events)
 
 
 def _pb():
@@ -250,6 +250,24 @@ def test_refused_and_rolled_back_writes_emit_nothing(client, storage, user):
     with pytest.raises(RuntimeError):
         storage.read_write(emit_then_fail)
     assert [brief(x) for x in drain(client, start, users=(a, b, m))] == [("BLOCKED", a, b, REQUEST)]
+
+
+def test_an_event_carries_a_consistency_token_that_covers_its_write(client, storage, user):
+    """A read with the event's token sees the change: the token names the
+    write's own commit position (SQLite) or one read after it (PostgreSQL)."""
+    from socialgraph.v1 import common_pb2
+    from socialgraph.v1 import social_graph_pb2 as pb
+
+    a, b = user(), user()
+    start = head_cursor(client)
+    written = client.follow(a, b)
+    [event] = drain(client, start, users=(a, b))
+    assert event.consistency_token
+    position, write = storage.token_position(event.consistency_token), storage.token_position(written.consistency_token)
+    assert position == write if storage.dialect == "sqlite" else position >= write
+    fresh = common_pb2.Consistency(at_least_as_fresh=event.consistency_token)
+    response = client.graph.GetRelationship(pb.GetRelationshipRequest(user_id=a, other_user_id=b, consistency=fresh))
+    assert response.relationship.following
 
 
 def logged(storage, start: int, users) -> list:

@@ -17,7 +17,7 @@ import binascii
 import zlib
 from typing import Callable, Sequence
 
-from storage.types import EventRange, Storage, Tx
+from storage.types import Event, EventRange, Storage, Tx
 
 from .errors import CursorExpired, InvalidArgument, Reason
 
@@ -75,6 +75,11 @@ class EventLog:
             return position
 
         return self.storage.read_only(run)
+
+    def token(self, event: Event) -> str:
+        """The consistency token of the event's transaction (a read with it
+        sees the change); empty when its position is unknown."""
+        return "" if event.position is None else self.storage.token_at(event.position)
 
     def read(self, after: int, kinds: Sequence[int] = (), user_ids: Sequence[str] = ()) -> EventRange:
         """The next events after ``after`` that match the filters. The

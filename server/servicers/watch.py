@@ -62,7 +62,7 @@ class WatchServicer(pb_grpc.WatchServiceServicer):
                 )
                 for event in found.events:
                     DELIVERED.inc()
-                    yield pb.WatchResponse(event=convert.event(event))
+                    yield pb.WatchResponse(event=convert.event(event, self._log.token(event)))
                 position = found.through
                 now = time.monotonic()
                 if found.events:

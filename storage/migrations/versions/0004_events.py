@@ -24,6 +24,7 @@ def upgrade() -> None:
     sa.Column('subject_id', sa.String(length=36), nullable=False),
     sa.Column('occurred_us', sa.BigInteger(), nullable=False),
     sa.Column('payload', sa.Text(), server_default='{}', nullable=False),
+    sa.Column('position', sa.BigInteger(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_events'))
     )
     with op.batch_alter_table('events', schema=None) as batch_op:

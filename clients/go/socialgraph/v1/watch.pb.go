@@ -480,8 +480,10 @@ type Event struct {
 	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
 	// Why it happened.
 	Cause ChangeCause `protobuf:"varint,7,opt,name=cause,proto3,enum=socialgraph.v1.ChangeCause" json:"cause,omitempty"`
-	// The consistency token of the transaction that made the change; empty
-	// until consistency tokens are served.
+	// A consistency token of the transaction that made the change: a read
+	// with Consistency.at_least_as_fresh set to it sees the change (on
+	// PostgreSQL it names a WAL position read just after that commit, so it may
+	// also cover a little more). Empty when the position could not be read.
 	ConsistencyToken string `protobuf:"bytes,8,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
 	// Fields of the kind, when it has any.
 	//

@@ -307,8 +307,10 @@ class Event(_message.Message):
     cause: Global___ChangeCause.ValueType
     """Why it happened."""
     consistency_token: _builtins.str
-    """The consistency token of the transaction that made the change; empty
-    until consistency tokens are served.
+    """A consistency token of the transaction that made the change: a read
+    with Consistency.at_least_as_fresh set to it sees the change (on
+    PostgreSQL it names a WAL position read just after that commit, so it may
+    also cover a little more). Empty when the position could not be read.
     """
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:

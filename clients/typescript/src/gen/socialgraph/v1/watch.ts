@@ -333,8 +333,10 @@ export interface Event {
   /** Why it happened. */
   cause: ChangeCause;
   /**
-   * The consistency token of the transaction that made the change; empty
-   * until consistency tokens are served.
+   * A consistency token of the transaction that made the change: a read
+   * with Consistency.at_least_as_fresh set to it sees the change (on
+   * PostgreSQL it names a WAL position read just after that commit, so it may
+   * also cover a little more). Empty when the position could not be read.
    */
   consistencyToken: string;
   /** CONNECTION_REQUESTED, CONNECTION_REQUEST_CANCELLED, CONNECTION_REQUEST_DECLINED. */
