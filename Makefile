@@ -17,7 +17,7 @@ TOOLS := $(abspath .tools)
 GHZ := .tools/bin/ghz
 GO_TOOLS_ENV := GOBIN=$(TOOLS)/bin GOPATH=$(TOOLS)/go GOMODCACHE=$(TOOLS)/go/pkg/mod GOCACHE=$(TOOLS)/go/cache GOFLAGS=-modcacherw
 
-.PHONY: install services serve test check-protos lint-protos protos clients check-clients test-clients ghz migrate bench bench-redis clean distclean
+.PHONY: install services serve test check-protos lint-protos protos clients check-clients test-clients ghz migrate bench bench-redis bench-events clean distclean
 
 install: $(VENV)/.installed
 
@@ -144,6 +144,9 @@ bench: $(VENV)/.installed services $(GHZ)
 
 bench-redis: $(VENV)/.installed services
 	$(PY) bench/redis_bench.py $(ARGS)
+
+bench-events: $(VENV)/.installed services
+	$(PY) bench/events.py $(ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis .mypy_cache

@@ -15,10 +15,11 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 
 from ratelimit.failover import FailoverLimiter
 from ratelimit.redis import RedisLimiter
-from socialgraph.v1 import admin_pb2, social_graph_pb2
+from socialgraph.v1 import admin_pb2, social_graph_pb2, watch_pb2
 from storage import SqlStorage, StorageUnavailable, open_storage
 from storage.cache import RedisCounterCache
 from storage.counters import InProcessCounterCache, SqlCounters
+from storage.feed import EventFeed
 from storage.limiter import SqlLimiter
 from storage.freshness import DEFAULT_MAX_STALENESS, Freshness
 from storage.near import CounterFeed, Near
@@ -33,8 +34,9 @@ from .handlers import add_service
 from .logs import AccessLogInterceptor
 from .tracing import TracingInterceptor, tracer_provider as configured_tracer_provider
 from .metrics import MetricsInterceptor, serve_metrics
-from .rules import Graph, PageTokens, Policy
-from .servicers import AdminServicer, SocialGraphServicer
+from .rules import EventLog, Graph, PageTokens, Policy
+from .rules.graph import now_us
+from .servicers import AdminServicer, SocialGraphServicer, WatchServicer
 from .settings import Settings
 from .tls import CertificateFiles
 
@@ -42,7 +44,8 @@ log = logging.getLogger(__name__)
 
 GRAPH_SERVICE = social_graph_pb2.DESCRIPTOR.services_by_name["SocialGraphService"]
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"]
-SERVICE_NAMES = (GRAPH_SERVICE.full_name, ADMIN_SERVICE.full_name)
+WATCH_SERVICE = watch_pb2.DESCRIPTOR.services_by_name["WatchService"]
+SERVICE_NAMES = (GRAPH_SERVICE.full_name, ADMIN_SERVICE.full_name, WATCH_SERVICE.full_name)
 _SERVICERS = {GRAPH_SERVICE.full_name: SocialGraphServicer, ADMIN_SERVICE.full_name: AdminServicer}
 
 
@@ -196,9 +199,49 @@ def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
 
-def add_services(server: grpc.Server, graph: Graph, services=(GRAPH_SERVICE, ADMIN_SERVICE)) -> None:
+def add_services(
+    server: grpc.Server,
+    graph: Graph,
+    watch: WatchServicer | None = None,
+    services=(GRAPH_SERVICE, ADMIN_SERVICE, WATCH_SERVICE),
+) -> None:
+    """``services`` over ``graph``; without ``watch``, a Watch service with
+    the default settings."""
     for service in services:
-        add_service(server, _SERVICERS[service.full_name](graph), service)
+        if service is not WATCH_SERVICE:
+            add_service(server, _SERVICERS[service.full_name](graph), service)
+            continue
+        if watch is None:
+            events = EventLog(graph.storage, now_us)
+            watch = WatchServicer(events, EventFeed(graph.storage, events.sequence))
+        add_service(server, watch, service)
+
+
+class EventPruner:
+    """Removes events older than the retention in the background, one
+    bounded batch per transaction, so no request waits on it."""
+
+    def __init__(self, log: EventLog, retention: float) -> None:
+        self._log = log
+        self._retention_us = int(retention * 1_000_000)
+        # Often enough that a short retention holds to about a tenth of it.
+        self._interval = min(max(retention / 10, 0.05), 60.0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="event-pruner", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                while self._log.prune(self._retention_us) and not self._stop.wait(0.01):
+                    pass
+            except Exception:
+                log.exception("pruning events failed; trying again in %.1f s", self._interval)
 
 
 class HealthMonitor:
@@ -277,12 +320,18 @@ class App:
         # One executor for both listeners (the database pool is sized to its
         # threads): a queue per client connection, served round robin.
         self.executor = FairExecutor(settings.threads, settings.max_concurrent_rpcs)
+        events = EventLog(self.storage, now_us)
+        self.feed = EventFeed(self.storage, events.sequence)
+        self.pruner = EventPruner(events, settings.event_retention)
+        self.watch = WatchServicer(
+            events, self.feed, checkpoint=settings.watch_checkpoint, max_streams=settings.stream_limit
+        )
         self.admin_server: grpc.Server | None = None
         if settings.admin_listen:
-            self.server, self.port = self._server((GRAPH_SERVICE,), settings.listen)
+            self.server, self.port = self._server((GRAPH_SERVICE, WATCH_SERVICE), settings.listen)
             self.admin_server, self.admin_port = self._server((ADMIN_SERVICE,), settings.admin_listen)
         else:
-            self.server, self.port = self._server((GRAPH_SERVICE, ADMIN_SERVICE), settings.listen)
+            self.server, self.port = self._server((GRAPH_SERVICE, ADMIN_SERVICE, WATCH_SERVICE), settings.listen)
         self.monitor = HealthMonitor(self.storage, self.health, settings.health_interval)
 
     def interceptors(self) -> list[grpc.ServerInterceptor]:
@@ -314,7 +363,7 @@ class App:
             # every new call starts only at four times that.
             maximum_concurrent_rpcs=4 * settings.max_concurrent_rpcs,
         )
-        add_services(server, self.graph, services)
+        add_services(server, self.graph, self.watch, services)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         enable_reflection(server, (*(service.full_name for service in services), health.SERVICE_NAME, reflection.SERVICE_NAME))
         try:
@@ -330,6 +379,8 @@ class App:
 
     def start(self) -> None:
         self.monitor.start()
+        self.pruner.start()
+        self.feed.start()
         if self.settings.metrics_listen and not self.worker:
             port = serve_metrics(self.settings.metrics_listen)
             log.info("metrics on %s", self.settings.metrics_listen.rpartition(":")[0] + f":{port}")
@@ -352,8 +403,11 @@ class App:
             self.auth.reload()
 
     def stop(self, grace: float | None = None) -> None:
-        """Stops accepting, lets in-flight RPCs finish within ``grace``, closes storage."""
+        """Ends Watch streams (UNAVAILABLE, resumable), stops accepting, lets
+        in-flight RPCs finish within ``grace``, closes storage."""
         self.monitor.stop()
+        self.pruner.stop()
+        self.feed.close()
         grace = self.settings.grace_period if grace is None else grace
         stopped = [server.stop(grace) for server in (self.server, self.admin_server) if server is not None]
         for event in stopped:

@@ -1,8 +1,9 @@
-"""The ``socialgraph`` command: serve, migrate, recount."""
+"""The ``socialgraph`` command: serve, migrate, recount, health, events tail."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -23,9 +24,21 @@ def _parser() -> argparse.ArgumentParser:
         ("migrate", "apply database migrations and exit"),
         ("recount", "recompute every counter from the edges and report what was fixed"),
         ("health", "exit 0 when the server at --listen reports SERVING (for container health checks)"),
+        ("events", "events tail: print the server's events at --listen as JSON lines"),
     ):
-        config.add_arguments(commands.add_parser(name, help=help), name)
+        command = commands.add_parser(name, help=help)
+        config.add_arguments(command, name)
+        if name == "events":
+            _events_arguments(command)
     return parser
+
+
+def _events_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["tail"], help="tail: follow the event log until interrupted")
+    parser.add_argument("--after", default="", metavar="CURSOR", help="start after this cursor (default: from now)")
+    parser.add_argument("--kinds", default="", help="comma-separated kinds, e.g. FOLLOWED,BLOCKED (default: all)")
+    parser.add_argument("--users", default="", help="comma-separated user ids, actor or subject (default: all)")
+    parser.add_argument("--checkpoints", action="store_true", help="print checkpoints too")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"socialgraph: {exc}", file=sys.stderr)
         return 2
     configure_logs(settings.log_level, settings.log_format)
+    if args.command == "events":
+        return _events_tail(settings, args)
     commands = {"serve": _serve, "migrate": _migrate, "recount": _recount, "health": _health}
     return commands[args.command](settings)
 
@@ -130,6 +145,42 @@ def _health_channel(settings: config.Settings, target: str):
         names = []
     credentials = grpc.ssl_channel_credentials(roots, *identity)
     return grpc.secure_channel(target, credentials, options=[("grpc.ssl_target_name_override", names[0] if names else "localhost")])
+
+
+def _events_tail(settings: config.Settings, args: argparse.Namespace) -> int:
+    """Prints each event (and with --checkpoints each checkpoint) as one
+    line of JSON, in the message's proto3 JSON form; exits 0 on Ctrl-C and
+    1 when the stream fails (the error goes to stderr with the last cursor)."""
+    import grpc
+    from google.protobuf import json_format
+
+    from socialgraph.v1 import watch_pb2, watch_pb2_grpc
+
+    kinds = []
+    for name in filter(None, (k.strip().upper() for k in args.kinds.split(","))):
+        try:
+            kinds.append(watch_pb2.EventKind.Value(name if name.startswith("EVENT_KIND_") else f"EVENT_KIND_{name}"))
+        except ValueError:
+            print(f"socialgraph: unknown event kind {name!r}", file=sys.stderr)
+            return 2
+    users = [u.strip() for u in args.users.split(",") if u.strip()]
+    request = watch_pb2.WatchRequest(after_cursor=args.after, kinds=kinds, user_ids=users)
+    last = args.after
+    with _health_channel(settings, settings.listen) as channel:
+        try:
+            for message in watch_pb2_grpc.WatchServiceStub(channel).Watch(request):
+                which = message.WhichOneof("message")
+                item = getattr(message, which)
+                last = item.cursor
+                if which == "event" or args.checkpoints:
+                    line = json_format.MessageToDict(item, preserving_proto_field_name=True)
+                    print(json.dumps({which: line} if args.checkpoints else line), flush=True)
+        except KeyboardInterrupt:
+            return 0
+        except grpc.RpcError as exc:
+            print(f"socialgraph: {exc.code().name}: {exc.details()} (last cursor: {last or 'none'})", file=sys.stderr)
+            return 1
+    return 0
 
 
 if __name__ == "__main__":

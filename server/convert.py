@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from socialgraph.v1 import common_pb2 as pb
+from socialgraph.v1 import watch_pb2
 from storage import types
+
+from .rules.events import encode_cursor
 
 
 def timestamp(us: int) -> Timestamp:
@@ -93,3 +97,17 @@ def report(record: types.Report) -> pb.Report:
     if record.resolved_us is not None:
         message.resolved_at.CopyFrom(timestamp(record.resolved_us))
     return message
+
+
+def event(record: types.Event, consistency_token: str = "") -> watch_pb2.Event:
+    """The stored payload is the kind's fields in the message's JSON form."""
+    message = watch_pb2.Event(
+        event_id=record.event_id,
+        cursor=encode_cursor(record.seq),
+        kind=int(record.kind),
+        actor_id=record.actor_id,
+        subject_id=record.subject_id,
+        occurred_at=timestamp(record.occurred_us),
+        consistency_token=consistency_token,
+    )
+    return json_format.ParseDict(record.payload, message)

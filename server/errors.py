@@ -5,6 +5,7 @@ rate limited) in ``grpc-status-details-bin``."""
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import math
 from typing import NamedTuple
@@ -17,6 +18,7 @@ from storage import StorageUnavailable
 
 from .rules import (
     ConnectionLimitReached,
+    CursorExpired,
     GraphError,
     InvalidArgument,
     NotFound,
@@ -24,6 +26,8 @@ from .rules import (
     PermissionDenied,
     RateLimited,
     Reason,
+    ShuttingDown,
+    TooManyStreams,
     Unauthenticated,
 )
 
@@ -42,6 +46,9 @@ _CODES: dict[type[GraphError], grpc.StatusCode] = {
     RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ConnectionLimitReached: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    TooManyStreams: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    CursorExpired: grpc.StatusCode.FAILED_PRECONDITION,
+    ShuttingDown: grpc.StatusCode.UNAVAILABLE,
 }
 
 
@@ -102,11 +109,20 @@ def _clip(text: str, limit: int = 256) -> str:
 
 def translate_errors(cls: type) -> type:
     """Class decorator: every public method of a servicer ends a failed call
-    through ``status_for``."""
+    through ``status_for`` (a streaming method too, wherever it fails)."""
     for name, method in list(vars(cls).items()):
         if callable(method) and not name.startswith("_"):
-            setattr(cls, name, _translating(method))
+            wrap = _translating_stream if inspect.isgeneratorfunction(method) else _translating
+            setattr(cls, name, wrap(method))
     return cls
+
+
+def _abort(context, exc: Exception, name: str) -> None:
+    if isinstance(exc, grpc.RpcError):  # abort() raised inside the method
+        raise exc
+    if not isinstance(exc, (GraphError, StorageUnavailable)):
+        log.error("%s failed", name, exc_info=exc)
+    context.abort_with_status(status_for(exc))
 
 
 def _translating(method):
@@ -121,5 +137,16 @@ def _translating(method):
                 raise
             log.exception("%s failed", method.__qualname__)
             context.abort_with_status(status_for(exc))
+
+    return wrapper
+
+
+def _translating_stream(method):
+    @functools.wraps(method)
+    def wrapper(self, request, context):
+        try:
+            yield from method(self, request, context)
+        except Exception as exc:
+            _abort(context, exc, method.__qualname__)
 
     return wrapper

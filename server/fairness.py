@@ -11,6 +11,13 @@ flight) is shed: it runs at once on a thread of its own and fails
 fewer calls than its share is still served, so a flood sheds its own calls
 first.
 
+A call that streams its response (WatchService.Watch, health Watch) holds
+its thread for the stream's whole life: it is queued and served like any
+other call, but it neither counts toward ``limit`` nor is ever shed, so
+open streams do not make the process shed unary calls and a stream is not
+refused by a limit meant for short calls (Watch has its own cap,
+``--watch-streams``).
+
 The executor learns the connection and marks a shed call through what grpc
 passes to ``submit``: the call's ``contextvars.Context`` (grpc submits
 ``context.run``) and its event (whose ``call.peer()`` names the connection).
@@ -61,20 +68,23 @@ class FairExecutor(futures.Executor):
         future: futures.Future = futures.Future()
         key = _connection(args)
         context = getattr(fn, "__self__", None)
+        counted = not _streaming(args)
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new calls after shutdown")
             mine = self._in_flight.get(key, 0)
             share = max(1, self._limit // max(1, len(self._in_flight)))
-            if isinstance(context, contextvars.Context) and self._total >= self._limit and mine >= share:
+            sheddable = counted and isinstance(context, contextvars.Context)
+            if sheddable and self._total >= self._limit and mine >= share:
                 context.run(_SHED.set, (self._total, self._limit))
                 SHED.inc()
                 self._shed.append((future, fn, args, kwargs))
             else:
-                self._in_flight[key] = mine + 1
-                self._total += 1
-                IN_FLIGHT.inc()
-                self._queues.setdefault(key, deque()).append((future, fn, args, kwargs))
+                if counted:
+                    self._in_flight[key] = mine + 1
+                    self._total += 1
+                    IN_FLIGHT.inc()
+                self._queues.setdefault(key, deque()).append((future, fn, args, kwargs, counted))
             self._lock.notify_all()
         return future
 
@@ -102,7 +112,7 @@ class FairExecutor(futures.Executor):
 
     def _work(self) -> None:
         while (item := self._next()) is not None:
-            key, work = item
+            key, (*work, counted) = item
             # Hold no reference to a finished call: grpc frees its stream
             # when the call object goes.
             del item
@@ -110,14 +120,18 @@ class FairExecutor(futures.Executor):
                 _run(*work)
             finally:
                 del work
-                with self._lock:
-                    self._total -= 1
-                    IN_FLIGHT.dec()
-                    left = self._in_flight[key] - 1
-                    if left:
-                        self._in_flight[key] = left
-                    else:
-                        del self._in_flight[key]
+                if counted:
+                    self._done(key)
+
+    def _done(self, key: object) -> None:
+        with self._lock:
+            self._total -= 1
+            IN_FLIGHT.dec()
+            left = self._in_flight[key] - 1
+            if left:
+                self._in_flight[key] = left
+            else:
+                del self._in_flight[key]
 
     def _work_shed(self) -> None:
         while True:
@@ -138,6 +152,12 @@ def _run(future: futures.Future, fn: Callable, args, kwargs) -> None:
         future.set_result(fn(*args, **kwargs))
     except BaseException as exc:
         future.set_exception(exc)
+
+
+def _streaming(args) -> bool:
+    """Whether a call grpc submits streams its response (grpc runs those
+    through ``_stream_response_in_pool``)."""
+    return getattr(args[0] if args else None, "__name__", "") == "_stream_response_in_pool"
 
 
 def _connection(args) -> object:

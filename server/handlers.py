@@ -28,7 +28,8 @@ def add_service(server: grpc.Server, servicer, service) -> None:
     for method in service.methods:
         request = GetMessageClass(method.input_type)
         response = GetMessageClass(method.output_type)
-        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+        make = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
+        handlers[method.name] = make(
             _rejecting_malformed(getattr(servicer, method.name), method.input_type.full_name),
             request_deserializer=_tolerant(request.FromString),
             response_serializer=response.SerializeToString,

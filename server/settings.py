@@ -23,14 +23,15 @@ def _setting(default, help: str, *, commands: tuple[str, ...] = ("serve",)):
     return field(default=default, metadata={"help": help, "commands": commands})
 
 
-_ALL = ("serve", "migrate", "recount", "health")
-_SERVE_HEALTH = ("serve", "health")
+_ALL = ("serve", "migrate", "recount", "health", "events")
+# The commands that serve TLS or connect to the server over it.
+_TLS_COMMANDS = ("serve", "health", "events")
 
 
 @dataclass(frozen=True)
 class Settings:
     listen: str = _setting(
-        "127.0.0.1:50051", "address the gRPC server listens on (host:port)", commands=("serve", "health")
+        "127.0.0.1:50051", "address the gRPC server listens on (host:port)", commands=("serve", "health", "events")
     )
     database_url: str = _setting(
         "sqlite:///./socialgraph.db",
@@ -102,11 +103,11 @@ class Settings:
         "", "serve AdminService on this address (host:port) only, and not on --listen; empty serves both together"
     )
     tls_cert: str = _setting(
-        "", "PEM certificate chain to serve TLS with (with --tls-key); reloaded when it changes", commands=_SERVE_HEALTH
+        "", "PEM certificate chain to serve TLS with (with --tls-key); reloaded when it changes", commands=_TLS_COMMANDS
     )
-    tls_key: str = _setting("", "PEM private key of --tls-cert", commands=_SERVE_HEALTH)
+    tls_key: str = _setting("", "PEM private key of --tls-cert", commands=_TLS_COMMANDS)
     tls_client_ca: str = _setting(
-        "", "PEM CA bundle: require client certificates (mutual TLS) and verify them against it", commands=_SERVE_HEALTH
+        "", "PEM CA bundle: require client certificates (mutual TLS) and verify them against it", commands=_TLS_COMMANDS
     )
     tls_client_scopes: str = _setting(
         "",
@@ -118,6 +119,12 @@ class Settings:
     auth_jwt_audience: str = _setting("", "required `aud` of bearer JWTs")
     auth_jwt_leeway: float = _setting(30.0, "seconds of clock skew allowed on JWT exp and nbf (at most 300)")
     auth_open_reflection: bool = _setting(False, "serve reflection without a credential while auth is on")
+
+    watch_checkpoint: float = _setting(5.0, "seconds an idle Watch stream waits at most before sending a checkpoint")
+    watch_streams: int = _setting(16, "most Watch streams per process (each holds a gRPC thread; at most half of --threads)")
+    event_retention: float = _setting(
+        7 * 86_400.0, "seconds events are kept for Watch; older ones are pruned in the background"
+    )
 
     @property
     def page_bytes(self) -> int:
@@ -136,6 +143,11 @@ class Settings:
     @property
     def windows(self) -> tuple[Window, ...]:
         return parse_windows(self.rate_limits)
+
+    @property
+    def stream_limit(self) -> int:
+        """Watch streams per process: at most half the threads, so unary calls always have threads."""
+        return max(1, min(self.watch_streams, self.threads // 2))
 
     def validate(self) -> "Settings":
         """Raises ValueError naming the setting when a value is unusable."""
@@ -174,6 +186,10 @@ class Settings:
             raise ValueError("keepalive_time, keepalive_timeout and keepalive_min_ping_interval must be positive")
         if self.max_connection_age < 0 or self.max_connection_age_grace < 0:
             raise ValueError("max_connection_age and max_connection_age_grace must not be negative")
+        if self.watch_checkpoint <= 0 or self.event_retention <= 0:
+            raise ValueError("watch_checkpoint and event_retention must be positive")
+        if self.watch_streams < 1:
+            raise ValueError("watch_streams must be at least 1")
         if not self.listen.rpartition(":")[2].isdigit():
             raise ValueError(f"listen must be host:port, got {self.listen!r}")
         if self.admin_listen and not self.admin_listen.rpartition(":")[2].isdigit():

@@ -42,6 +42,7 @@ class SqlStorage:
         self.engine = engine
         self._postgres = engine.dialect.name == "postgresql"
         self._listeners: list[CountersListener] = []
+        self._event_listeners: list[Callable[[], None]] = []
         self._deadline = deadline
         self._watchdog = Watchdog() if deadline and self._postgres else None
         self.positions = Positions(strict=self._postgres)
@@ -61,7 +62,10 @@ class SqlStorage:
         """The consistency token of the calling thread's last committed write;
         empty if its position could not be read."""
         position = getattr(self._last, "position", None)
-        return "" if position is None else encode_token(self.identity, position)
+        return "" if position is None else self.token_at(position)
+
+    def token_at(self, position: int) -> str:
+        return encode_token(self.identity, position)
 
     def token_position(self, token: str) -> int:
         """The position ``token`` names; InvalidToken unless it is this database's."""
@@ -73,6 +77,9 @@ class SqlStorage:
 
     def on_counters_committed(self, listener: CountersListener) -> None:
         self._listeners.append(listener)
+
+    def on_events_committed(self, listener: Callable[[], None]) -> None:
+        self._event_listeners.append(listener)
 
     @property
     def dialect(self) -> str:
@@ -120,8 +127,8 @@ class SqlStorage:
                             conn.connection.dbapi_connection.autocommit = True
                         with conn.begin():
                             result = fn(tx)
-                            tx.flush()
                             position = tx.bump_position() if write and not self._postgres else None
+                            tx.flush(position)
                             committing = True
                         if write:
                             position = self._committed_at(conn, tx, position)
@@ -144,6 +151,9 @@ class SqlStorage:
                 raise StorageUnavailable(str(exc.orig).strip()) from exc
             if tx.touched:
                 self._notify(tx.touched)
+            if tx.emitted:
+                for wake in self._event_listeners:
+                    wake()
             return result
         raise AssertionError("unreachable")
 

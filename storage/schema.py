@@ -17,6 +17,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Index,
+    Integer,
     MetaData,
     SmallInteger,
     String,
@@ -154,6 +155,41 @@ commit_position = Table(
     metadata,
     Column("identity", String(32), primary_key=True),
     Column("position", BigInteger, nullable=False, server_default="0"),
+)
+
+# The outbox: every committed write's change events. ``id`` is the order of
+# insertion; ``seq``, the position readers see, is given in commit order:
+# on SQLite by the writing transaction itself (writers are serialised), on
+# PostgreSQL by the sequencer (``SqlTx.sequence_events``) after commit, so
+# writers never wait on each other for it. The one table not led by a user
+# id: it is the log of the whole graph, read by position.
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("seq", BigInteger, nullable=True),
+    Column("event_id", String(UUID_LEN), nullable=False),
+    Column("kind", SmallInteger, nullable=False),
+    _user_id("actor_id"),
+    _user_id("subject_id"),
+    Column("occurred_us", BigInteger, nullable=False),
+    # The kind's fields as JSON (see storage.types.Change).
+    Column("payload", Text, nullable=False, server_default="{}"),
+    # The commit position of the writing transaction, for the event's
+    # consistency token: SQLite's commit counter as the write bumped it; on
+    # PostgreSQL the WAL position the sequencer read after that commit.
+    Column("position", BigInteger, nullable=True),
+    # Positions are unique; events not yet given one (NULL) are found by it too.
+    Index(None, "seq", unique=True),
+)
+
+# One row: the highest ``seq`` retention has removed. A cursor below it has
+# lost events.
+event_horizon = Table(
+    "event_horizon",
+    metadata,
+    Column("id", SmallInteger, primary_key=True),
+    Column("pruned_through", BigInteger, nullable=False),
 )
 
 COUNTER_COLUMNS = (

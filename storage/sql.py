@@ -7,6 +7,7 @@ already holds the database write lock from ``BEGIN IMMEDIATE``).
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from typing import Iterable, Sequence
@@ -22,6 +23,7 @@ from sqlalchemy import (
     delete,
     func,
     literal,
+    literal_column,
     or_,
     select,
     text,
@@ -30,6 +32,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from uuid6 import uuid7
 
 from .direct import Direct, DirectCursor
 from .freshness import now_us
@@ -39,6 +42,8 @@ from .schema import (
     commit_position,
     connection_requests,
     connections,
+    event_horizon,
+    events,
     follows,
     limiter_log,
     reports,
@@ -48,6 +53,11 @@ from .schema import (
 )
 from .types import (
     Block,
+    Cascade,
+    Change,
+    Event,
+    EventKind,
+    EventRange,
     ConnectionRequest,
     CounterFix,
     Counts,
@@ -55,7 +65,6 @@ from .types import (
     FeedSource,
     RelatedUser,
     Relationship,
-    Removed,
     Pair,
     VersionedRelationships,
     Report,
@@ -70,6 +79,8 @@ from .types import (
 _LOCK_ATTEMPTS = 3
 # Any fixed number: keeps the limiter's advisory locks apart from others.
 _LIMITER_LOCK_SEED = 0x5A7E
+# PostgreSQL channel notified by every transaction that gives events positions.
+EVENTS_CHANNEL = "socialgraph_events"
 
 
 class SqlTx:
@@ -91,6 +102,8 @@ class SqlTx:
         self.touched: dict[str, VersionedCounts] = {}
         self._versions: dict[str, int] = {}
         self._deltas: dict[str, dict[str, int]] = {}
+        self._changes: list[Change] = []
+        self.emitted = False
 
     # ------------------------------------------------------------------ locks
 
@@ -138,8 +151,14 @@ class SqlTx:
         for name, delta in deltas.items():
             pending[name] = pending.get(name, 0) + delta
 
-    def flush(self) -> None:
-        """Applies the counter changes added up so far, two users a statement."""
+    def flush(self, position: int | None = None) -> None:
+        """Applies the counter changes added up so far, two users a statement,
+        then appends the events (see ``_append_events``) with the
+        transaction's commit position when it is known (SQLite)."""
+        self._flush_counters()
+        self._append_events(position)
+
+    def _flush_counters(self) -> None:
         pending, self._deltas = list(self._deltas.items()), {}
         for i in range(0, len(pending), 2):
             first, first_deltas = pending[i]
@@ -149,6 +168,38 @@ class SqlTx:
                 params[f"first_{name}"] = first_deltas.get(name, 0)
                 params[f"second_{name}"] = second_deltas.get(name, 0)
             self._touch(self._d.rows(_BUMP_PAIR, params))
+
+    def _append_events(self, position: int | None) -> None:
+        """Appends the transaction's events, last thing before COMMIT.
+
+        They are inserted without a position. On SQLite the transaction
+        gives them theirs at once: writers are serialised, so positions are
+        commit order. On PostgreSQL a position taken before COMMIT would not
+        be: two writers could commit out of number order, and a reader
+        tailing by number would skip the later-committing smaller one. So the
+        sequencer gives positions after commit (``sequence_events``), and
+        writers never wait on each other for them."""
+        changes, self._changes = self._changes, []
+        if not changes:
+            return
+        self._d.run(
+            _INSERT_EVENT,
+            [
+                {
+                    "event_id": str(uuid7()),
+                    "kind": int(change.kind),
+                    "actor_id": change.actor_id,
+                    "subject_id": change.subject_id,
+                    "occurred_us": change.occurred_us,
+                    "payload": json.dumps(change.payload, separators=(",", ":")),
+                    "position": position,
+                }
+                for change in changes
+            ],
+        )
+        if not self._pg:
+            self.sequence_events(len(changes))
+        self.emitted = True
 
     def _touch(self, rows) -> None:
         for row in rows:
@@ -230,11 +281,12 @@ class SqlTx:
         )
         self._bump_pair(request.requester_id, {"outgoing_requests": 1}, request.recipient_id, {"incoming_requests": 1})
 
-    def delete_request(self, requester_id: str, recipient_id: str) -> bool:
-        if not self._d.run(_DELETE_REQUEST, {"a": requester_id, "b": recipient_id}):
-            return False
+    def delete_request(self, requester_id: str, recipient_id: str) -> str | None:
+        request_id = self._d.first_value(_DELETE_REQUEST, {"a": requester_id, "b": recipient_id})
+        if request_id is None:
+            return None
         self._bump_pair(requester_id, {"outgoing_requests": -1}, recipient_id, {"incoming_requests": -1})
-        return True
+        return request_id
 
     # ----------------------------------------------------------------- blocks
 
@@ -257,22 +309,24 @@ class SqlTx:
         self._bump(blocker_id, blocked=-1)
         return True
 
-    def delete_blocks_against(self, blocked_id: str, limit: int | None = None) -> int:
-        """Deletes the blocks against ``blocked_id`` (at most ``limit`` of them)."""
+    def delete_blocks_against(self, blocked_id: str, limit: int | None = None) -> list[str]:
+        """Lifts the blocks against ``blocked_id`` (at most ``limit`` of
+        them, by blocker id); returns the blockers."""
         b = blocks.c
         blockers = select(b.blocker_id).where(b.blocked_id == blocked_id)
         if limit is None:
             self._bump(blockers, blocked=-1)
-            return self._c.execute(delete(blocks).where(b.blocked_id == blocked_id)).rowcount
+            deleted = self._c.execute(delete(blocks).where(b.blocked_id == blocked_id).returning(b.blocker_id))
+            return sorted(row.blocker_id for row in deleted)
         ids = list(self._c.execute(blockers.order_by(b.blocker_id).limit(limit)).scalars())
         if ids:
             self._bump(ids, blocked=-1)
             self._c.execute(delete(blocks).where(b.blocked_id == blocked_id, b.blocker_id.in_(ids)))
-        return len(ids)
+        return ids
 
     # --------------------------------------------------------------- accounts
 
-    def delete_user_edges(self, user_id: str, limit: int) -> Removed:
+    def delete_user_edges(self, user_id: str, limit: int) -> Cascade:
         """Deletes up to ``limit`` edges of each kind that involve
         ``user_id``, keeping both sides' counters in step; the user's
         record and counters stay. Every other user it touches is one of at
@@ -282,36 +336,46 @@ class SqlTx:
         def others(column, where) -> list[str]:
             return list(self._c.execute(select(column).where(where).order_by(column).limit(limit)).scalars())
 
-        def remove(table, where, other, theirs: str, mine: str) -> int:
+        def remove(table, where, other, theirs: str, mine: str, *returned) -> list:
             ids = others(other, where)
-            if ids:
-                self._c.execute(delete(table).where(where, other.in_(ids)))
-                self._bump(ids, **{theirs: -1})
-                self._add(user_id, {mine: -len(ids)})
-            return len(ids)
+            if not ids:
+                return []
+            rows = self._c.execute(delete(table).where(where, other.in_(ids)).returning(*returned)).all()
+            self._bump(ids, **{theirs: -1})
+            self._add(user_id, {mine: -len(ids)})
+            return rows
 
-        follows_removed = remove(follows, f.follower_id == user_id, f.followee_id, "followers", "following")
-        follows_removed += remove(follows, f.followee_id == user_id, f.follower_id, "following", "followers")
+        follow = (f.follower_id, f.followee_id)
+        removed_follows = remove(follows, f.follower_id == user_id, f.followee_id, "followers", "following", *follow)
+        removed_follows += remove(follows, f.followee_id == user_id, f.follower_id, "following", "followers", *follow)
         connected = others(c.other_id, c.user_id == user_id)
         if connected:
             self._c.execute(delete(connections).where(c.user_id == user_id, c.other_id.in_(connected)))
             self._c.execute(delete(connections).where(c.other_id == user_id, c.user_id.in_(connected)))
             self._bump(connected, connections=-1)
             self._add(user_id, {"connections": -len(connected)})
-        requests_removed = remove(
-            connection_requests, r.requester_id == user_id, r.recipient_id, "incoming_requests", "outgoing_requests"
+        request = (r.request_id, r.requester_id, r.recipient_id)
+        removed_requests = remove(
+            connection_requests, r.requester_id == user_id, r.recipient_id, "incoming_requests", "outgoing_requests",
+            *request,
         )
-        requests_removed += remove(
-            connection_requests, r.recipient_id == user_id, r.requester_id, "outgoing_requests", "incoming_requests"
+        removed_requests += remove(
+            connection_requests, r.recipient_id == user_id, r.requester_id, "outgoing_requests", "incoming_requests",
+            *request,
         )
         own_blocks = others(b.blocked_id, b.blocker_id == user_id)
         if own_blocks:
             self._c.execute(delete(blocks).where(b.blocker_id == user_id, b.blocked_id.in_(own_blocks)))
             self._add(user_id, {"blocked": -len(own_blocks)})
-        blocks_removed = len(own_blocks) + self.delete_blocks_against(user_id, limit)
-        return Removed(follows_removed, len(connected), requests_removed, blocks_removed)
+        blockers = self.delete_blocks_against(user_id, limit)
+        return Cascade(
+            follows=sorted((row.follower_id, row.followee_id) for row in removed_follows),
+            connections=[(user_id, other) for other in connected],
+            requests=sorted((row.request_id, row.requester_id, row.recipient_id) for row in removed_requests),
+            blocks=sorted([(user_id, blocked) for blocked in own_blocks] + [(blocker, user_id) for blocker in blockers]),
+        )
 
-    def delete_user(self, user_id: str) -> Removed:
+    def delete_user(self, user_id: str) -> Cascade:
         """Removes every edge that involves ``user_id``, keeping the other
         side's counters in step, then the user's counters and record."""
         f, c, r, b = follows.c, connections.c, connection_requests.c, blocks.c
@@ -322,27 +386,117 @@ class SqlTx:
         self._bump(select(r.requester_id).where(r.recipient_id == user_id), outgoing_requests=-1)
         self._bump(select(b.blocker_id).where(b.blocked_id == user_id), blocked=-1)
         execute = self._c.execute
-        removed = Removed(
-            follows=execute(
-                delete(follows).where(or_(f.follower_id == user_id, f.followee_id == user_id))
-            ).rowcount,
-            connections=execute(
-                delete(connections).where(or_(c.user_id == user_id, c.other_id == user_id))
-            ).rowcount
-            // 2,
-            requests=execute(
-                delete(connection_requests).where(
-                    or_(r.requester_id == user_id, r.recipient_id == user_id)
-                )
-            ).rowcount,
-            blocks=execute(
-                delete(blocks).where(or_(b.blocker_id == user_id, b.blocked_id == user_id))
-            ).rowcount,
-        )
+        removed_follows = execute(
+            delete(follows)
+            .where(or_(f.follower_id == user_id, f.followee_id == user_id))
+            .returning(f.follower_id, f.followee_id)
+        ).all()
+        removed_connections = execute(
+            delete(connections)
+            .where(or_(c.user_id == user_id, c.other_id == user_id))
+            .returning(c.user_id, c.other_id)
+        ).all()
+        removed_requests = execute(
+            delete(connection_requests)
+            .where(or_(r.requester_id == user_id, r.recipient_id == user_id))
+            .returning(r.request_id, r.requester_id, r.recipient_id)
+        ).all()
+        removed_blocks = execute(
+            delete(blocks)
+            .where(or_(b.blocker_id == user_id, b.blocked_id == user_id))
+            .returning(b.blocker_id, b.blocked_id)
+        ).all()
         execute(delete(user_counters).where(user_counters.c.user_id == user_id))
-        execute(delete(users).where(users.c.user_id == user_id))
+        existed = execute(delete(users).where(users.c.user_id == user_id)).rowcount > 0
         version = max(self._versions.get(user_id, 0) + 1, self._now_us)
         self.touched[user_id] = VersionedCounts(Counts(user_id), version, self.read_us)
+        others = sorted({row.other_id if row.user_id == user_id else row.user_id for row in removed_connections})
+        return Cascade(
+            follows=sorted((row.follower_id, row.followee_id) for row in removed_follows),
+            connections=[(user_id, other) for other in others],
+            requests=sorted((row.request_id, row.requester_id, row.recipient_id) for row in removed_requests),
+            blocks=sorted((row.blocker_id, row.blocked_id) for row in removed_blocks),
+            user_existed=existed,
+        )
+
+    # ----------------------------------------------------------------- events
+
+    def emit(self, change: Change) -> None:
+        self._changes.append(change)
+
+    def sequence_events(self, limit: int) -> int:
+        """Gives up to ``limit`` committed events without a position the next
+        positions, in insertion order; returns how many.
+
+        On PostgreSQL sequencers are serialised by a transaction-level
+        advisory lock (one per events table) held to COMMIT, and a NOTIFY
+        wakes every watching process at COMMIT: a
+        reader that sees a position sees every smaller one, and positions
+        follow commit order. Insertion order within one batch keeps the
+        order of writes that touched the same users: the later one inserted
+        its events after the earlier one committed."""
+        if self._pg:
+            self._d.first_value(_SEQUENCER_LOCK, {})
+        e = events.c
+        pending = (
+            select(e.id, func.row_number().over(order_by=e.id).label("n"))
+            .where(e.seq.is_(None))
+            .order_by(e.id)
+            .limit(limit)
+            .subquery()
+        )
+        base = self.event_head()
+        values = {"seq": base + pending.c.n}
+        if self._pg:
+            # Read after the writers committed: a position at or after each commit.
+            values["position"] = _WAL_POSITION.stmt.scalar_subquery()
+        count = self._c.execute(update(events).where(e.id == pending.c.id).values(values)).rowcount
+        if count and self._pg:
+            self._d.first_value(_NOTIFY_EVENTS, {})
+        return count
+
+    def event_head(self) -> int:
+        newest, pruned = self._d.rows(_EVENT_HEAD, {})[0]
+        return max(newest or 0, pruned or 0)
+
+    def event_horizon(self) -> int:
+        return int(self._d.first_value(_EVENT_HORIZON, {}) or 0)
+
+    def events_after(
+        self, after: int, kinds: Sequence[int], user_ids: Sequence[str], limit: int, scan: int
+    ) -> EventRange:
+        head = self.event_head()
+        upto = min(head, after + scan)
+        if upto <= after:
+            return EventRange([], after, head)
+        e = events.c
+        query = select(events).where(e.seq > after, e.seq <= upto)
+        if kinds:
+            query = query.where(e.kind.in_(sorted(set(kinds))))
+        if user_ids:
+            query = query.where(or_(e.actor_id.in_(user_ids), e.subject_id.in_(user_ids)))
+        rows = self._c.execute(query.order_by(e.seq).limit(limit)).all()
+        found = [_event(row) for row in rows]
+        return EventRange(found, found[-1].seq if len(found) == limit else upto, head)
+
+    def prune_events(self, before_us: int, limit: int) -> int:
+        e = events.c
+        oldest = self._c.execute(
+            select(e.seq, e.occurred_us).where(e.seq.is_not(None)).order_by(e.seq).limit(limit)
+        ).all()
+        through = None
+        for row in oldest:
+            if row.occurred_us >= before_us:
+                break
+            through = row.seq
+        if through is None:
+            return 0
+        removed = self._c.execute(delete(events).where(e.seq <= through)).rowcount
+        self._c.execute(
+            update(event_horizon)
+            .where(event_horizon.c.id == 1, event_horizon.c.pruned_through < through)
+            .values(pruned_through=through)
+        )
         return removed
 
     # ----------------------------------------------------------- service keys
@@ -760,10 +914,28 @@ _INSERT_REQUEST = Direct(connection_requests.insert())
 _DELETE_REQUEST = Direct(
     delete(connection_requests).where(
         connection_requests.c.requester_id == _A, connection_requests.c.recipient_id == _B
-    )
+    ).returning(connection_requests.c.request_id)
 )
 _INSERT_BLOCK = Direct(blocks.insert())
 _DELETE_BLOCK = Direct(delete(blocks).where(blocks.c.blocker_id == _A, blocks.c.blocked_id == _B))
+_INSERT_EVENT = Direct(
+    events.insert().values(
+        {name: bindparam(name) for name in ("event_id", "kind", "actor_id", "subject_id", "occurred_us", "payload", "position")}
+    )
+)
+# Keyed by the events table's oid, so databases sharing a server (or schemas
+# sharing a database) do not wait on each other.
+_SEQUENCER_LOCK = Direct(
+    select(func.pg_advisory_xact_lock(literal(0x5E7E47), literal_column("'events'::regclass::oid::int")))
+)
+_NOTIFY_EVENTS = Direct(select(func.pg_notify(EVENTS_CHANNEL, "")))
+_EVENT_HORIZON = Direct(select(event_horizon.c.pruned_through).where(event_horizon.c.id == 1))
+_EVENT_HEAD = Direct(
+    select(
+        select(func.max(events.c.seq)).scalar_subquery().label("newest"),
+        _EVENT_HORIZON.stmt.scalar_subquery().label("pruned"),
+    )
+)
 
 
 def _related(key, created, from_) -> Select:
@@ -789,6 +961,19 @@ def _keyset(query: Select, created, key, after: Cursor | None, limit: int) -> Se
 def _counts(row) -> Counts:
     """A ``user_counters`` row (its columns in table order) as Counts."""
     return Counts(*row[: 1 + len(COUNTER_COLUMNS)])
+
+
+def _event(row) -> Event:
+    return Event(
+        row.seq,
+        row.event_id,
+        EventKind(row.kind),
+        row.actor_id,
+        row.subject_id,
+        row.occurred_us,
+        json.loads(row.payload),
+        row.position,
+    )
 
 
 def _user(row) -> User:

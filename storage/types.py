@@ -218,6 +218,91 @@ class Removed:
     blocks: int = 0
 
 
+class EventKind(enum.IntEnum):
+    """What an event says happened (socialgraph.v1.EventKind)."""
+
+    FOLLOWED = 1
+    UNFOLLOWED = 2
+    FOLLOWER_REMOVED = 3
+    CONNECTION_REQUESTED = 4
+    CONNECTION_REQUEST_CANCELLED = 5
+    CONNECTION_REQUEST_DECLINED = 6
+    CONNECTED = 7
+    CONNECTION_REMOVED = 8
+    BLOCKED = 9
+    UNBLOCKED = 10
+    USER_UPSERTED = 11
+    USER_DELETED = 12
+    REPORT_FILED = 13
+    REPORT_RESOLVED = 14
+
+
+class Cause(enum.IntEnum):
+    """Why a change happened (socialgraph.v1.ChangeCause)."""
+
+    REQUEST = 1
+    AUTO_FOLLOW = 2
+    BLOCK = 3
+    USER_DELETED = 4
+    PROMOTION = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One event a write appends to the outbox. ``payload`` holds the
+    kind's fields in the shape of socialgraph.v1.Event's JSON form (``cause``
+    and one of ``request``, ``connected``, ``block``, ``user``, ``report``),
+    with enums as numbers."""
+
+    kind: EventKind
+    actor_id: str
+    subject_id: str
+    occurred_us: int
+    payload: dict
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A committed event at position ``seq`` of the log."""
+
+    seq: int
+    event_id: str
+    kind: EventKind
+    actor_id: str
+    subject_id: str
+    occurred_us: int
+    payload: dict
+    # A commit position at or after its transaction's commit (None: unknown).
+    position: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRange:
+    """What one read of the log found: the matching events after a
+    position, the position the reader has now seen everything up to, and
+    the newest committed position when it read."""
+
+    events: list[Event]
+    through: int
+    head: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cascade:
+    """The edges a user deletion (or one batch of it) removed, each as its
+    users, and whether it removed the user's record."""
+
+    follows: list[tuple[str, str]]  # (follower, followee)
+    connections: list[tuple[str, str]]  # (user, other), one per pair
+    requests: list[tuple[str, str, str]]  # (request_id, requester, recipient)
+    blocks: list[tuple[str, str]]  # (blocker, blocked)
+    user_existed: bool = False
+
+    @property
+    def removed(self) -> Removed:
+        return Removed(len(self.follows), len(self.connections), len(self.requests), len(self.blocks))
+
+
 @dataclass(frozen=True, slots=True)
 class CounterFix:
     """A counter that ``recount`` found wrong: what was stored, what is true."""
@@ -248,16 +333,19 @@ class Tx(Protocol):
     def insert_connection(self, user_id: str, other_id: str, now_us: int) -> None: ...
     def delete_connection(self, user_id: str, other_id: str) -> bool: ...
     def insert_request(self, request: ConnectionRequest) -> None: ...
-    def delete_request(self, requester_id: str, recipient_id: str) -> bool: ...
+    def delete_request(self, requester_id: str, recipient_id: str) -> str | None:
+        """Removes the pending request; returns its id, or None when there was none."""
 
     # Blocks.
     def insert_block(self, block: Block) -> None: ...
     def delete_block(self, blocker_id: str, blocked_id: str) -> bool: ...
-    def delete_blocks_against(self, blocked_id: str, limit: int | None = None) -> int: ...
+    def delete_blocks_against(self, blocked_id: str, limit: int | None = None) -> list[str]:
+        """Lifts the blocks against ``blocked_id`` (at most ``limit``); returns the blockers."""
 
     # Accounts.
-    def delete_user_edges(self, user_id: str, limit: int) -> Removed: ...
-    def delete_user(self, user_id: str) -> Removed: ...
+    def delete_user_edges(self, user_id: str, limit: int) -> Cascade:
+        """Removes up to ``limit`` edges of each kind; the record stays."""
+    def delete_user(self, user_id: str) -> Cascade: ...
 
     # Reports.
     def insert_report(self, report: Report) -> None: ...
@@ -277,6 +365,27 @@ class Tx(Protocol):
     def list_feed_sources(self, user_id: str, after: Cursor | None, limit: int) -> list[FeedSource]: ...
     def list_reports(self, status: ReportStatus, after: Cursor | None, limit: int) -> list[Report]: ...
     def totals(self, since_us: int | None) -> Totals: ...
+
+    # Events.
+    def emit(self, change: Change) -> None:
+        """Appends ``change`` to the outbox when the transaction commits
+        (with a position at once on SQLite, from ``sequence_events`` on
+        PostgreSQL)."""
+    def sequence_events(self, limit: int) -> int:
+        """Gives up to ``limit`` committed events without a position their
+        positions, in commit order; returns how many."""
+    def event_head(self) -> int:
+        """The position of the newest committed event (or of the retention horizon)."""
+    def event_horizon(self) -> int:
+        """The highest position retention has removed; a reader behind it lost events."""
+    def events_after(
+        self, after: int, kinds: Sequence[int], user_ids: Sequence[str], limit: int, scan: int
+    ) -> EventRange:
+        """At most ``limit`` committed events after ``after`` that match the
+        filters (empty: any), looking at no more than ``scan`` positions."""
+    def prune_events(self, before_us: int, limit: int) -> int:
+        """Removes up to ``limit`` of the oldest events that occurred before
+        ``before_us``, oldest first, never past a newer one; returns how many."""
 
     # Maintenance.
     def recount(self) -> list[CounterFix]: ...
@@ -304,9 +413,13 @@ class Storage(Protocol):
     def read_write(self, fn: Callable[[Tx], T]) -> T: ...
     def on_counters_committed(self, listener: CountersListener) -> None:
         """``listener`` gets the counters each write transaction changed, after it commits."""
+    def on_events_committed(self, listener: Callable[[], None]) -> None:
+        """``listener`` is called after each write transaction that appended events commits."""
     def read_only(self, fn: Callable[[Tx], T]) -> T: ...
     def last_token(self) -> str:
         """The consistency token of the calling thread's last committed write."""
+    def token_at(self, position: int) -> str:
+        """The consistency token of commit position ``position``."""
     def token_position(self, token: str) -> int:
         """The commit position a token names; ``positions.InvalidToken`` unless it is this database's."""
     def observe_position(self) -> None:

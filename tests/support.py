@@ -18,7 +18,7 @@ from grpc_status import rpc_status
 from socialgraph.v1 import admin_pb2 as apb
 from socialgraph.v1 import admin_pb2_grpc, common_pb2
 from socialgraph.v1 import social_graph_pb2 as pb
-from socialgraph.v1 import social_graph_pb2_grpc
+from socialgraph.v1 import social_graph_pb2_grpc, watch_pb2_grpc
 
 POSTGRES_DSN = os.environ.get("SOCIALGRAPH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("SOCIALGRAPH_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -131,6 +131,7 @@ class Client:
     def __init__(self, channel: grpc.Channel) -> None:
         self.graph = social_graph_pb2_grpc.SocialGraphServiceStub(channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(channel)
+        self.watch = watch_pb2_grpc.WatchServiceStub(channel)
 
     def follow(self, follower: str, followee: str) -> pb.FollowResponse:
         return self.graph.Follow(pb.FollowRequest(follower_id=follower, followee_id=followee))

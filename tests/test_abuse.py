@@ -209,6 +209,30 @@ def test_an_overloaded_process_sheds_the_flood_with_overloaded_and_retry_info(ti
     assert dict(shed[0].trailing_metadata())["retry-after"] == "1"
 
 
+def test_open_watch_streams_neither_count_toward_the_shed_limit_nor_are_shed(tmp_path):
+    """A Watch stream holds its call for its whole life: with as many
+    streams open on one connection as --max-concurrent-rpcs, that
+    connection's unary calls and further streams are still served."""
+    from socialgraph.v1 import watch_pb2
+
+    args = (
+        "--database-url", f"sqlite:///{tmp_path}/w.db", "--threads", "8",
+        "--max-concurrent-rpcs", "2", "--watch-streams", "4",
+    )
+    with running_server(*args) as (address, process), own_connection(address) as channel:
+        client = Client(channel)
+        streams = [client.watch.Watch(watch_pb2.WatchRequest(), timeout=30) for _ in range(3)]
+        try:
+            for stream in streams:
+                assert next(stream).WhichOneof("message") == "checkpoint"
+            a, b = new_user(), new_user()
+            for _ in range(3):
+                assert client.graph.CanInteract(pb.CanInteractRequest(user_id=a, other_user_id=b), timeout=10).can_interact
+        finally:
+            for stream in streams:
+                stream.cancel()
+
+
 # ------------------------------------------------------- readers that never read
 
 

@@ -23,6 +23,7 @@ from server.app import App, InvalidConfiguration
 from server.auth import AuthInterceptor
 from server.settings import Settings
 from socialgraph.v1 import admin_pb2 as apb
+from socialgraph.v1 import watch_pb2, watch_pb2_grpc
 
 from .support import Client, new_user, raises, running_server
 
@@ -134,6 +135,30 @@ def test_static_tokens_grant_their_scopes(tmp_path, tokens_file):
         with raises(grpc.StatusCode.PERMISSION_DENIED, "MISSING_SCOPE") as refused:
             follow(address, ADMIN_TOKEN)
         assert refused.info.metadata["scope"] == "graph"
+
+
+def first_watch_message(address: str, token: str):
+    with grpc.insecure_channel(address) as channel:
+        stream = watch_pb2_grpc.WatchServiceStub(channel).Watch(
+            watch_pb2.WatchRequest(), metadata=bearer(token), timeout=5
+        )
+        try:
+            return next(stream)
+        finally:
+            stream.cancel()
+
+
+def test_watch_needs_the_events_scope(tmp_path):
+    events_token = secrets.token_urlsafe(32)
+    path = tmp_path / "tokens.toml"
+    path.write_text(tokens_toml(("feed", GRAPH_TOKEN, ["graph", "admin"]), ("stream", events_token, ["events"])))
+    with serving(tmp_path, auth_tokens_file=str(path)) as (_app, address):
+        assert first_watch_message(address, events_token).WhichOneof("message") == "checkpoint"
+        with raises(grpc.StatusCode.PERMISSION_DENIED, "MISSING_SCOPE") as refused:
+            first_watch_message(address, GRAPH_TOKEN)
+        assert refused.info.metadata["scope"] == "events"
+        with raises(grpc.StatusCode.PERMISSION_DENIED, "MISSING_SCOPE"):
+            follow(address, events_token)
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 """Model-based test: random operations on a few users go to the real service
 (through gRPC, on every backend) and to the reference model in ``model.py``;
 every answer must agree, and after every step so must every relationship and
-every counter."""
+every counter, and the event log folded into a graph must be the model's
+graph."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ import uuid
 from ratelimit import InProcessLimiter, parse_windows
 from server import redis_client
 from server.app import cached_readers
-from server.rules import Graph, Policy
+from server.rules import EventLog, Graph, Policy
+from server.rules.graph import now_us
+from storage.types import EventKind
 from socialgraph.v1 import admin_pb2 as apb
 from socialgraph.v1 import common_pb2
 from socialgraph.v1 import social_graph_pb2 as pb
@@ -92,10 +95,52 @@ def outcome(call):
         return (error.code().name, info.reason)
 
 
-def make_machine(*clients):
+def fold(events) -> dict[str, set]:
+    """The graph a consumer builds from the events alone. Every event must
+    be a change: an addition of an edge that is absent, a removal of one
+    that is present (so a consumer can apply each to exactly one edge)."""
+    graph: dict[str, set] = {"follows": set(), "requests": set(), "connections": set(), "blocks": set()}
+
+    def add(kind, edge):
+        assert edge not in graph[kind], (kind, edge)
+        graph[kind].add(edge)
+
+    def remove(kind, edge):
+        assert edge in graph[kind], (kind, edge)
+        graph[kind].remove(edge)
+
+    for event in events:
+        a, s = event.actor_id, event.subject_id
+        match event.kind:
+            case EventKind.FOLLOWED:
+                add("follows", (a, s))
+            case EventKind.UNFOLLOWED:
+                remove("follows", (a, s))
+            case EventKind.FOLLOWER_REMOVED:
+                remove("follows", (s, a))
+            case EventKind.CONNECTION_REQUESTED:
+                add("requests", (a, s))
+            case EventKind.CONNECTION_REQUEST_CANCELLED:
+                remove("requests", (a, s))
+            case EventKind.CONNECTION_REQUEST_DECLINED:
+                remove("requests", (s, a))
+            case EventKind.CONNECTED:
+                remove("requests", (s, a) if (s, a) in graph["requests"] else (a, s))
+                add("connections", frozenset((a, s)))
+            case EventKind.CONNECTION_REMOVED:
+                remove("connections", frozenset((a, s)))
+            case EventKind.BLOCKED:
+                add("blocks", (a, s))
+            case EventKind.UNBLOCKED:
+                remove("blocks", (a, s))
+    return graph
+
+
+def make_machine(storage, *clients):
     """Writes go to any of ``clients`` (server processes over one database);
     every client's reads, with the last write's consistency token, must
-    agree with the model."""
+    agree with the model, and so must the event log of ``storage``."""
+    log = EventLog(storage, now_us)
 
     class Machine(RuleBasedStateMachine):
         """Fresh users for every example, so examples share the database safely."""
@@ -105,6 +150,7 @@ def make_machine(*clients):
             self.users = [new_user() for _ in range(USERS)]
             self.model = Model(connection_limit=CONNECTION_LIMIT, rate_limit=RATE_LIMIT)
             self.consistency = common_pb2.Consistency()
+            self.start_position = log.start("")
 
         def check(self, call, expected):
             actual = outcome(call)
@@ -199,25 +245,48 @@ def make_machine(*clients):
                     expected = self.model.counts(counts.user_id)
                     assert {name: getattr(counts, name) for name in expected} == expected, counts.user_id
 
+        @invariant()
+        def the_event_log_folds_into_the_model(self):
+            if not hasattr(self, "model"):
+                return
+            log.sequence()
+            events, position = [], self.start_position
+            while True:
+                found = log.read(position, (), self.users)
+                events.extend(found.events)
+                if found.through >= found.head:
+                    break
+                position = found.through
+            assert [e.seq for e in events] == sorted({e.seq for e in events})
+            graph = fold(events)
+            model = self.model
+            assert graph["follows"] == model.follows
+            assert graph["requests"] == model.requests
+            assert graph["blocks"] == model.blocks
+            assert graph["connections"] == {
+                frozenset((a, b)) for a in self.users for b in self.users if a < b and model.connected(a, b)
+            }
+
     return Machine
 
 
-def test_service_behaves_like_the_model(client, long_run):
-    run_state_machine_as_test(lambda: make_machine(client)(), settings=LONG if long_run else SHORT)
+def test_service_behaves_like_the_model(client, storage, long_run):
+    run_state_machine_as_test(lambda: make_machine(storage, client)(), settings=LONG if long_run else SHORT)
 
 
 def test_two_processes_behave_like_the_model(storage, database_url, limiter, policy, long_run):
     """Two servers over one database, each with its own storage and
     in-process caches and no Redis (the limiter is shared, as Redis would
     share it): writes go to either, and reads on both with the last write's
-    token agree with the model. (``storage`` has migrated the database.)"""
+    token agree with the model, and so does the event log of both.
+    (``storage`` has migrated the database.)"""
     opened = [open_storage(database_url, pool_size=4) for _ in range(2)]
     try:
         with contextlib.ExitStack() as stack:
             clients = [
                 stack.enter_context(serving(Graph(s, limiter, policy, **cached_readers(s)))) for s in opened
             ]
-            run_state_machine_as_test(lambda: make_machine(*clients)(), settings=LONG if long_run else SHORT)
+            run_state_machine_as_test(lambda: make_machine(storage, *clients)(), settings=LONG if long_run else SHORT)
     finally:
         for s in opened:
             s.close()

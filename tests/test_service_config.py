@@ -12,12 +12,15 @@ from importlib import resources
 
 import grpc
 
-from socialgraph.v1 import admin_pb2, social_graph_pb2
+from socialgraph.v1 import admin_pb2, social_graph_pb2, watch_pb2
 
 from .support import Client, free_port, new_user
 
 CONFIG = json.loads((resources.files("socialgraph") / "service_config.json").read_text())
 NOT_IDEMPOTENT = {"socialgraph.v1.SocialGraphService/ReportUser"}  # a retry could file a second report
+# A stream lives as long as its consumer reads: no deadline, and no retry
+# (the consumer resumes from its last cursor, which the channel cannot know).
+STREAMS = {"socialgraph.v1.WatchService/Watch"}
 
 
 def configured_methods() -> dict[str, dict]:
@@ -34,13 +37,29 @@ def test_every_rpc_has_a_deadline_and_only_idempotent_ones_retry():
     methods = configured_methods()
     every = {
         f"{service.full_name}/{method.name}"
-        for module, name in ((social_graph_pb2, "SocialGraphService"), (admin_pb2, "AdminService"))
+        for module, name in (
+            (social_graph_pb2, "SocialGraphService"),
+            (admin_pb2, "AdminService"),
+            (watch_pb2, "WatchService"),
+        )
         for service in [module.DESCRIPTOR.services_by_name[name]]
         for method in service.methods
     }
     assert set(methods) == every
+    streaming = {
+        f"{method.containing_service.full_name}/{method.name}"
+        for module in (social_graph_pb2, admin_pb2, watch_pb2)
+        for service in module.DESCRIPTOR.services_by_name.values()
+        for method in service.methods
+        if method.server_streaming
+    }
+    assert streaming == STREAMS
     for key, entry in methods.items():
-        assert entry["timeout"].endswith("s") and entry["waitForReady"] is True
+        assert entry["waitForReady"] is True
+        if key in STREAMS:
+            assert "timeout" not in entry and "retryPolicy" not in entry, key
+            continue
+        assert entry["timeout"].endswith("s")
         policy = entry.get("retryPolicy")
         if key in NOT_IDEMPOTENT:
             assert policy is None, key

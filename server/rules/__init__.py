@@ -3,6 +3,7 @@ errors out. Nothing here imports grpc."""
 
 from .errors import (
     ConnectionLimitReached,
+    CursorExpired,
     GraphError,
     InvalidArgument,
     NotFound,
@@ -10,8 +11,11 @@ from .errors import (
     PermissionDenied,
     RateLimited,
     Reason,
+    ShuttingDown,
+    TooManyStreams,
     Unauthenticated,
 )
+from .events import EventLog
 from .graph import BlockResult, Consistency, ConnectionState, Graph, Page, Policy, SendResult, Stats
 from .paging import PageTokens
 
@@ -20,6 +24,8 @@ __all__ = [
     "ConnectionLimitReached",
     "Consistency",
     "ConnectionState",
+    "CursorExpired",
+    "EventLog",
     "Graph",
     "GraphError",
     "InvalidArgument",
@@ -32,6 +38,8 @@ __all__ = [
     "RateLimited",
     "Reason",
     "SendResult",
+    "ShuttingDown",
     "Stats",
+    "TooManyStreams",
     "Unauthenticated",
 ]

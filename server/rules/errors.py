@@ -8,7 +8,10 @@ GraphError
 ├── NotFound                 NOT_FOUND: REQUEST_NOT_FOUND, USER_NOT_FOUND, REPORT_NOT_FOUND
 ├── RateLimited              RESOURCE_EXHAUSTED: RATE_LIMITED
 ├── ConnectionLimitReached   RESOURCE_EXHAUSTED: CONNECTION_LIMIT_REACHED
-└── Overloaded               RESOURCE_EXHAUSTED: OVERLOADED (the process sheds load)
+├── Overloaded               RESOURCE_EXHAUSTED: OVERLOADED (the process sheds load)
+├── TooManyStreams           RESOURCE_EXHAUSTED: TOO_MANY_STREAMS
+├── CursorExpired            FAILED_PRECONDITION: CURSOR_EXPIRED
+└── ShuttingDown             UNAVAILABLE: SHUTTING_DOWN
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ class Reason(enum.StrEnum):
     OVERLOADED = "OVERLOADED"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     MISSING_SCOPE = "MISSING_SCOPE"
+    INVALID_CURSOR = "INVALID_CURSOR"
+    CURSOR_EXPIRED = "CURSOR_EXPIRED"
+    TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
+    SHUTTING_DOWN = "SHUTTING_DOWN"
 
 
 class GraphError(Exception):
@@ -111,3 +118,23 @@ class Overloaded(GraphError):
             limit=str(limit),
         )
         self.retry_after = retry_after
+class TooManyStreams(GraphError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            Reason.TOO_MANY_STREAMS,
+            f"this server process already serves {limit} streams; retry later or on another process",
+            limit=str(limit),
+        )
+
+
+class CursorExpired(GraphError):
+    def __init__(self) -> None:
+        super().__init__(
+            Reason.CURSOR_EXPIRED,
+            "events after this cursor were removed by retention; start again from a fresh state",
+        )
+
+
+class ShuttingDown(GraphError):
+    def __init__(self) -> None:
+        super().__init__(Reason.SHUTTING_DOWN, "the server is shutting down; resume from the last cursor received")

@@ -1,5 +1,7 @@
 """The rules layer: each method turns one intent ("A follows B") into its
-checks and exactly one transaction.
+checks and exactly one transaction, and appends the intent's change events
+(``_emit``) in that transaction: one per edge or record it creates or
+removes, none when it changes nothing.
 
 Every write first locks the users it involves (``Tx.lock_users``), then reads
 what it decides on, then writes. Because every write touching a user holds
@@ -23,11 +25,15 @@ from storage.positions import InvalidToken
 from storage.relationships import SqlRelationships
 from storage.types import (
     Block,
+    Cascade,
+    Cause,
+    Change,
     ConnectionRequest,
     CounterFix,
     CounterReader,
     Counts,
     Cursor,
+    EventKind,
     FeedSource,
     Pair,
     RelatedUser,
@@ -207,20 +213,31 @@ class Graph:
             _refuse_if_blocked(pair)
             now = self._now()
             tx.insert_follow(follower_id, followee_id, now)
+            _emit(tx, EventKind.FOLLOWED, follower_id, followee_id, now)
             return True, now
 
         return self.storage.read_write(run)
 
     def unfollow(self, follower_id: str, followee_id: str) -> bool:
         _distinct("followee_id", follower_id, followee_id)
-        return self._locked(
-            (follower_id, followee_id), lambda tx: tx.delete_follow(follower_id, followee_id)
+        return self._removal(
+            (follower_id, followee_id),
+            lambda tx: tx.delete_follow(follower_id, followee_id),
+            EventKind.UNFOLLOWED,
+            follower_id,
+            followee_id,
         )
 
     def remove_follower(self, user_id: str, follower_id: str) -> bool:
         """F4: the followee removes a follower."""
         _distinct("follower_id", user_id, follower_id)
-        return self._locked((user_id, follower_id), lambda tx: tx.delete_follow(follower_id, user_id))
+        return self._removal(
+            (user_id, follower_id),
+            lambda tx: tx.delete_follow(follower_id, user_id),
+            EventKind.FOLLOWER_REMOVED,
+            user_id,
+            follower_id,
+        )
 
     # ------------------------------------------------------------ connections
 
@@ -247,12 +264,17 @@ class Graph:
             if pair.incoming is not None:
                 # C3: crossing requests accept each other.
                 tx.delete_request(recipient_id, requester_id)
-                self._connect(tx, requester_id, recipient_id, now, pair)
+                self._connect(tx, requester_id, recipient_id, now, pair, requester_id, _CROSSING, pair.incoming)
                 return SendResult(ConnectionState.CONNECTED, True, connected_us=now)
             request = ConnectionRequest(request_id, requester_id, recipient_id, message, now)
             tx.insert_request(request)
+            _emit(
+                tx, EventKind.CONNECTION_REQUESTED, requester_id, recipient_id, now,
+                request={"request_id": request_id, "message": message},
+            )
             if self.policy.auto_follow and pair.following_since is None:
                 tx.insert_follow(requester_id, recipient_id, now)
+                _emit(tx, EventKind.FOLLOWED, requester_id, recipient_id, now, Cause.AUTO_FOLLOW)
             return SendResult(ConnectionState.PENDING, True, request=request)
 
         try:
@@ -281,37 +303,61 @@ class Graph:
             self._check_limit(counts, recipient_id, requester_id)
             now = self._now()
             tx.delete_request(requester_id, recipient_id)
-            self._connect(tx, requester_id, recipient_id, now, pair)
+            self._connect(tx, requester_id, recipient_id, now, pair, recipient_id, _ACCEPTED, pair.outgoing)
             return now
 
         return self.storage.read_write(run)
 
     def decline_connection_request(self, recipient_id: str, requester_id: str) -> bool:
         _distinct("requester_id", recipient_id, requester_id)
-        return self._locked(
-            (recipient_id, requester_id), lambda tx: tx.delete_request(requester_id, recipient_id)
+        return self._request_removal(
+            (recipient_id, requester_id), requester_id, recipient_id, EventKind.CONNECTION_REQUEST_DECLINED
         )
 
     def cancel_connection_request(self, requester_id: str, recipient_id: str) -> bool:
         _distinct("recipient_id", requester_id, recipient_id)
-        return self._locked(
-            (requester_id, recipient_id), lambda tx: tx.delete_request(requester_id, recipient_id)
+        return self._request_removal(
+            (requester_id, recipient_id), requester_id, recipient_id, EventKind.CONNECTION_REQUEST_CANCELLED
         )
 
     def remove_connection(self, user_id: str, other_id: str) -> bool:
         _distinct("other_user_id", user_id, other_id)
-        return self._locked((user_id, other_id), lambda tx: tx.delete_connection(user_id, other_id))
+        return self._removal(
+            (user_id, other_id),
+            lambda tx: tx.delete_connection(user_id, other_id),
+            EventKind.CONNECTION_REMOVED,
+            user_id,
+            other_id,
+        )
 
-    def _connect(self, tx: Tx, requester_id: str, recipient_id: str, now: int, pair: Pair) -> None:
+    def _connect(
+        self,
+        tx: Tx,
+        requester_id: str,
+        recipient_id: str,
+        now: int,
+        pair: Pair,
+        actor_id: str,
+        via: int,
+        request: ConnectionRequest,
+    ) -> None:
         """Makes the connection; with auto-follow, the requester follows the
         recipient (from sending) and the recipient the requester (from
-        accepting). ``pair`` is the state seen from the requester's side."""
+        accepting). ``pair`` is the state seen from the requester's side;
+        ``actor_id`` connected them ``via`` accepting or crossing ``request``."""
         tx.insert_connection(requester_id, recipient_id, now)
+        other_id = recipient_id if actor_id == requester_id else requester_id
+        _emit(
+            tx, EventKind.CONNECTED, actor_id, other_id, now,
+            connected={"via": via, "request_id": request.request_id},
+        )
         if self.policy.auto_follow:
             if pair.following_since is None:
                 tx.insert_follow(requester_id, recipient_id, now)
+                _emit(tx, EventKind.FOLLOWED, requester_id, recipient_id, now, Cause.AUTO_FOLLOW)
             if pair.followed_since is None:
                 tx.insert_follow(recipient_id, requester_id, now)
+                _emit(tx, EventKind.FOLLOWED, recipient_id, requester_id, now, Cause.AUTO_FOLLOW)
 
     def _check_limit(self, counts: dict[str, Counts], *user_ids: str) -> None:
         for user_id in user_ids:
@@ -334,23 +380,45 @@ class Graph:
                     Reason.CANNOT_BLOCK_STAFF, "moderators and admins cannot be blocked"
                 )
             # Remove only what the pair read found: each removal is a statement.
-            removed = Removed(
-                follows=(pair.following_since is not None and tx.delete_follow(blocker_id, blocked_id))
-                + (pair.followed_since is not None and tx.delete_follow(blocked_id, blocker_id)),
-                connections=int(pair.connected_since is not None and tx.delete_connection(blocker_id, blocked_id)),
-                requests=(pair.outgoing is not None and tx.delete_request(blocker_id, blocked_id))
-                + (pair.incoming is not None and tx.delete_request(blocked_id, blocker_id)),
-            )
-            block = Block(new_id(), blocker_id, blocked_id, reason, self._now())
+            now = self._now()
+            follows = connections = requests = 0
+            for follower, followee, since in (
+                (blocker_id, blocked_id, pair.following_since),
+                (blocked_id, blocker_id, pair.followed_since),
+            ):
+                if since is not None and tx.delete_follow(follower, followee):
+                    follows += 1
+                    _emit(tx, EventKind.UNFOLLOWED, follower, followee, now, Cause.BLOCK)
+            if pair.connected_since is not None and tx.delete_connection(blocker_id, blocked_id):
+                connections += 1
+                _emit(tx, EventKind.CONNECTION_REMOVED, blocker_id, blocked_id, now, Cause.BLOCK)
+            for request in (pair.outgoing, pair.incoming):
+                if request is not None and tx.delete_request(request.requester_id, request.recipient_id):
+                    requests += 1
+                    _emit(
+                        tx, EventKind.CONNECTION_REQUEST_CANCELLED, request.requester_id, request.recipient_id,
+                        now, Cause.BLOCK, request={"request_id": request.request_id},
+                    )
+            block = Block(new_id(), blocker_id, blocked_id, reason, now)
             tx.insert_block(block)
-            return BlockResult(block, True, removed)
+            _emit(
+                tx, EventKind.BLOCKED, blocker_id, blocked_id, now,
+                block={"block_id": block.block_id, "reason": reason},
+            )
+            return BlockResult(block, True, Removed(follows=follows, connections=connections, requests=requests))
 
         return self.storage.read_write(run)
 
     def unblock(self, blocker_id: str, blocked_id: str) -> bool:
         """B5: restores nothing."""
         _distinct("blocked_id", blocker_id, blocked_id)
-        return self._locked((blocker_id, blocked_id), lambda tx: tx.delete_block(blocker_id, blocked_id))
+        return self._removal(
+            (blocker_id, blocked_id),
+            lambda tx: tx.delete_block(blocker_id, blocked_id),
+            EventKind.UNBLOCKED,
+            blocker_id,
+            blocked_id,
+        )
 
     # ------------------------------------------------------- users, reports
 
@@ -359,17 +427,29 @@ class Graph:
 
         def run(tx: Tx) -> tuple[User, int]:
             tx.lock_users((user.user_id,))
-            stored = tx.upsert_user(user, self._now())
-            removed = tx.delete_blocks_against(stored.user_id, self.policy.edge_batch) if stored.role.is_staff else 0
-            return stored, removed
+            before = tx.get_user(user.user_id)
+            now = self._now()
+            stored = tx.upsert_user(user, now)
+            lifted = self._lift_blocks(tx, stored.user_id, now) if stored.role.is_staff else 0
+            if before is None or (before.role, before.display_name, before.avatar_url) != (
+                stored.role, stored.display_name, stored.avatar_url
+            ):
+                _emit(
+                    tx, EventKind.USER_UPSERTED, stored.user_id, stored.user_id, now,
+                    user={
+                        "role": int(stored.role),
+                        "previous_role": int(before.role) if before else 0,
+                        "display_name": stored.display_name,
+                        "avatar_url": stored.avatar_url,
+                    },
+                )
+            return stored, lifted
 
-        stored, removed = self.storage.read_write(run)
+        stored, lifted = self.storage.read_write(run)
         # Blocks against the user beyond the first batch go in batches of
         # their own: no block can be added meanwhile, the role is committed.
-        while removed == self.policy.edge_batch:
-            removed = self._locked(
-                (user.user_id,), lambda tx: tx.delete_blocks_against(user.user_id, self.policy.edge_batch)
-            )
+        while lifted == self.policy.edge_batch:
+            lifted = self._locked((user.user_id,), lambda tx: self._lift_blocks(tx, user.user_id, self._now()))
         return stored
 
     def get_user(self, user_id: str, consistency: Consistency = MINIMIZE_LATENCY) -> User:
@@ -380,18 +460,28 @@ class Graph:
         return user
 
     def delete_user(self, user_id: str) -> Removed:
-        """R4. The edges go in transactions of at most ``edge_batch`` per
-        kind, each keeping every counter exact, so no transaction holds
-        other users' counter rows for long; the last one removes whatever is
-        left (edges added meanwhile included), the counters and the record."""
+        """R4: one event for each edge removed, then USER_DELETED. The
+        edges go in transactions of at most ``edge_batch`` per kind, each
+        keeping every counter exact and appending the events of the edges it
+        removed, so no transaction holds other users' counter rows for long;
+        the last one removes whatever is left (edges added meanwhile
+        included), the counters and the record, and appends USER_DELETED."""
         batch = self.policy.edge_batch
         total = Removed()
         while True:
-            part = self._locked((user_id,), lambda tx: tx.delete_user_edges(user_id, batch))
+            part = self._locked((user_id,), lambda tx: self._cascade(tx, tx.delete_user_edges(user_id, batch)))
             total = _sum(total, part)
             if max(part.follows, part.connections, part.requests, part.blocks) < batch:
                 break
-        return _sum(total, self._locked((user_id,), lambda tx: tx.delete_user(user_id)))
+
+        def last(tx: Tx) -> Removed:
+            cascade = tx.delete_user(user_id)
+            removed = self._cascade(tx, cascade)
+            if cascade.user_existed or _sum(total, removed) != Removed():
+                _emit(tx, EventKind.USER_DELETED, user_id, user_id, self._now())
+            return removed
+
+        return _sum(total, self._locked((user_id,), last))
 
     def report_user(self, reporter_id: str, reported_id: str, reason: ReportReason, details: str) -> Report:
         """R1."""
@@ -399,7 +489,20 @@ class Graph:
         report = Report(
             new_id(), reporter_id, reported_id, reason, details, ReportStatus.OPEN, "", "", self._now(), None
         )
-        self.storage.read_write(lambda tx: tx.insert_report(report))
+
+        def run(tx: Tx) -> None:
+            tx.insert_report(report)
+            _emit(
+                tx, EventKind.REPORT_FILED, reporter_id, reported_id, report.created_us,
+                report={
+                    "report_id": report.report_id,
+                    "reason": int(reason),
+                    "details": details,
+                    "status": int(ReportStatus.OPEN),
+                },
+            )
+
+        self.storage.read_write(run)
         return report
 
     def list_reports(
@@ -440,6 +543,15 @@ class Graph:
                 self._now(),
             )
             tx.update_report(resolved)
+            _emit(
+                tx, EventKind.REPORT_RESOLVED, moderator_id, report.reported_id, resolved.resolved_us,
+                report={
+                    "report_id": report.report_id,
+                    "reason": int(report.reason),
+                    "status": int(status),
+                    "note": note,
+                },
+            )
             return resolved
 
         return self.storage.read_write(run)
@@ -567,6 +679,71 @@ class Graph:
             return write(tx)
 
         return self.storage.read_write(run)
+
+    def _cascade(self, tx: Tx, cascade: Cascade) -> Removed:
+        """One event for each edge a user deletion removed."""
+        now = self._now()
+        gone = Cause.USER_DELETED
+        for follower, followee in cascade.follows:
+            _emit(tx, EventKind.UNFOLLOWED, follower, followee, now, gone)
+        for user, other in cascade.connections:
+            _emit(tx, EventKind.CONNECTION_REMOVED, user, other, now, gone)
+        for request_id, requester, recipient in cascade.requests:
+            _emit(
+                tx, EventKind.CONNECTION_REQUEST_CANCELLED, requester, recipient, now, gone,
+                request={"request_id": request_id},
+            )
+        for blocker, blocked in cascade.blocks:
+            _emit(tx, EventKind.UNBLOCKED, blocker, blocked, now, gone)
+        return cascade.removed
+
+    def _lift_blocks(self, tx: Tx, user_id: str, now: int) -> int:
+        """Lifts up to ``edge_batch`` blocks against a staff user, one
+        UNBLOCKED event each; returns how many."""
+        blockers = tx.delete_blocks_against(user_id, self.policy.edge_batch)
+        for blocker_id in blockers:
+            _emit(tx, EventKind.UNBLOCKED, blocker_id, user_id, now, Cause.PROMOTION)
+        return len(blockers)
+
+    def _removal(
+        self, user_ids: tuple[str, ...], remove: Callable[[Tx], object], kind: EventKind, actor: str, subject: str
+    ) -> bool:
+        """Locks the users, removes one edge; an event when there was one."""
+
+        def run(tx: Tx) -> bool:
+            tx.lock_users(user_ids)
+            if not remove(tx):
+                return False
+            _emit(tx, kind, actor, subject, self._now())
+            return True
+
+        return self.storage.read_write(run)
+
+    def _request_removal(self, user_ids: tuple[str, ...], requester_id: str, recipient_id: str, kind: EventKind) -> bool:
+        """Declines (the recipient acts) or cancels (the requester acts)."""
+        actor, subject = (
+            (recipient_id, requester_id) if kind is EventKind.CONNECTION_REQUEST_DECLINED else (requester_id, recipient_id)
+        )
+
+        def run(tx: Tx) -> bool:
+            tx.lock_users(user_ids)
+            request_id = tx.delete_request(requester_id, recipient_id)
+            if request_id is None:
+                return False
+            _emit(tx, kind, actor, subject, self._now(), request={"request_id": request_id})
+            return True
+
+        return self.storage.read_write(run)
+
+
+_ACCEPTED, _CROSSING = 1, 2  # socialgraph.v1.ConnectedVia
+
+
+def _emit(
+    tx: Tx, kind: EventKind, actor: str, subject: str, now: int, cause: Cause = Cause.REQUEST, **details: dict
+) -> None:
+    """Appends one event; ``details`` is the kind's message (see ``Change``)."""
+    tx.emit(Change(kind, actor, subject, now, {"cause": int(cause), **details}))
 
 
 def _sum(a: Removed, b: Removed) -> Removed:

@@ -1,4 +1,5 @@
 from .admin import AdminServicer
 from .social_graph import SocialGraphServicer
+from .watch import WatchServicer
 
-__all__ = ["AdminServicer", "SocialGraphServicer"]
+__all__ = ["AdminServicer", "SocialGraphServicer", "WatchServicer"]

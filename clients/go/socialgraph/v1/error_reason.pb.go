@@ -100,6 +100,19 @@ const (
 	// INVALID_ARGUMENT: Consistency.at_least_as_fresh is not a token this
 	// service issued, or was issued by another database.
 	ErrorReason_INVALID_CONSISTENCY_TOKEN ErrorReason = 24
+	// INVALID_ARGUMENT: WatchRequest.after_cursor is not a cursor this
+	// service issued.
+	ErrorReason_INVALID_CURSOR ErrorReason = 25
+	// FAILED_PRECONDITION: retention removed events after this cursor; start
+	// again from a fresh state and watch from now.
+	ErrorReason_CURSOR_EXPIRED ErrorReason = 26
+	// RESOURCE_EXHAUSTED: this server process already serves as many Watch
+	// streams as it takes (ErrorInfo.metadata["limit"]); retry later or on
+	// another process.
+	ErrorReason_TOO_MANY_STREAMS ErrorReason = 27
+	// UNAVAILABLE: the server is shutting down and ended the Watch stream;
+	// resume from the last cursor received.
+	ErrorReason_SHUTTING_DOWN ErrorReason = 28
 )
 
 // Enum value maps for ErrorReason.
@@ -130,6 +143,10 @@ var (
 		22: "UNAUTHENTICATED",
 		23: "MISSING_SCOPE",
 		24: "INVALID_CONSISTENCY_TOKEN",
+		25: "INVALID_CURSOR",
+		26: "CURSOR_EXPIRED",
+		27: "TOO_MANY_STREAMS",
+		28: "SHUTTING_DOWN",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":  0,
@@ -157,6 +174,10 @@ var (
 		"UNAUTHENTICATED":           22,
 		"MISSING_SCOPE":             23,
 		"INVALID_CONSISTENCY_TOKEN": 24,
+		"INVALID_CURSOR":            25,
+		"CURSOR_EXPIRED":            26,
+		"TOO_MANY_STREAMS":          27,
+		"SHUTTING_DOWN":             28,
 	}
 )
 
@@ -191,7 +212,7 @@ var File_socialgraph_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_socialgraph_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"!socialgraph/v1/error_reason.proto\x12\x0esocialgraph.v1*\xa3\x04\n" +
+	"!socialgraph/v1/error_reason.proto\x12\x0esocialgraph.v1*\xf4\x04\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fINVALID_USER_ID\x10\x01\x12\x15\n" +
@@ -219,7 +240,11 @@ const file_socialgraph_v1_error_reason_proto_rawDesc = "" +
 	"OVERLOADED\x10\x15\x12\x13\n" +
 	"\x0fUNAUTHENTICATED\x10\x16\x12\x11\n" +
 	"\rMISSING_SCOPE\x10\x17\x12\x1d\n" +
-	"\x19INVALID_CONSISTENCY_TOKEN\x10\x18Bb\n" +
+	"\x19INVALID_CONSISTENCY_TOKEN\x10\x18\x12\x12\n" +
+	"\x0eINVALID_CURSOR\x10\x19\x12\x12\n" +
+	"\x0eCURSOR_EXPIRED\x10\x1a\x12\x14\n" +
+	"\x10TOO_MANY_STREAMS\x10\x1b\x12\x11\n" +
+	"\rSHUTTING_DOWN\x10\x1cBb\n" +
 	"\x12dev.socialgraph.v1P\x01ZJgithub.com/socialgraph/socialgraph/clients/go/socialgraph/v1;socialgraphv1b\x06proto3"
 
 var (

@@ -88,6 +88,12 @@ export const serviceConfig = {
         "backoffMultiplier": 2,
         "retryableStatusCodes": ["UNAVAILABLE"]
       }
+    },
+    {
+      "name": [
+        {"service": "socialgraph.v1.WatchService", "method": "Watch"}
+      ],
+      "waitForReady": true
     }
   ]
 };

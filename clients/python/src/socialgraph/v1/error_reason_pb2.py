@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!socialgraph/v1/error_reason.proto\x12\x0esocialgraph.v1*\xa3\x04\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n\x0fINVALID_USER_ID\x10\x01\x12\x15\n\x11SELF_RELATIONSHIP\x10\x02\x12\x12\n\x0e\x46IELD_TOO_LONG\x10\x03\x12\x15\n\x11INVALID_PAGE_SIZE\x10\x04\x12\x16\n\x12INVALID_PAGE_TOKEN\x10\x05\x12\x10\n\x0cTOO_MANY_IDS\x10\x06\x12\x10\n\x0cINVALID_ENUM\x10\x07\x12\x11\n\rMISSING_FIELD\x10\x08\x12\x10\n\x0cINVALID_TEXT\x10\t\x12\x15\n\x11MALFORMED_REQUEST\x10\n\x12\x0b\n\x07\x42LOCKED\x10\x0b\x12\x16\n\x12\x43\x41NNOT_BLOCK_STAFF\x10\x0c\x12\x13\n\x0fNOT_A_MODERATOR\x10\r\x12\x15\n\x11REQUEST_NOT_FOUND\x10\x0e\x12\x12\n\x0eUSER_NOT_FOUND\x10\x0f\x12\x14\n\x10REPORT_NOT_FOUND\x10\x10\x12\x10\n\x0cRATE_LIMITED\x10\x11\x12\x1c\n\x18\x43ONNECTION_LIMIT_REACHED\x10\x12\x12\x17\n\x13STORAGE_UNAVAILABLE\x10\x13\x12\x0c\n\x08INTERNAL\x10\x14\x12\x0e\n\nOVERLOADED\x10\x15\x12\x13\n\x0fUNAUTHENTICATED\x10\x16\x12\x11\n\rMISSING_SCOPE\x10\x17\x12\x1d\n\x19INVALID_CONSISTENCY_TOKEN\x10\x18\x42\x62\n\x12\x64\x65v.socialgraph.v1P\x01ZJgithub.com/socialgraph/socialgraph/clients/go/socialgraph/v1;socialgraphv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!socialgraph/v1/error_reason.proto\x12\x0esocialgraph.v1*\xf4\x04\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n\x0fINVALID_USER_ID\x10\x01\x12\x15\n\x11SELF_RELATIONSHIP\x10\x02\x12\x12\n\x0e\x46IELD_TOO_LONG\x10\x03\x12\x15\n\x11INVALID_PAGE_SIZE\x10\x04\x12\x16\n\x12INVALID_PAGE_TOKEN\x10\x05\x12\x10\n\x0cTOO_MANY_IDS\x10\x06\x12\x10\n\x0cINVALID_ENUM\x10\x07\x12\x11\n\rMISSING_FIELD\x10\x08\x12\x10\n\x0cINVALID_TEXT\x10\t\x12\x15\n\x11MALFORMED_REQUEST\x10\n\x12\x0b\n\x07\x42LOCKED\x10\x0b\x12\x16\n\x12\x43\x41NNOT_BLOCK_STAFF\x10\x0c\x12\x13\n\x0fNOT_A_MODERATOR\x10\r\x12\x15\n\x11REQUEST_NOT_FOUND\x10\x0e\x12\x12\n\x0eUSER_NOT_FOUND\x10\x0f\x12\x14\n\x10REPORT_NOT_FOUND\x10\x10\x12\x10\n\x0cRATE_LIMITED\x10\x11\x12\x1c\n\x18\x43ONNECTION_LIMIT_REACHED\x10\x12\x12\x17\n\x13STORAGE_UNAVAILABLE\x10\x13\x12\x0c\n\x08INTERNAL\x10\x14\x12\x0e\n\nOVERLOADED\x10\x15\x12\x13\n\x0fUNAUTHENTICATED\x10\x16\x12\x11\n\rMISSING_SCOPE\x10\x17\x12\x1d\n\x19INVALID_CONSISTENCY_TOKEN\x10\x18\x12\x12\n\x0eINVALID_CURSOR\x10\x19\x12\x12\n\x0e\x43URSOR_EXPIRED\x10\x1a\x12\x14\n\x10TOO_MANY_STREAMS\x10\x1b\x12\x11\n\rSHUTTING_DOWN\x10\x1c\x42\x62\n\x12\x64\x65v.socialgraph.v1P\x01ZJgithub.com/socialgraph/socialgraph/clients/go/socialgraph/v1;socialgraphv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,5 +33,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\022dev.socialgraph.v1P\001ZJgithub.com/socialgraph/socialgraph/clients/go/socialgraph/v1;socialgraphv1'
   _globals['_ERRORREASON']._serialized_start=54
-  _globals['_ERRORREASON']._serialized_end=601
+  _globals['_ERRORREASON']._serialized_end=682
 # @@protoc_insertion_point(module_scope)

@@ -101,6 +101,23 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INVALID_ARGUMENT: Consistency.at_least_as_fresh is not a token this
     service issued, or was issued by another database.
     """
+    INVALID_CURSOR: _ErrorReason.ValueType  # 25
+    """INVALID_ARGUMENT: WatchRequest.after_cursor is not a cursor this
+    service issued.
+    """
+    CURSOR_EXPIRED: _ErrorReason.ValueType  # 26
+    """FAILED_PRECONDITION: retention removed events after this cursor; start
+    again from a fresh state and watch from now.
+    """
+    TOO_MANY_STREAMS: _ErrorReason.ValueType  # 27
+    """RESOURCE_EXHAUSTED: this server process already serves as many Watch
+    streams as it takes (ErrorInfo.metadata["limit"]); retry later or on
+    another process.
+    """
+    SHUTTING_DOWN: _ErrorReason.ValueType  # 28
+    """UNAVAILABLE: the server is shutting down and ended the Watch stream;
+    resume from the last cursor received.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Every reason the service puts in the google.rpc.ErrorInfo of a failed
@@ -191,5 +208,22 @@ service needs; ErrorInfo.metadata["scope"] names it ("graph", "admin",
 INVALID_CONSISTENCY_TOKEN: ErrorReason.ValueType  # 24
 """INVALID_ARGUMENT: Consistency.at_least_as_fresh is not a token this
 service issued, or was issued by another database.
+"""
+INVALID_CURSOR: ErrorReason.ValueType  # 25
+"""INVALID_ARGUMENT: WatchRequest.after_cursor is not a cursor this
+service issued.
+"""
+CURSOR_EXPIRED: ErrorReason.ValueType  # 26
+"""FAILED_PRECONDITION: retention removed events after this cursor; start
+again from a fresh state and watch from now.
+"""
+TOO_MANY_STREAMS: ErrorReason.ValueType  # 27
+"""RESOURCE_EXHAUSTED: this server process already serves as many Watch
+streams as it takes (ErrorInfo.metadata["limit"]); retry later or on
+another process.
+"""
+SHUTTING_DOWN: ErrorReason.ValueType  # 28
+"""UNAVAILABLE: the server is shutting down and ended the Watch stream;
+resume from the last cursor received.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -107,6 +107,27 @@ export enum ErrorReason {
    * service issued, or was issued by another database.
    */
   INVALID_CONSISTENCY_TOKEN = 24,
+  /**
+   * INVALID_CURSOR - INVALID_ARGUMENT: WatchRequest.after_cursor is not a cursor this
+   * service issued.
+   */
+  INVALID_CURSOR = 25,
+  /**
+   * CURSOR_EXPIRED - FAILED_PRECONDITION: retention removed events after this cursor; start
+   * again from a fresh state and watch from now.
+   */
+  CURSOR_EXPIRED = 26,
+  /**
+   * TOO_MANY_STREAMS - RESOURCE_EXHAUSTED: this server process already serves as many Watch
+   * streams as it takes (ErrorInfo.metadata["limit"]); retry later or on
+   * another process.
+   */
+  TOO_MANY_STREAMS = 27,
+  /**
+   * SHUTTING_DOWN - UNAVAILABLE: the server is shutting down and ended the Watch stream;
+   * resume from the last cursor received.
+   */
+  SHUTTING_DOWN = 28,
   UNRECOGNIZED = -1,
 }
 
@@ -187,6 +208,18 @@ export function errorReasonFromJSON(object: any): ErrorReason {
     case 24:
     case "INVALID_CONSISTENCY_TOKEN":
       return ErrorReason.INVALID_CONSISTENCY_TOKEN;
+    case 25:
+    case "INVALID_CURSOR":
+      return ErrorReason.INVALID_CURSOR;
+    case 26:
+    case "CURSOR_EXPIRED":
+      return ErrorReason.CURSOR_EXPIRED;
+    case 27:
+    case "TOO_MANY_STREAMS":
+      return ErrorReason.TOO_MANY_STREAMS;
+    case 28:
+    case "SHUTTING_DOWN":
+      return ErrorReason.SHUTTING_DOWN;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -246,6 +279,14 @@ export function errorReasonToJSON(object: ErrorReason): string {
       return "MISSING_SCOPE";
     case ErrorReason.INVALID_CONSISTENCY_TOKEN:
       return "INVALID_CONSISTENCY_TOKEN";
+    case ErrorReason.INVALID_CURSOR:
+      return "INVALID_CURSOR";
+    case ErrorReason.CURSOR_EXPIRED:
+      return "CURSOR_EXPIRED";
+    case ErrorReason.TOO_MANY_STREAMS:
+      return "TOO_MANY_STREAMS";
+    case ErrorReason.SHUTTING_DOWN:
+      return "SHUTTING_DOWN";
     case ErrorReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
