@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from .errors import status_for
+from .interceptors import KINDS, HandlerWrapper
 from .logs import note_caller
 from .rules import GraphError, PermissionDenied, Reason, Unauthenticated
 from .settings import Settings
@@ -339,25 +340,20 @@ def _bearer(metadata) -> str | None:
 # -------------------------------------------------------------- interceptor
 
 
-class AuthInterceptor(grpc.ServerInterceptor):
+class AuthInterceptor(HandlerWrapper):
     """Checks the caller's credential and scope before every handler; health
-    stays open. Wraps each method's handler once."""
+    stays open."""
 
     def __init__(self, authenticator: Authenticator, *, open_reflection: bool = False) -> None:
         self._authenticator = authenticator
         self._open = OPEN_SERVICES | (REFLECTION_SERVICES if open_reflection else frozenset())
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        super().__init__()
 
-    def intercept_service(self, continuation, handler_call_details):
-        method = handler_call_details.method
-        wrapped = self._wrapped.get(method)
-        if wrapped is None:
-            handler = continuation(handler_call_details)
-            service = method.strip("/").partition("/")[0]
-            if handler is None or service in self._open:
-                return handler
-            wrapped = self._wrapped[method] = self._guard(handler, SERVICE_SCOPES.get(service))
-        return wrapped
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        service = method.strip("/").partition("/")[0]
+        if service in self._open:
+            return handler
+        return self._guard(handler, SERVICE_SCOPES.get(service))
 
     def _guard(self, handler: grpc.RpcMethodHandler, scope: str | None) -> grpc.RpcMethodHandler:
         authenticate = self._authenticator.authenticate
@@ -374,9 +370,8 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 log.debug("refused %s from %s: %s", scope or "call", context.peer(), exc.message)
                 context.abort_with_status(status_for(exc))
 
-        kinds = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
         return handler._replace(
-            **{kind: _checked(getattr(handler, kind), check) for kind in kinds if getattr(handler, kind) is not None}
+            **{kind: _checked(getattr(handler, kind), check) for kind in KINDS if getattr(handler, kind) is not None}
         )
 
 

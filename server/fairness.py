@@ -36,6 +36,7 @@ import grpc
 from prometheus_client import Counter, Gauge
 
 from .errors import status_for
+from .interceptors import UnaryWrapper
 from .rules import Overloaded
 
 _SHED: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("socialgraph_shed", default=None)
@@ -168,21 +169,11 @@ def _connection(args) -> object:
         return None
 
 
-class ShedInterceptor(grpc.ServerInterceptor):
+class ShedInterceptor(UnaryWrapper):
     """Makes a call the executor shed fail with OVERLOADED before it does any work."""
 
-    def __init__(self) -> None:
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
-
-    def intercept_service(self, continuation, handler_call_details):
-        method = handler_call_details.method
-        wrapped = self._wrapped.get(method)
-        if wrapped is None:
-            handler = continuation(handler_call_details)
-            if handler is None or handler.unary_unary is None:
-                return handler
-            wrapped = self._wrapped[method] = handler._replace(unary_unary=_sheddable(handler.unary_unary))
-        return wrapped
+    def wrap_unary(self, method: str, behavior):
+        return _sheddable(behavior)
 
 
 def _sheddable(behavior):

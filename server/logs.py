@@ -12,6 +12,8 @@ import uuid
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
+from .interceptors import KINDS, HandlerWrapper
+
 ACCESS = logging.getLogger("socialgraph.access")
 
 # Fields of an access line, in the order the text format prints them.
@@ -74,29 +76,18 @@ def _take_caller() -> str:
 # --------------------------------------------------------------- access log
 
 
-class AccessLogInterceptor(grpc.ServerInterceptor):
+class AccessLogInterceptor(HandlerWrapper):
     """Logs one line per RPC: method, code, reason, duration, caller, peer
     and request id (the caller's ``x-request-id``, or a new one)."""
 
-    def __init__(self) -> None:
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
-
-    def intercept_service(self, continuation, handler_call_details):
-        method = handler_call_details.method
-        wrapped = self._wrapped.get(method)
-        if wrapped is None:
-            handler = continuation(handler_call_details)
-            if handler is None:
-                return handler
-            kinds = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-            wrapped = self._wrapped[method] = handler._replace(
-                **{
-                    kind: _logged(method, getattr(handler, kind), streaming=kind.endswith("_stream"))
-                    for kind in kinds
-                    if getattr(handler, kind) is not None
-                }
-            )
-        return wrapped
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        return handler._replace(
+            **{
+                kind: _logged(method, getattr(handler, kind), streaming=kind.endswith("_stream"))
+                for kind in KINDS
+                if getattr(handler, kind) is not None
+            }
+        )
 
 
 def _logged(method: str, behavior, streaming: bool):

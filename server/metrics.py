@@ -10,6 +10,8 @@ import time
 import grpc
 from prometheus_client import Counter, Histogram, start_http_server
 
+from .interceptors import UnaryWrapper
+
 RPCS = Counter("socialgraph_rpcs_total", "RPCs handled, by method and status code.", ["method", "code"])
 LATENCY = Histogram(
     "socialgraph_rpc_duration_seconds",
@@ -19,23 +21,11 @@ LATENCY = Histogram(
 )
 
 
-class MetricsInterceptor(grpc.ServerInterceptor):
-    """Wraps each unary handler once per method; records after every call."""
+class MetricsInterceptor(UnaryWrapper):
+    """Records every unary call's code and duration."""
 
-    def __init__(self) -> None:
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
-
-    def intercept_service(self, continuation, handler_call_details):
-        method = handler_call_details.method
-        wrapped = self._wrapped.get(method)
-        if wrapped is None:
-            handler = continuation(handler_call_details)
-            if handler is None or handler.unary_unary is None:
-                return handler
-            wrapped = self._wrapped[method] = handler._replace(
-                unary_unary=_measured(method, handler.unary_unary)
-            )
-        return wrapped
+    def wrap_unary(self, method: str, behavior):
+        return _measured(method, behavior)
 
 
 def _measured(method: str, behavior):

@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from .interceptors import UnaryWrapper
 from .settings import Settings
 
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -36,24 +37,15 @@ def tracer_provider(settings: Settings) -> TracerProvider | None:
     return provider
 
 
-class TracingInterceptor(grpc.ServerInterceptor):
+class TracingInterceptor(UnaryWrapper):
     """Runs each handler inside a SERVER span named after the method."""
 
     def __init__(self, tracer: trace.Tracer) -> None:
         self._tracer = tracer
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        super().__init__()
 
-    def intercept_service(self, continuation, handler_call_details):
-        method = handler_call_details.method
-        wrapped = self._wrapped.get(method)
-        if wrapped is None:
-            handler = continuation(handler_call_details)
-            if handler is None or handler.unary_unary is None:
-                return handler
-            wrapped = self._wrapped[method] = handler._replace(
-                unary_unary=_traced(self._tracer, method, handler.unary_unary)
-            )
-        return wrapped
+    def wrap_unary(self, method: str, behavior):
+        return _traced(self._tracer, method, behavior)
 
 
 def _traced(tracer: trace.Tracer, method: str, behavior):
