@@ -34,7 +34,8 @@ from .handlers import add_service
 from .logs import AccessLogInterceptor
 from .tracing import TracingInterceptor, tracer_provider as configured_tracer_provider
 from .metrics import MetricsInterceptor, serve_metrics
-from .rules import EventLog, Graph, PageTokens, Policy
+from .errors import status_for
+from .rules import EventLog, Graph, PageTokens, Policy, TooManyStreams
 from .rules.graph import now_us
 from .servicers import AdminServicer, SocialGraphServicer, WatchServicer
 from .settings import Settings
@@ -55,7 +56,23 @@ REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 class _ReflectionServicer(reflection.ReflectionServicer):
     """Also finds the file of a method symbol (``package.Service.Method``),
     which the reflection protocol allows and ghz asks for: protobuf's upb
-    descriptor pool resolves services, messages and fields, not methods."""
+    descriptor pool resolves services, messages and fields, not methods.
+    Serves at most ``max_streams`` streams at once: each holds a worker
+    thread for as long as its client keeps it open, so idle ones must not
+    take every thread; more are refused RESOURCE_EXHAUSTED / TOO_MANY_STREAMS."""
+
+    def __init__(self, service_names, max_streams: int) -> None:
+        super().__init__(service_names)
+        self._max_streams = max_streams
+        self._slots = threading.BoundedSemaphore(max_streams)
+
+    def ServerReflectionInfo(self, request_iterator, context):
+        if not self._slots.acquire(blocking=False):
+            context.abort_with_status(status_for(TooManyStreams(self._max_streams)))
+        try:
+            yield from super().ServerReflectionInfo(request_iterator, context)
+        finally:
+            self._slots.release()
 
     def _file_containing_symbol(self, request, fully_qualified_name):
         service, _, method = fully_qualified_name.rpartition(".")
@@ -67,12 +84,12 @@ class _ReflectionServicer(reflection.ReflectionServicer):
         return super()._file_containing_symbol(request, fully_qualified_name)
 
 
-def enable_reflection(server: grpc.Server, service_names) -> None:
+def enable_reflection(server: grpc.Server, service_names, max_streams: int) -> None:
     """Server reflection as grpc.reflection.v1alpha and as v1, which newer
     grpcurl and ghz ask for first. grpcio-reflection serves only v1alpha; v1
     is the same protocol (same messages, same field numbers) under a new
     package name, so one servicer answers both."""
-    servicer = _ReflectionServicer(service_names)
+    servicer = _ReflectionServicer(service_names, max_streams)
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
     v1 = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,
@@ -197,6 +214,12 @@ def connection_options(settings: Settings) -> list[tuple[str, int]]:
 
 def _ms(seconds: float) -> int:
     return int(seconds * 1000)
+
+
+def reflection_streams(settings: Settings) -> int:
+    """Reflection streams one listener serves at once: a quarter of the
+    worker threads, so idle ones never hold the rest."""
+    return max(1, settings.threads // 4)
 
 
 def add_services(
@@ -365,7 +388,8 @@ class App:
         )
         add_services(server, self.graph, self.watch, services)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        enable_reflection(server, (*(service.full_name for service in services), health.SERVICE_NAME, reflection.SERVICE_NAME))
+        names = (*(service.full_name for service in services), health.SERVICE_NAME, reflection.SERVICE_NAME)
+        enable_reflection(server, names, reflection_streams(settings))
         try:
             if self.certificates is not None:
                 port = server.add_secure_port(address, self.certificates.credentials())

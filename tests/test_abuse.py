@@ -13,7 +13,7 @@ from grpc import StatusCode
 
 from socialgraph.v1 import social_graph_pb2 as pb
 
-from .support import Client, new_user, running_server
+from .support import Client, error_info, new_user, running_server
 
 MESSAGE_LIMIT = 256 * 1024
 # The longest display name (200 four-byte code points) and avatar URL.
@@ -307,3 +307,47 @@ def test_a_reader_that_never_reads_holds_bounded_memory(tmp_path):
             # The server still answers others while the slow reader sits there.
             assert client.graph.GetCounts(pb.GetCountsRequest(user_ids=[star]), timeout=10).counts[0].followers == 200
         assert grown < RSS_GROWTH_BOUND, f"RSS grew by {grown / 2**20:.0f} MiB"
+
+
+def test_idle_reflection_streams_cannot_take_every_worker_thread(tmp_path):
+    """Each reflection stream holds a worker thread while it is open; a
+    client that opens many and sends nothing is refused past a quarter of
+    the threads, and other calls are still served."""
+    import threading
+
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    args = ("--database-url", f"sqlite:///{tmp_path}/r.db", "--threads", "4")
+    with running_server(*args) as (address, _):
+        channel = grpc.insecure_channel(address)
+        idle = threading.Event()
+
+        def nothing():
+            idle.wait(30)
+            return
+            yield
+
+        open_stream = channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        def one_question_then_nothing():
+            yield reflection_pb2.ServerReflectionRequest(list_services="")
+            yield from nothing()
+
+        try:
+            held = open_stream(one_question_then_nothing(), timeout=30)  # a quarter of 4 threads: the one slot
+            assert next(held).list_services_response.service  # its handler runs: the slot is taken
+            refused = [open_stream(nothing(), timeout=30) for _ in range(5)]
+            for call in refused:
+                with pytest.raises(grpc.RpcError) as raised:
+                    next(call)
+                assert raised.value.code() == StatusCode.RESOURCE_EXHAUSTED
+                assert error_info(raised.value).reason == "TOO_MANY_STREAMS"
+            counts = Client(channel).graph.GetCounts(pb.GetCountsRequest(user_ids=[new_user()]), timeout=10)
+            assert counts.counts[0].followers == 0
+        finally:
+            idle.set()
+            held.cancel()
+            channel.close()

@@ -455,6 +455,9 @@ def test_bad_filters_are_invalid_argument(client):
 
 
 def test_streams_beyond_the_cap_are_refused_until_one_ends(client):
+    from server.servicers.watch import STREAMS as OPEN_STREAMS
+
+    open_before = OPEN_STREAMS._value.get()
     with contextlib.ExitStack() as streams:
         opened = []
         for _ in range(STREAMS):
@@ -476,6 +479,12 @@ def test_streams_beyond_the_cap_are_refused_until_one_ends(client):
                 assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
                 assert time.monotonic() < deadline, "the cancelled stream's slot was never freed"
                 time.sleep(0.05)
+    # The server frees cancelled streams' slots a moment later; the tests
+    # after this one share the server, so leave it with every slot free.
+    deadline = time.monotonic() + 10
+    while OPEN_STREAMS._value.get() != open_before:
+        assert time.monotonic() < deadline, "cancelled streams' slots were never freed"
+        time.sleep(0.05)
 
 
 # --------------------------------------------------------------- retention

@@ -44,11 +44,11 @@ class WatchServicer(pb_grpc.WatchServiceServicer):
         kinds = [int(v.enum_value(kind, f"kinds[{i}]", EventKind)) for i, kind in enumerate(request.kinds)]
         user_ids = v.user_ids(request.user_ids, "user_ids", required=False)
         kind_set, user_set = frozenset(kinds), frozenset(user_ids)
+        position = self._log.start(request.after_cursor)
         if not self._slots.acquire(blocking=False):
             raise TooManyStreams(self._max_streams)
         STREAMS.inc()
         try:
-            position = self._log.start(request.after_cursor)
             self._feed.start()
             ended = threading.Event()
             context.add_callback(lambda: (ended.set(), self._feed.wake()))
