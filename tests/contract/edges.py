@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Callable
 
 from storage.types import Block, ConnectionRequest, Counts, Storage, Tx
 
@@ -16,47 +17,35 @@ def tick() -> int:
     return next(_clock)
 
 
-def follow(storage: Storage, follower: str, followee: str, at: int | None = None) -> int:
-    when = tick() if at is None else at
-
+def _locked(storage: Storage, users: tuple[str, str], write: Callable[[Tx], None]) -> None:
     def run(tx: Tx) -> None:
-        tx.lock_users((follower, followee))
-        tx.insert_follow(follower, followee, when)
+        tx.lock_users(users)
+        write(tx)
 
     storage.read_write(run)
+
+
+def follow(storage: Storage, follower: str, followee: str, at: int | None = None) -> int:
+    when = tick() if at is None else at
+    _locked(storage, (follower, followee), lambda tx: tx.insert_follow(follower, followee, when))
     return when
 
 
 def connect(storage: Storage, a: str, b: str, at: int | None = None) -> int:
     when = tick() if at is None else at
-
-    def run(tx: Tx) -> None:
-        tx.lock_users((a, b))
-        tx.insert_connection(a, b, when)
-
-    storage.read_write(run)
+    _locked(storage, (a, b), lambda tx: tx.insert_connection(a, b, when))
     return when
 
 
 def request(storage: Storage, requester: str, recipient: str, message: str = "") -> ConnectionRequest:
     made = ConnectionRequest(str(uuid.uuid4()), requester, recipient, message, tick())
-
-    def run(tx: Tx) -> None:
-        tx.lock_users((requester, recipient))
-        tx.insert_request(made)
-
-    storage.read_write(run)
+    _locked(storage, (requester, recipient), lambda tx: tx.insert_request(made))
     return made
 
 
 def block(storage: Storage, blocker: str, blocked: str, reason: str = "") -> Block:
     made = Block(str(uuid.uuid4()), blocker, blocked, reason, tick())
-
-    def run(tx: Tx) -> None:
-        tx.lock_users((blocker, blocked))
-        tx.insert_block(made)
-
-    storage.read_write(run)
+    _locked(storage, (blocker, blocked), lambda tx: tx.insert_block(made))
     return made
 
 
