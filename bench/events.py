@@ -191,15 +191,21 @@ def in_process(url: str, size: Size) -> dict[str, Any]:
     DeleteUser of a user with many follows, each with the outbox and with
     appending turned off (``SqlTx.emit`` a no-op). The two Follow
     measurements alternate, round after round, so drift of the shared
-    machine falls on both alike; each figure is the median of its rounds."""
+    machine falls on both alike; each figure is the median of its rounds.
+    A third Follow measurement ("rows only") appends the events through a
+    storage with no feed of its own, so no sequencer runs after each of its
+    commits (the other storage's feed sequences them once a second): it
+    splits the outbox's cost between the rows and the sequencer."""
     storage = open_storage(url, pool_size=12)  # 8 writers, the sequencer and the feed
     upgrade(storage)
     graph = Graph(storage, InProcessLimiter(parse_windows("1000000/1h")), Policy())  # type: ignore[arg-type]
     # The feed as a server process runs it: its sequencer gives the events
     # their positions after each commit, part of what the outbox costs.
     feed = EventFeed(storage, EventLog(storage, now_us).sequence).start()
+    bare = open_storage(url, pool_size=8)
+    bare_graph = Graph(bare, InProcessLimiter(parse_windows("1000000/1h")), Policy())  # type: ignore[arg-type]
 
-    def follow_rate() -> float:
+    def follow_rate(graph: Graph = graph) -> float:
         work = [(new_user(), new_user()) for _ in range(size.pairs)]
 
         def cycle(pair: tuple[str, str]) -> None:
@@ -236,9 +242,10 @@ def in_process(url: str, size: Size) -> dict[str, Any]:
         return (time.perf_counter() - started) * 1000
 
     follow_rate()  # warm up: pool, caches, the first pages of the tables
-    rates: dict[str, list[float]] = {"outbox": [], "no outbox": []}
+    rates: dict[str, list[float]] = {"outbox": [], "no outbox": [], "rows only": []}
     for _ in range(size.follow_rounds):
         rates["outbox"].append(follow_rate())
+        rates["rows only"].append(follow_rate(bare_graph))
         with mock.patch.object(SqlTx, "emit", _no_emit):
             rates["no outbox"].append(follow_rate())
     results: dict[str, Any] = {}
@@ -252,7 +259,12 @@ def in_process(url: str, size: Size) -> dict[str, Any]:
                 "block_unblock_ms": celebrity_block_ms(),
                 "delete_user_ms": delete_user_ms(),
             }
+    results["rows only"] = {
+        "follow_unfollow_pairs_per_s": statistics.median(rates["rows only"]),
+        "follow_unfollow_rounds": rates["rows only"],
+    }
     feed.close()
+    bare.close()
     storage.close()
     return results
 
@@ -324,6 +336,11 @@ def print_report(report: dict[str, Any]) -> None:
     }
     for key, label in labels.items():
         print(f"  {label}: {on[key]:.1f} with the outbox, {off[key]:.1f} without ({on[key] / off[key] - 1:+.0%})")
+    rows = report["outbox"]["rows only"]["follow_unfollow_pairs_per_s"]
+    print(
+        f"  Follow+Unfollow pairs/s with the outbox's rows but no sequencer run after each commit: {rows:.1f} "
+        f"({rows / off['follow_unfollow_pairs_per_s'] - 1:+.0%})"
+    )
     for check in report["checks"]:
         print(f"{'PASS' if check['pass'] else 'FAIL'}  {check['check']}: {check['value']}")
 
