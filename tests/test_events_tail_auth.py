@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +51,14 @@ def tail_one(address: str, cursor: str, *args: str, env: dict[str, str] | None =
         text=True,
         env=clean_env(**(env or {})),
     )
+    deadline = threading.Timer(30, tail.kill)  # a tail that prints nothing ends the read
+    deadline.start()
     try:
         line = tail.stdout.readline() if tail.stdout else ""
         assert line, tail.stderr.read() if tail.stderr else "no output"
         return dict(json.loads(line))
     finally:
+        deadline.cancel()
         tail.kill()
         tail.wait(timeout=10)
 
