@@ -141,6 +141,7 @@ migrate: $(VENV)/.installed
 
 bench: $(VENV)/.installed services $(GHZ)
 	GHZ=$(abspath $(GHZ)) $(PY) bench/run.py $(ARGS)
+	$(PY) bench/events.py $(filter --quick,$(ARGS))
 
 bench-redis: $(VENV)/.installed services
 	$(PY) bench/redis_bench.py $(ARGS)
