@@ -15,8 +15,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 from ratelimit.failover import FailoverLimiter
 from ratelimit.redis import RedisLimiter
 from socialgraph.v1 import admin_pb2, social_graph_pb2, watch_pb2
-from cache import build
-from cache import redis_client
+from cache import build, redis_client
 from storage import SqlStorage, StorageUnavailable, open_storage
 from storage.feed import EventFeed
 from storage.limiter import SqlLimiter
