@@ -23,7 +23,7 @@ install: $(VENV)/.installed
 
 # The editable install's import finder only maps top-level packages that exist
 # at install time, so also reinstall when one of them appears.
-TOP_PKG_INITS := $(wildcard server/__init__.py storage/__init__.py ratelimit/__init__.py $(PY_CLIENT)/src/socialgraph/__init__.py)
+TOP_PKG_INITS := $(wildcard server/__init__.py storage/__init__.py ratelimit/__init__.py cache/__init__.py $(PY_CLIENT)/src/socialgraph/__init__.py)
 
 # The server depends on socialgraph-client, installed from its folder.
 $(VENV)/.installed: pyproject.toml $(PY_CLIENT)/pyproject.toml $(TOP_PKG_INITS)

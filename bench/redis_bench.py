@@ -65,14 +65,14 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from ratelimit import InProcessLimiter  # noqa: E402
 from ratelimit.redis import SCRIPT as SLIDING_WINDOW_LUA  # noqa: E402
 from ratelimit.redis import RedisLimiter, log_key  # noqa: E402
-from server import redis_client  # noqa: E402
+from cache import redis_client  # noqa: E402
 from server.rules import Graph  # noqa: E402
 from server.settings import Settings  # noqa: E402
 from socialgraph.v1 import social_graph_pb2 as pb  # noqa: E402
 from socialgraph.v1 import social_graph_pb2_grpc  # noqa: E402
 from storage import open_storage  # noqa: E402
-from storage.cache import RedisCounterCache, counts_key  # noqa: E402
-from storage.counters import SqlCounters  # noqa: E402
+from cache.redis_cache import RedisCounterCache, counts_key  # noqa: E402
+from cache.sql import SqlCounters  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from storage.schema import COUNTER_COLUMNS, user_counters, users  # noqa: E402
 

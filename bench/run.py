@@ -53,6 +53,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
+import consistency  # noqa: E402
 import seed  # noqa: E402
 
 from socialgraph.v1 import social_graph_pb2 as pb  # noqa: E402
@@ -66,6 +67,7 @@ TARGETS = {  # scenario -> minimum ratio to its generator's floor
     "CanInteract": 0.55,
     "Follow+Unfollow": 0.30,
     "SendConnectionRequest": 0.25,
+    **consistency.TARGETS,
 }
 
 
@@ -638,6 +640,8 @@ def main() -> int:
             if wi == 0:
                 fu = follow_pairs(args.pairs)
                 record(fu, gen.run_pairs(server, fu, args.duration), floor, TARGETS["Follow+Unfollow"])
+                consistency.run(args, server, gen, record, floor, data, results,
+                                {"read_scenarios": read_scenarios, "health": health, "Server": Server, "log": log})
                 vfloor = record({**health(), "name": "floor: Health/Check (ghz)"},
                                 vg.run(server, health(), args.duration), None)["rps"]
                 sc = send_requests(40_000 if args.quick else 150_000)

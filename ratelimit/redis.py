@@ -3,12 +3,13 @@ Redis (or Redis Cluster), with time taken from Redis itself."""
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Sequence
+
+from cache.redis_client import lua_source, script
 
 from .base import ALLOWED, Decision, Window, decision_counters
 
-SCRIPT = resources.files(__package__).joinpath("lua/sliding_window.lua").read_text()
+SCRIPT = lua_source("ratelimit", "sliding_window.lua")
 
 
 def log_key(prefix: str, user_id: str) -> str:
@@ -26,7 +27,7 @@ class RedisLimiter:
         self.windows = tuple(sorted(windows, key=lambda w: w.seconds))
         self._client = client
         self._prefix = prefix
-        self._script = client.register_script(SCRIPT)
+        self._script = script(client, SCRIPT)
         self._decisions = decision_counters("redis")
         self._window_args = [
             value for w in self.windows for value in (w.limit, w.seconds * 1_000_000)

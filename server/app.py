@@ -9,25 +9,19 @@ import threading
 from concurrent import futures
 
 import grpc
-from redis import Redis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from ratelimit.failover import FailoverLimiter
 from ratelimit.redis import RedisLimiter
 from socialgraph.v1 import admin_pb2, social_graph_pb2, watch_pb2
+from cache import build, redis_client
 from storage import SqlStorage, StorageUnavailable, open_storage
-from storage.cache import RedisCounterCache
-from storage.counters import InProcessCounterCache, SqlCounters
 from storage.feed import EventFeed
 from storage.limiter import SqlLimiter
-from storage.freshness import DEFAULT_MAX_STALENESS, Freshness
-from storage.near import CounterFeed, Near
-from storage.relationships import InProcessRelationshipCache, RedisRelationshipCache, SqlRelationships
 from storage.migrate import upgrade
 from storage.tracing import TracedStorage
 
-from . import redis_client
 from .fairness import FairExecutor, ShedInterceptor
 from .auth import AuthInterceptor, Authenticator
 from .handlers import add_service
@@ -119,9 +113,10 @@ def load_security(settings: Settings) -> tuple[Authenticator | None, Certificate
 
 def make_graph(settings: Settings, storage: SqlStorage) -> Graph:
     """The rules over ``storage``, with the limiter and the counter and
-    relationship caches the settings ask for: Redis-backed with
-    ``redis_url`` (the limiter falling back to the database while Redis is
-    down), the database limiter and in-process caches without."""
+    relationship readers the settings ask for: the Redis limiter with
+    ``redis_url`` (falling back to the database while Redis is down), the
+    database limiter without; the cache layers of the deployment's shape
+    (``cache/build.py``)."""
     policy = Policy(
         connection_limit=settings.connection_limit,
         auto_follow=settings.auto_follow,
@@ -132,17 +127,18 @@ def make_graph(settings: Settings, storage: SqlStorage) -> Graph:
     # The database limiter is exact across every process on the database.
     sql_limiter = SqlLimiter(storage, settings.windows)
     tokens = page_tokens(settings, storage)
-    if settings.redis_url:
-        client = redis_client.connect(settings.redis_url, settings.redis_timeout)
-        limiter = FailoverLimiter(RedisLimiter(client, settings.windows), sql_limiter)
-        readers = cached_readers(storage, client, settings.counter_cache_ttl, max_staleness=settings.max_staleness)
-        return Graph(storage, limiter, policy, page_tokens=tokens, **readers)
-    if settings.workers == 1:
-        readers = cached_readers(storage, max_staleness=settings.max_staleness)
-        return Graph(storage, sql_limiter, policy, page_tokens=tokens, **readers)
-    # Several processes without Redis: an in-process cache would go stale
-    # across them, so counters and relationships come from SQL.
-    return Graph(storage, sql_limiter, policy, page_tokens=tokens)
+    client = redis_client.connect(settings.redis_url, settings.redis_timeout) if settings.redis_url else None
+    limiter = sql_limiter if client is None else FailoverLimiter(RedisLimiter(client, settings.windows), sql_limiter)
+    readers = build(
+        storage,
+        client,
+        workers=settings.workers,
+        ttl_seconds=settings.counter_cache_ttl,
+        max_staleness=settings.max_staleness,
+    )
+    return Graph(
+        storage, limiter, policy, page_tokens=tokens, counters=readers.counters, relationships=readers.relationships
+    )
 
 
 def page_tokens(settings: Settings, storage: SqlStorage) -> PageTokens:
@@ -152,47 +148,6 @@ def page_tokens(settings: Settings, storage: SqlStorage) -> PageTokens:
         return PageTokens(settings.page_token_keys)
     stored = storage.read_write(lambda tx: tx.service_key("page_tokens", secrets.token_hex(32)))
     return PageTokens([stored.encode()])
-
-
-def cached_readers(
-    storage: SqlStorage,
-    client=None,
-    ttl_seconds: int = 3600,
-    prefix: str = "sg",
-    max_staleness: float = DEFAULT_MAX_STALENESS,
-) -> dict:
-    """The counter and relationship caches over ``storage``, as ``Graph``
-    keyword arguments; every committed write publishes its counters to them.
-    Every entry is served at most ``max_staleness`` seconds after it was read
-    from SQL (storage/freshness.py).
-
-    Without ``client`` they are in-process. With a Redis server they live in
-    Redis, behind an in-process tier kept in step by the counter feed
-    (storage/near.py); with a Redis Cluster, in Redis alone."""
-    freshness = Freshness(max_staleness)
-    if client is None:
-        counters = InProcessCounterCache(SqlCounters(storage), freshness=freshness)
-        storage.on_counters_committed(counters.publish)
-        relationships = InProcessRelationshipCache(SqlRelationships(storage), counters, freshness=freshness)
-        return {"counters": counters, "relationships": relationships}
-    near = isinstance(client, Redis)
-    redis_counters = RedisCounterCache(
-        client, SqlCounters(storage), ttl_seconds=ttl_seconds, prefix=prefix, announce=near, freshness=freshness
-    )
-    redis_relationships = RedisRelationshipCache(
-        client, SqlRelationships(storage), redis_counters, ttl_seconds=ttl_seconds, freshness=freshness
-    )
-    storage.on_counters_committed(redis_counters.publish)
-    if not near:
-        return {"counters": redis_counters, "relationships": redis_relationships}
-    local_counters = InProcessCounterCache(redis_counters, freshness=freshness)
-    local_relationships = InProcessRelationshipCache(redis_relationships, local_counters, freshness=freshness)
-    storage.on_counters_committed(local_counters.publish)
-    feed = CounterFeed(client, redis_counters.channel, redis_counters.origin, local_counters, local_relationships).start()
-    return {
-        "counters": Near(feed, local_counters, redis_counters),
-        "relationships": Near(feed, local_relationships, redis_relationships),
-    }
 
 
 def connection_options(settings: Settings) -> list[tuple[str, int]]:

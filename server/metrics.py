@@ -1,7 +1,7 @@
 """Prometheus metrics for every RPC, health and reflection included: count by
 method and status code, and latency by method. Limiter and cache metrics are
-defined beside the code they count (ratelimit/failover.py, storage/counters.py,
-storage/cache.py) in the same registry."""
+defined beside the code they count (ratelimit/failover.py, cache/readers.py,
+cache/redis_cache.py) in the same registry."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ import bisect
 import struct
 import threading
 
-from .freshness import now_us
+from .clock import now_us
 
 _FORMAT = 1
 _LAYOUT = struct.Struct(">B16sQ")  # format, identity, position

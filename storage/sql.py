@@ -35,7 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from uuid6 import uuid7
 
 from .direct import Direct, DirectCursor
-from .freshness import now_us
+from .clock import now_us
 from .schema import (
     COUNTER_COLUMNS,
     blocks,

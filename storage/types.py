@@ -14,7 +14,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence, TypeVar
 
-from .freshness import now_us
+from .clock import now_us
 from .positions import Positions
 
 T = TypeVar("T")
@@ -111,7 +111,7 @@ class VersionedCounts:
     (each change sets ``max(version + 1, now in microseconds)``, so a user
     deleted and seen again still gets larger versions); a cache keeps the
     highest version it has seen. ``read_us``: when the SQL snapshot that
-    holds this state was taken at the latest (see ``storage/freshness.py``);
+    holds this state was taken at the latest (see ``cache/freshness.py``);
     entries made without one count as read now."""
 
     counts: Counts
@@ -426,22 +426,3 @@ class Storage(Protocol):
         """Reads the commit position now into ``positions``."""
     def ping(self) -> None: ...
     def close(self) -> None: ...
-
-
-class RelationshipReader(Protocol):
-    """Reads relationships; the relationship caches wrap one of these."""
-
-    def get(self, user_id: str, other_ids: Sequence[str]) -> dict[str, Relationship]:
-        """The relationship with every distinct id of ``other_ids``, from ``user_id``'s side."""
-
-    def interactable(self, user_id: str, other_ids: Sequence[str]) -> dict[str, bool]:
-        """Whether no block stands between ``user_id`` and each distinct id of
-        ``other_ids``: cached relationships where there are, and for the rest
-        only the blocks (cheaper than whole relationships, and not cached)."""
-
-
-class CounterReader(Protocol):
-    """Reads per-user counters; the counter caches wrap one of these."""
-
-    def get(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]:
-        """Counters of the users that have any; others are absent."""

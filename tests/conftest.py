@@ -9,7 +9,8 @@ import logging
 import pytest
 
 from ratelimit import InProcessLimiter, parse_windows
-from server.app import add_services, cached_readers
+from cache import cached_readers
+from server.app import add_services
 from server.rules import Graph, Policy
 from storage import open_storage
 from storage.migrate import upgrade

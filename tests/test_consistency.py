@@ -147,8 +147,7 @@ def test_a_writer_that_dies_between_commit_and_publish_leaves_nothing_stale_past
     """Two processes' caches over one database and one Redis; the second
     commits and never publishes, as a writer SIGKILLed right after COMMIT."""
     from ratelimit import InProcessLimiter, parse_windows
-    from server import redis_client
-    from server.app import cached_readers
+    from cache import cached_readers, redis_client
     from server.rules import Graph, Policy
     from storage import open_storage
     from storage.migrate import upgrade

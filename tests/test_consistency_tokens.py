@@ -98,7 +98,7 @@ def test_safety_checks_answer_from_one_source_at_one_freshness(tmp_path):
     gives the same answer for the same consistency: all from its cache by
     default, all from SQL with fully_consistent."""
     from ratelimit import InProcessLimiter, parse_windows
-    from server.app import cached_readers
+    from cache import cached_readers
     from server.rules import Consistency, Graph, GraphError, Policy
     from storage import open_storage
     from storage.migrate import upgrade

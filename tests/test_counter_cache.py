@@ -10,11 +10,12 @@ import pytest
 from sqlalchemy import text
 
 from ratelimit import InProcessLimiter, parse_windows
-from server import redis_client
+from cache import redis_client
 from server.rules import Graph, Policy
 from storage import open_storage
-from storage.cache import RedisCounterCache, counts_key
-from storage.counters import InProcessCounterCache, SqlCounters
+from cache.redis_cache import RedisCounterCache, counts_key
+from cache.local import InProcessCounterCache
+from cache.sql import SqlCounters
 from storage.migrate import upgrade
 from storage.types import Counts, VersionedCounts
 

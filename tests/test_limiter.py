@@ -13,7 +13,7 @@ from google.rpc import error_details_pb2
 
 from ratelimit import InProcessLimiter, Window, parse_windows
 from ratelimit.redis import RedisLimiter
-from server import redis_client
+from cache import redis_client
 from server.rules import Graph, Policy
 from socialgraph.v1 import social_graph_pb2 as pb
 from storage import open_storage

@@ -17,8 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 import uuid
 
 from ratelimit import InProcessLimiter, parse_windows
-from server import redis_client
-from server.app import cached_readers
+from cache import cached_readers, redis_client
 from server.rules import EventLog, Graph, Policy
 from server.rules.graph import now_us
 from storage.types import EventKind

@@ -1,4 +1,4 @@
-"""The in-process tier in front of Redis (storage/near.py): several processes
+"""The in-process tier in front of Redis (cache/near.py): several processes
 sharing one Redis each keep what they read in memory, see each other's writes
 through the counter feed, and read through to Redis and SQL whenever they
 are not subscribed. Two sets of caches over one database and one Redis play
@@ -12,8 +12,7 @@ import uuid
 import pytest
 
 from ratelimit import InProcessLimiter, parse_windows
-from server import redis_client
-from server.app import cached_readers
+from cache import cached_readers, redis_client
 from server.rules import Graph, Policy
 from storage import open_storage
 from storage.migrate import upgrade

@@ -21,13 +21,13 @@ from socialgraph.v1 import social_graph_pb2 as pb
 from ratelimit import parse_windows
 from ratelimit.failover import FailoverLimiter
 from ratelimit.redis import RedisLimiter, log_key
-from server import redis_client
+from cache import redis_client
 from server.app import make_graph
 from server.rules import ConnectionState, Graph, Policy
 from server.settings import Settings
 from storage import open_storage
-from storage.cache import RedisCounterCache, counts_key
-from storage.counters import SqlCounters
+from cache.redis_cache import RedisCounterCache, counts_key
+from cache.sql import SqlCounters
 from storage.limiter import SqlLimiter
 from storage.migrate import upgrade
 from storage.types import Counts

@@ -11,14 +11,13 @@ import uuid
 import pytest
 
 from ratelimit import InProcessLimiter, parse_windows
-from server import redis_client
-from server.app import cached_readers
+from cache import cached_readers, redis_client
 from server.rules import Graph, Policy
 from storage import open_storage
 from storage.migrate import upgrade
-from storage.cache import RedisCounterCache
-from storage.counters import SqlCounters
-from storage.relationships import RedisRelationshipCache, SqlRelationships, decode, encode
+from cache.redis_cache import RedisCounterCache, RedisRelationshipCache
+from cache.sql import SqlCounters, SqlRelationships
+from cache.versions import decode, encode
 
 from .support import REDIS_URL, new_user, redis_reachable, require
 

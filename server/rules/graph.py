@@ -19,10 +19,10 @@ from typing import Callable, Sequence
 
 from uuid6 import uuid7
 
+from cache.readers import CounterReader, RelationshipReader
+from cache.sql import SqlCounters, SqlRelationships
 from ratelimit import Limiter
-from storage.counters import SqlCounters
 from storage.positions import InvalidToken
-from storage.relationships import SqlRelationships
 from storage.types import (
     Block,
     Cascade,
@@ -30,7 +30,6 @@ from storage.types import (
     Change,
     ConnectionRequest,
     CounterFix,
-    CounterReader,
     Counts,
     Cursor,
     EventKind,
@@ -38,7 +37,6 @@ from storage.types import (
     Pair,
     RelatedUser,
     Relationship,
-    RelationshipReader,
     Removed,
     Report,
     ReportReason,

@@ -1,4 +1,5 @@
-"""The in-process tier in front of the Redis caches.
+"""The near layer: the in-process layer in front of the Redis layer, kept
+coherent by a feed every process hears.
 
 Each process keeps the counters and relationships it has read in memory (an
 ``InProcessCounterCache`` over the ``RedisCounterCache``, an
@@ -20,21 +21,23 @@ A process that could not store its counters in Redis drops the entries
 concerned there once Redis answers again, and announces that too, so every
 process forgets its copies as well. The feed proves nothing about writers
 that died before announcing: every entry here is still served only within
-the staleness bound (``storage/freshness.py``).
+the staleness bound (``cache/freshness.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
-from .cache import REDIS_ERRORS
-from .counters import InProcessCounterCache
-from .relationships import InProcessRelationshipCache
-from .schema import COUNTER_COLUMNS
-from .types import Counts, VersionedCounts
+from storage.schema import COUNTER_COLUMNS
+from storage.types import Counts, VersionedCounts
+
+from .local import InProcessCounterCache, InProcessRelationshipCache
+from .redis_client import REDIS_ERRORS, Client
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ class CounterFeed:
 
     def __init__(
         self,
-        client,
+        client: Client,
         channel: str,
         origin: str,
         counters: InProcessCounterCache,
@@ -68,7 +71,7 @@ class CounterFeed:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="counter-feed", daemon=True)
 
-    def start(self) -> "CounterFeed":
+    def start(self) -> CounterFeed:
         self._thread.start()
         return self
 
@@ -95,13 +98,11 @@ class CounterFeed:
             finally:
                 self._set_live(False)
                 if pubsub is not None:
-                    try:
+                    with contextlib.suppress(*REDIS_ERRORS):
                         pubsub.close()
-                    except REDIS_ERRORS:
-                        pass
             self._stop.wait(self._retry_after)
 
-    def _listen(self, pubsub) -> None:
+    def _listen(self, pubsub: Any) -> None:
         heard = pinged = self._clock()
         while not self._stop.is_set():
             message = pubsub.get_message(timeout=_SILENCE)
@@ -131,7 +132,7 @@ class CounterFeed:
             self._counters.discard([user_id])
             return
         version, *pairs = stored
-        values = dict(zip(pairs[::2], pairs[1::2]))
+        values = dict(zip(pairs[::2], pairs[1::2], strict=False))
         counts = Counts(user_id, *(int(values.get(name, 0)) for name in COUNTER_COLUMNS))
         self._counters.publish({user_id: VersionedCounts(counts, int(version), int(values.get("t", 0)))})
 
@@ -148,15 +149,17 @@ class CounterFeed:
 
 
 class Near:
-    """Reads the in-process tier while the feed is live, the tier below otherwise."""
+    """Reads the in-process layer while the feed is live, the layer below otherwise.
+    ``local`` and ``remote`` are both counter layers or both relationship layers."""
 
-    def __init__(self, feed: CounterFeed, local, remote) -> None:
+    def __init__(self, feed: CounterFeed, local: Any, remote: Any) -> None:
         self._feed = feed
         self._local = local
         self._remote = remote
 
-    def get(self, *args):
+    def get(self, *args: Any) -> Any:
         return (self._local if self._feed.live else self._remote).get(*args)
 
-    def interactable(self, *args):
-        return (self._local if self._feed.live else self._remote).interactable(*args)
+    def interactable(self, *args: Any) -> dict[str, bool]:
+        allowed: dict[str, bool] = (self._local if self._feed.live else self._remote).interactable(*args)
+        return allowed

@@ -1,19 +1,25 @@
-"""The Redis counter cache: one hash per user, ``{prefix}:c:{user_id}``,
-holding the six counters and their version ``v``.
+"""The Redis layer: counters and relationships in Redis, shared by every
+process on that Redis (a server or a Cluster), in front of SQL.
 
-Reads try Redis first; on a hit no SQL runs. Committed writes publish their
-counters through ``set_counts.lua``, which keeps the higher version, so a
-slower, older write can never overwrite a newer value; a miss fills the cache
-the same way. Entries expire after a TTL as a safety net. Each entry holds ``t``, when its
-values were read from SQL; it is served only within the staleness bound
-after that (``storage/freshness.py``), so a writer that committed and died
-before publishing leaves nothing stale for longer.
+**Counters**: one hash per user, ``{prefix}:c:{user_id}``, holding the six
+counters, their version ``v`` and ``t``, when they were read from SQL. Reads
+try Redis first; on a hit no SQL runs. Committed writes publish their
+counters through ``lua/set_counts.lua``, which applies the version rule
+(``cache/versions.py``) inside Redis; a miss fills the cache the same way.
+Entries expire after a TTL as a safety net, and are served only within the
+staleness bound after ``t`` (``cache/freshness.py``), so a writer that
+committed and died before publishing leaves nothing stale for longer.
+
+**Relationships**: ``{prefix}:r:{FIRST}:SECOND``, a string entry
+(``cache/versions.py``), validated by the counter versions read in the same
+round trip.
 
 While Redis is down or slow, reads go to SQL and the users whose publishes
 failed are remembered; once Redis answers again their entries are deleted
 (the next read refills them from SQL) before the cache is trusted again. A
 timer keeps retrying that repair, so it happens even if this process serves
-nothing more; only a process that dies first leaves entries to the TTL.
+nothing more; only a process that dies first leaves entries to the staleness
+bound.
 """
 
 from __future__ import annotations
@@ -22,22 +28,26 @@ import logging
 import threading
 import time
 import uuid
-from importlib import resources
-from typing import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from prometheus_client import Counter
 from redis import Redis
-from redis.exceptions import RedisClusterException, RedisError
 
-from .counters import CACHE_LOOKUPS, load_missing
-from .freshness import Freshness, now_us
-from .schema import COUNTER_COLUMNS
-from .types import CounterReader, Counts, VersionedCounts
+from storage.clock import now_us
+from storage.schema import COUNTER_COLUMNS
+from storage.types import Counts, VersionedCounts, VersionedRelationships
+
+from . import versions
+from .freshness import Freshness
+from .readers import CounterReader
+from .redis_client import REDIS_ERRORS, Client, lua_source, script
+from .relationships import RelationshipCache
+from .sql import SqlRelationships
 
 log = logging.getLogger(__name__)
 
-REDIS_ERRORS = (RedisError, RedisClusterException)
-SCRIPT = resources.files(__package__).joinpath("lua/set_counts.lua").read_text()
+SCRIPT = lua_source("cache", "set_counts.lua")
 _FIELDS = (*COUNTER_COLUMNS, "t", "v")
 _BATCH = 100  # users a script call stores on one server
 _NAMES = " ".join((*COUNTER_COLUMNS, "t"))
@@ -53,9 +63,11 @@ def counts_key(prefix: str, user_id: str) -> str:
 
 
 class RedisCounterCache:
+    """Counters in Redis hashes, in front of ``inner`` (SQL)."""
+
     def __init__(
         self,
-        client,
+        client: Client,
         inner: CounterReader,
         ttl_seconds: int = 3600,
         prefix: str = "sg",
@@ -65,9 +77,9 @@ class RedisCounterCache:
         freshness: Freshness | None = None,
     ) -> None:
         """``announce``: every entry stored, and every entry dropped after an
-        outage, is also published on ``channel`` (see ``storage/near.py``)."""
+        outage, is also published on ``channel`` (see ``cache/near.py``)."""
         self._client = client
-        self._script = client.register_script(SCRIPT)
+        self._script = script(client, SCRIPT)
         self._inner = inner
         self._ttl = ttl_seconds
         self.prefix = prefix
@@ -97,21 +109,15 @@ class RedisCounterCache:
             self.failed(exc)
             return self._inner.get(unique)
         found: dict[str, VersionedCounts] = {}
-        missing = []
+        missing: list[str] = []
         now = now_us()
-        for user_id, values in zip(unique, rows):
+        for user_id, values in zip(unique, rows, strict=False):
             if None in values or not self._freshness.fresh(int(values[-2]), now):
                 missing.append(user_id)
             else:
                 *counters, read_us, version = (int(v) for v in values)
                 found[user_id] = VersionedCounts(Counts(user_id, *counters), version, read_us)
-        CACHE_LOOKUPS.labels("redis", "hit").inc(len(found))
-        if missing:
-            CACHE_LOOKUPS.labels("redis", "miss").inc(len(missing))
-            loaded = load_missing(self._inner, missing)
-            self.publish(loaded)
-            found.update(loaded)
-        return found
+        return versions.fill("redis", found, missing, self._inner, self.publish)
 
     # ----------------------------------------------------------------- writes
 
@@ -144,10 +150,10 @@ class RedisCounterCache:
             self._script(keys=keys, args=args, client=pipe)
         pipe.execute()
 
-    def _call(self, batch) -> tuple[list[str], list]:
+    def _call(self, batch: list[tuple[str, VersionedCounts]]) -> tuple[list[str], list[Any]]:
         keys = [counts_key(self.prefix, user_id) for user_id, _entry in batch]
         values = [
-            " ".join(map(str, (entry.version, *(getattr(entry.counts, name) for name in COUNTER_COLUMNS), entry.read_us)))
+            " ".join(map(str, (entry.version, *(getattr(entry.counts, n) for n in COUNTER_COLUMNS), entry.read_us)))
             for _user_id, entry in batch
         ]
         return keys, [self._ttl, self._announce_to, self.origin, _NAMES, *values]
@@ -180,7 +186,7 @@ class RedisCounterCache:
         log.info("counter cache: Redis is back; dropped %d possibly stale entries", len(dirty))
         return True
 
-    def failed(self, exc: Exception, user_ids=()) -> None:
+    def failed(self, exc: Exception, user_ids: Iterable[str] = ()) -> None:
         """Redis failed a call: it is not used for a while, and ``user_ids``
         (whose entries may now be stale) are dropped once it is back."""
         CACHE_ERRORS.inc()
@@ -191,7 +197,7 @@ class RedisCounterCache:
         if first:
             log.warning("counter cache: Redis unavailable (%s); reading counters from SQL", exc)
 
-    def _remember(self, user_ids) -> None:
+    def _remember(self, user_ids: Iterable[str]) -> None:
         """Marks entries as possibly stale and makes sure a repair is coming,
         even if this process gets no further calls."""
         with self._lock:
@@ -209,3 +215,66 @@ class RedisCounterCache:
             self._drop_stale()
         elif self._dirty:
             self._remember(())
+
+
+class RedisRelationshipCache(RelationshipCache):
+    """Relationships in Redis (``{prefix}:r:{FIRST}:SECOND``, a string with
+    the versions, flags and mutual count), validated by the versions of the
+    ``RedisCounterCache`` in the same round trip. While the counter cache
+    considers Redis down, every read goes to SQL."""
+
+    tier = "redis"
+
+    def __init__(
+        self,
+        client: Client,
+        inner: SqlRelationships,
+        counters: RedisCounterCache,
+        ttl_seconds: int = 3600,
+        freshness: Freshness | None = None,
+    ) -> None:
+        super().__init__(inner, counters, freshness)
+        self._sql = inner
+        self._redis_counters = counters
+        self._client = client
+        self._ttl = ttl_seconds
+        self._prefix = counters.prefix
+
+    def get_versioned(self, user_id: str, other_ids: Sequence[str], newer_than: int = 0) -> VersionedRelationships:
+        if not self._redis_counters.usable():
+            return self._sql.get_versioned(user_id, other_ids)
+        return super().get_versioned(user_id, other_ids, newer_than)
+
+    def interactable(self, user_id: str, other_ids: Sequence[str], newer_than: int = 0) -> dict[str, bool]:
+        if not self._redis_counters.usable():
+            return self._sql.interactable(user_id, other_ids)
+        return super().interactable(user_id, other_ids, newer_than)
+
+    def _key(self, first: str, second: str) -> str:
+        return f"{self._prefix}:r:{{{first}}}:{second}"
+
+    def _lookup(self, user_id: str, others: list[str], newer_than: int) -> tuple[VersionedRelationships, list[str]]:
+        users = list(dict.fromkeys([user_id, *others]))
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for other in others:
+                pipe.get(self._key(*versions.pair(user_id, other)))
+            for user in users:
+                pipe.hget(counts_key(self._prefix, user), "v")
+            replies = pipe.execute()
+        except REDIS_ERRORS as exc:
+            self._redis_counters.failed(exc)
+            return VersionedRelationships({}, {}), []
+        current = {user: int(v) for user, v in zip(users, replies[len(others) :], strict=False) if v is not None}
+        entries = [None if value is None else value.decode() for value in replies[: len(others)]]
+        return self._valid(user_id, others, entries, current, newer_than), [u for u in users if u not in current]
+
+    def _store(self, user_id: str, read: VersionedRelationships) -> None:
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for other, relationship in read.relationships.items():
+                entry = versions.entry(user_id, other, read.versions[other], relationship, read.read_us)
+                pipe.set(self._key(*versions.pair(user_id, other)), entry, ex=self._ttl)
+            pipe.execute()
+        except REDIS_ERRORS as exc:
+            self._redis_counters.failed(exc)
