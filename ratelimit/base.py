@@ -90,7 +90,7 @@ def decision_counters(backend: str) -> dict[bool, Counter]:
 
 
 class Limiter(Protocol):
-    windows: Sequence[Window]
+    windows: tuple[Window, ...]  # shortest first
 
     def acquire(self, key: str, token: str) -> Decision: ...
 

@@ -4,7 +4,9 @@ Redis (or Redis Cluster), with time taken from Redis itself."""
 from __future__ import annotations
 
 from importlib import resources
-from typing import Sequence
+from typing import Mapping, Protocol, Sequence
+
+from redis.commands.core import Script
 
 from .base import ALLOWED, Decision, Window, decision_counters
 
@@ -16,11 +18,21 @@ def log_key(prefix: str, user_id: str) -> str:
     return f"{prefix}:rl:{{{user_id}}}"
 
 
+class RedisClient(Protocol):
+    """The calls the limiter makes, as ``redis.Redis`` and
+    ``redis.cluster.RedisCluster`` (or a wrapper of one) have them."""
+
+    def register_script(self, script: str) -> Script: ...
+    def zrem(self, name: str, *values: str) -> object: ...
+    def zadd(self, name: str, mapping: Mapping[str, int], nx: bool = False) -> object: ...
+    def pexpire(self, name: str, time: int) -> object: ...
+
+
 class RedisLimiter:
     """Runs ``sliding_window.lua`` with EVALSHA (reloaded on NOSCRIPT).
     Redis errors propagate; ``FailoverLimiter`` handles outages."""
 
-    def __init__(self, client, windows: Sequence[Window], prefix: str = "sg") -> None:
+    def __init__(self, client: RedisClient, windows: Sequence[Window], prefix: str = "sg") -> None:
         if not windows:
             raise ValueError("at least one window is required")
         self.windows = tuple(sorted(windows, key=lambda w: w.seconds))

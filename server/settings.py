@@ -8,7 +8,7 @@ import argparse
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 from ratelimit import Window, parse_windows
 
@@ -19,7 +19,10 @@ TRACE_EXPORTERS = ("none", "otlp", "console")
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+cluster://", "rediss+cluster://", "unix://")
 
 
-def _setting(default, help: str, *, commands: tuple[str, ...] = ("serve",)):
+T = TypeVar("T")
+
+
+def _setting(default: T, help: str, *, commands: tuple[str, ...] = ("serve",)) -> T:
     return field(default=default, metadata={"help": help, "commands": commands})
 
 
@@ -212,11 +215,11 @@ class Settings:
             raise ValueError(f"auth_jwt_leeway must be between 0 and 300 seconds, got {self.auth_jwt_leeway}")
 
 
-def fields_for(command: str) -> list[dataclasses.Field]:
+def fields_for(command: str) -> list[dataclasses.Field[Any]]:
     return [f for f in dataclasses.fields(Settings) if command in f.metadata["commands"]]
 
 
-def env_name(f: dataclasses.Field) -> str:
+def env_name(f: dataclasses.Field[Any]) -> str:
     return ENV_PREFIX + f.name.upper()
 
 
@@ -229,8 +232,9 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def _parser_type(f: dataclasses.Field):
-    return {bool: _parse_bool, int: int, float: float}.get(type(f.default), str)
+def _parser_type(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
+    parsers: dict[type, Callable[[str], Any]] = {bool: _parse_bool, int: int, float: float}
+    return parsers.get(type(f.default), str)
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:

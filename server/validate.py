@@ -8,6 +8,8 @@ import unicodedata
 from typing import Iterable, TypeVar
 from urllib.parse import urlsplit
 
+from socialgraph.v1 import common_pb2
+
 from .rules import Consistency, InvalidArgument, Reason
 from .rules.graph import MINIMIZE_LATENCY
 from .rules.ids import UUID
@@ -174,7 +176,7 @@ def mutual_limit(value: int) -> int:
     return value
 
 
-def consistency(message) -> Consistency:
+def consistency(message: common_pb2.Consistency) -> Consistency:
     """A read's ``consistency`` (socialgraph.v1.Consistency); unset is minimize_latency."""
     which = message.WhichOneof("requirement")
     if which == "at_least_as_fresh":

@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+from types import FrameType
 import socket
 import tempfile
 
@@ -65,7 +66,7 @@ def _supervise(settings: Settings, metrics_dir: str) -> int:
         for index in range(settings.workers)
     ]
 
-    def forward_reload(_signum, _frame):
+    def forward_reload(_signum: int, _frame: FrameType | None) -> None:
         for worker in workers:
             if worker.pid is not None and worker.is_alive():
                 os.kill(worker.pid, signal.SIGHUP)
@@ -88,7 +89,7 @@ def _supervise(settings: Settings, metrics_dir: str) -> int:
             failed = True
             break
     for worker in workers:
-        if worker.is_alive():
+        if worker.is_alive() and worker.pid is not None:
             os.kill(worker.pid, signal.SIGTERM)
     for worker in workers:
         worker.join(settings.grace_period + 5)

@@ -62,7 +62,8 @@ class Authority:
         """A certificate for a server, or with ``client`` for a client (both with ``server=True`` too)."""
         key = _key()
         now = datetime.datetime.now(datetime.timezone.utc)
-        names = [x509.DNSName(d) for d in dns] + [x509.UniformResourceIdentifier(u) for u in uris]
+        names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+        names += [x509.UniformResourceIdentifier(u) for u in uris]
         names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
         builder = (
             x509.CertificateBuilder()

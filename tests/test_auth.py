@@ -86,7 +86,8 @@ def stats(address: str, token: str | None = None):
 def list_services(address: str, token: str | None = None) -> list[str]:
     with grpc.insecure_channel(address) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        responses = stub.ServerReflectionInfo(
+        # types-grpcio-reflection leaves the stub's methods untyped.
+        responses = stub.ServerReflectionInfo(  # type: ignore[operator]
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
             metadata=bearer(token) if token else None,
             timeout=5,
@@ -96,7 +97,9 @@ def list_services(address: str, token: str | None = None) -> list[str]:
 
 def health_check(address: str) -> int:
     with grpc.insecure_channel(address) as channel:
-        return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+        stub = health_pb2_grpc.HealthStub(channel)
+        # types-grpcio-health-checking declares no methods on HealthStub.
+        return stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status  # type: ignore[attr-defined]
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ def test_sent_reasons_are_enum_names():
 
 def _reason(status: errors.Status) -> str:
     [blob] = [value for key, value in status.trailing_metadata if key == "grpc-status-details-bin"]
+    assert isinstance(blob, bytes)
     info = error_details_pb2.ErrorInfo()
     status_pb2.Status.FromString(blob).details[0].Unpack(info)
     return info.reason

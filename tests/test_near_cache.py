@@ -56,7 +56,7 @@ def process(database, url: str, prefix: str) -> Graph:
 
 
 def feed(graph: Graph):
-    return graph.relationships._feed
+    return graph.relationships._feed  # type: ignore[attr-defined]  # a Near: cached_readers with a Redis server
 
 
 def test_a_write_in_one_process_reaches_the_memory_of_another(database):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import pytest
@@ -132,7 +133,7 @@ class Pair:
     first: str
     second: str
     write: bool
-    seed: Callable[[Ctx], None] = _nothing
+    seed: Callable[[Ctx], object] = _nothing
     extra: dict = field(default_factory=dict)
 
     def call(self, ctx: Ctx, first: str, second: str):
@@ -241,7 +242,7 @@ class Slot:
     target: str
     send: Callable[[Ctx, str], object]
     write: bool = False
-    seed: Callable[[Ctx], None] = _nothing
+    seed: Callable[[Ctx], object] = _nothing
     optional: bool = False  # empty means "not given" and is accepted
     element: bool = False  # an element of a repeated field
 
@@ -252,7 +253,7 @@ def _pair_slots(pair: Pair) -> list[Slot]:
             f"{pair.rpc}.{pair.first}",
             pair.first,
             "a",
-            lambda x, v, p=pair: p.call(x, v, x.b),
+            lambda x, v: pair.call(x, v, x.b),
             pair.write,
             pair.seed,
         ),
@@ -260,7 +261,7 @@ def _pair_slots(pair: Pair) -> list[Slot]:
             f"{pair.rpc}.{pair.second}",
             pair.second,
             "b",
-            lambda x, v, p=pair: p.call(x, x.a, v),
+            lambda x, v: pair.call(x, x.a, v),
             pair.write,
             pair.seed,
         ),
@@ -546,11 +547,11 @@ class Text:
     field: str
     limit: int
     send: Callable[[Ctx, str], object]
-    read: Callable[[Ctx, object], str]
-    seed: Callable[[Ctx], None] = _nothing
+    read: Callable[[Ctx, Any], str]  # gets what send returned
+    seed: Callable[[Ctx], object] = _nothing
 
 
-def _find_report(ctx: Ctx, status: int, report_id: str):
+def _find_report(ctx: Ctx, status: cpb.ReportStatus.ValueType, report_id: str):
     page = ctx.client.admin.ListReports(
         apb.ListReportsRequest(moderator_id=ctx.mod, status=status, page_size=PAGE_MAX)
     )
@@ -1161,9 +1162,9 @@ class Enum:
     name: str
     field: str
     valid: tuple[int, ...]
-    send: Callable[[Ctx, int], object]
+    send: Callable[[Ctx, Any], object]  # the number goes into whichever enum field
     write: bool
-    seed: Callable[[Ctx], None] = _nothing
+    seed: Callable[[Ctx], object] = _nothing
 
 
 ENUMS = [

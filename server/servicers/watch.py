@@ -10,6 +10,9 @@ server. At most ``max_streams`` streams run per process."""
 
 from __future__ import annotations
 
+from typing import Iterator
+
+import grpc
 import threading
 import time
 
@@ -40,7 +43,7 @@ class WatchServicer(pb_grpc.WatchServiceServicer):
         self._max_streams = max_streams
         self._slots = threading.BoundedSemaphore(max_streams)
 
-    def Watch(self, request, context):
+    def Watch(self, request: pb.WatchRequest, context: grpc.ServicerContext) -> Iterator[pb.WatchResponse]:
         kinds = [int(v.enum_value(kind, f"kinds[{i}]", EventKind)) for i, kind in enumerate(request.kinds)]
         user_ids = v.user_ids(request.user_ids, "user_ids", required=False)
         kind_set, user_set = frozenset(kinds), frozenset(user_ids)
@@ -51,7 +54,12 @@ class WatchServicer(pb_grpc.WatchServiceServicer):
         try:
             self._feed.start()
             ended = threading.Event()
-            context.add_callback(lambda: (ended.set(), self._feed.wake()))
+
+            def on_end() -> None:
+                ended.set()
+                self._feed.wake()
+
+            context.add_callback(on_end)
             yield _checkpoint(position)
             quiet_since = time.monotonic()
             while not ended.is_set():
