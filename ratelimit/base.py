@@ -10,8 +10,9 @@ an attempt that ended up creating nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from prometheus_client import Counter
 

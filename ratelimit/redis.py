@@ -3,8 +3,9 @@ Redis (or Redis Cluster), with time taken from Redis itself."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from importlib import resources
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 from redis.commands.core import Script
 

@@ -6,16 +6,17 @@ import logging
 import secrets
 import signal
 import threading
+from collections.abc import Iterable, Iterator
 from concurrent import futures
 from types import FrameType
-from typing import Iterable, Iterator, TypedDict
+from typing import TypedDict
 
 import grpc
-from redis import Redis
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from google.protobuf.descriptor import ServiceDescriptor
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 from opentelemetry.sdk.trace import TracerProvider
+from redis import Redis
 
 from ratelimit.failover import FailoverLimiter
 from ratelimit.redis import RedisLimiter
@@ -24,27 +25,28 @@ from storage import SqlStorage, Storage, StorageUnavailable, open_storage
 from storage.cache import RedisCounterCache
 from storage.counters import InProcessCounterCache, SqlCounters
 from storage.feed import EventFeed
-from storage.limiter import SqlLimiter
 from storage.freshness import DEFAULT_MAX_STALENESS, Freshness
+from storage.limiter import SqlLimiter
+from storage.migrate import upgrade
 from storage.near import CounterFeed, Near
 from storage.relationships import InProcessRelationshipCache, RedisRelationshipCache, SqlRelationships
-from storage.types import CounterReader, RelationshipReader
-from storage.migrate import upgrade
 from storage.tracing import TracedStorage
+from storage.types import CounterReader, RelationshipReader
 
 from . import redis_client
+from .auth import Authenticator, AuthInterceptor
+from .errors import status_for
 from .fairness import FairExecutor, ShedInterceptor
-from .auth import AuthInterceptor, Authenticator
 from .handlers import add_service
 from .logs import AccessLogInterceptor
-from .tracing import TracingInterceptor, tracer_provider as configured_tracer_provider
 from .metrics import MetricsInterceptor, serve_metrics
-from .errors import status_for
 from .rules import EventLog, Graph, PageTokens, Policy, TooManyStreams
 from .rules.graph import now_us
 from .servicers import AdminServicer, SocialGraphServicer, WatchServicer
 from .settings import Settings
 from .tls import CertificateFiles
+from .tracing import TracingInterceptor
+from .tracing import tracer_provider as configured_tracer_provider
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +110,8 @@ def enable_reflection(server: grpc.Server, service_names: Iterable[str], max_str
         request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
         response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
     )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1}),))
+    v1_handler = grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1})
+    server.add_generic_rpc_handlers((v1_handler,))
 
 
 class PortInUse(RuntimeError):
@@ -207,7 +210,9 @@ def cached_readers(
     local_counters = InProcessCounterCache(redis_counters, freshness=freshness)
     local_relationships = InProcessRelationshipCache(redis_relationships, local_counters, freshness=freshness)
     storage.on_counters_committed(local_counters.publish)
-    feed = CounterFeed(client, redis_counters.channel, redis_counters.origin, local_counters, local_relationships).start()
+    feed = CounterFeed(
+        client, redis_counters.channel, redis_counters.origin, local_counters, local_relationships
+    ).start()
     return {
         "counters": Near(feed, local_counters, redis_counters),
         "relationships": Near(feed, local_relationships, redis_relationships),
@@ -342,7 +347,9 @@ class HealthMonitor:
 class App:
     """A configured server: storage, rules, services, health and reflection."""
 
-    def __init__(self, settings: Settings, *, worker: bool = False, tracer_provider: TracerProvider | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, worker: bool = False, tracer_provider: TracerProvider | None = None
+    ) -> None:
         """``worker``: one of several processes on one port (see server/workers.py),
         which share the port and leave migrations and metrics to their parent.
         ``tracer_provider``: an OpenTelemetry provider to use instead of the

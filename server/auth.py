@@ -24,9 +24,10 @@ import os
 import threading
 import time
 import tomllib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 import jwt
@@ -89,7 +90,7 @@ class StaticTokens:
         self._entries = entries
 
     @classmethod
-    def load(cls, path: str) -> "StaticTokens":
+    def load(cls, path: str) -> StaticTokens:
         try:
             document = tomllib.loads(Path(path).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -132,7 +133,7 @@ class JwtVerifier:
         self._leeway = leeway
 
     @classmethod
-    def load(cls, path: str, issuer: str, audience: str, leeway: float) -> "JwtVerifier":
+    def load(cls, path: str, issuer: str, audience: str, leeway: float) -> JwtVerifier:
         try:
             text = Path(path).read_text()
         except OSError as exc:
@@ -151,7 +152,9 @@ class JwtVerifier:
         algorithm, kid = header.get("alg"), header.get("kid")
         if algorithm not in JWT_ALGORITHMS:
             raise Unauthenticated(f"invalid bearer token: algorithm {str(algorithm)[:16]!r} is not accepted")
-        candidates = [key for key_id, alg, key in self._keys if alg == algorithm and (kid is None or key_id in (None, kid))]
+        candidates = [
+            key for key_id, alg, key in self._keys if alg == algorithm and (kid is None or key_id in (None, kid))
+        ]
         if not candidates:
             raise Unauthenticated("invalid bearer token: no key for its algorithm and key id")
         error: jwt.PyJWTError | None = None
@@ -270,7 +273,7 @@ class Authenticator:
         log.info("credentials reloaded")
         return True
 
-    def start(self) -> "Authenticator":
+    def start(self) -> Authenticator:
         if self._files and self._watcher is None:
             self._watcher = threading.Thread(target=self._watch, name="auth-reload", daemon=True)
             self._watcher.start()

@@ -29,8 +29,9 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
 from concurrent import futures
-from typing import Any, Callable, ParamSpec, Sequence, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import grpc
 from prometheus_client import Counter, Gauge

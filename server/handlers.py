@@ -7,7 +7,8 @@ INTERNAL."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor

@@ -5,7 +5,8 @@ methods are not kept, so callers cannot grow the table)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeAlias
+from collections.abc import Callable
+from typing import Any, TypeAlias
 
 import grpc
 

@@ -8,7 +8,8 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2

@@ -29,7 +29,7 @@ class CertificateFiles:
         self._configuration()  # fails early on unusable files
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "CertificateFiles | None":
+    def from_settings(cls, settings: Settings) -> CertificateFiles | None:
         if not settings.tls_cert:
             return None
         return cls(settings.tls_cert, settings.tls_key, settings.tls_client_ca)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import enum
 import unicodedata
-from typing import Iterable, TypeVar
+from collections.abc import Iterable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from socialgraph.v1 import common_pb2

@@ -14,9 +14,9 @@ import multiprocessing
 import os
 import shutil
 import signal
-from types import FrameType
 import socket
 import tempfile
+from types import FrameType
 
 from storage import open_storage
 from storage.migrate import upgrade

@@ -14,7 +14,8 @@ import random
 import sqlite3
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -137,7 +138,8 @@ class SqlStorage:
                         if write:
                             position = self._committed_at(conn, tx, position)
                     finally:
-                        overran = ticket is not None and self._watchdog is not None and not self._watchdog.disarm(ticket)
+                        watchdog = self._watchdog
+                        overran = ticket is not None and watchdog is not None and not watchdog.disarm(ticket)
                         if autocommit:
                             _end_autocommit(conn)
             except DBAPIError as exc:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from typing import Callable, Collection
+from collections.abc import Callable, Collection
 
 import psycopg
 
@@ -66,7 +66,7 @@ class EventFeed:
     def closed(self) -> bool:
         return self._closed
 
-    def start(self) -> "EventFeed":
+    def start(self) -> EventFeed:
         """Starts the threads on first use; later calls do nothing."""
         with self._start_lock:
             if self._threads or self._closed:

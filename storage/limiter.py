@@ -7,7 +7,7 @@ window, and records the attempt when every window has room."""
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ratelimit.base import ALLOWED, Decision, Window, decision_counters, refusal
 

@@ -4,7 +4,8 @@ outside any traced call (start-up, background work) records none."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from opentelemetry import trace
 

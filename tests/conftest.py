@@ -16,6 +16,7 @@ from storage.migrate import upgrade
 
 from .support import BACKENDS, Client, new_user, temporary_database
 
+
 def pytest_addoption(parser):
     parser.addoption(
         "--long",

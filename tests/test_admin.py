@@ -7,12 +7,12 @@ import uuid
 
 import pytest
 from grpc import StatusCode
-from socialgraph.v1 import admin_pb2 as apb
-from socialgraph.v1 import common_pb2
-from socialgraph.v1 import social_graph_pb2 as pb
 
 from ratelimit import InProcessLimiter, parse_windows
 from server.rules import Graph, Policy
+from socialgraph.v1 import admin_pb2 as apb
+from socialgraph.v1 import common_pb2
+from socialgraph.v1 import social_graph_pb2 as pb
 from storage.types import Role, User
 
 from .support import ZERO, counters, new_user, raises, zero
@@ -256,7 +256,7 @@ def test_delete_user_drops_the_other_users_counters(client, user):
     people = _user_with_everything(client, user)
     delete_user(client, people["d"])
     a, b, c, e, f, g, h = (people[n] for n in "abcefgh")
-    counts = dict(zip("abcefgh", client.counts(a, b, c, e, f, g, h)))
+    counts = dict(zip("abcefgh", client.counts(a, b, c, e, f, g, h), strict=False))
     for name, count in counts.items():
         assert counters(count) == ZERO, name
 
@@ -711,9 +711,11 @@ def test_deleting_a_big_account_runs_in_bounded_transactions_and_keeps_counters_
     blocks both ways, deleted 50 edges of a kind per transaction: every
     edge goes, every other user's counters are right, recount finds nothing."""
     counting = CountingStorage(storage)
-    graph = Graph(counting, InProcessLimiter(parse_windows("100000/1h")), Policy(connection_limit=1000, edge_batch=BATCH))
+    limiter = InProcessLimiter(parse_windows("100000/1h"))
+    graph = Graph(counting, limiter, Policy(connection_limit=1000, edge_batch=BATCH))
     big = new_user()
-    fans, idols, friends = [new_user() for _ in range(BIG)], [new_user() for _ in range(BIG)], [new_user() for _ in range(60)]
+    fans, idols = [new_user() for _ in range(BIG)], [new_user() for _ in range(BIG)]
+    friends = [new_user() for _ in range(60)]
     for fan in fans:
         graph.follow(fan, big)
     for idol in idols:
@@ -725,7 +727,7 @@ def test_deleting_a_big_account_runs_in_bounded_transactions_and_keeps_counters_
         graph.send_connection_request(friend, big, "")
     for friend in friends[45:]:
         graph.block(friend, big, "")
-    for fan in fans[:70]:
+    for _fan in fans[:70]:
         graph.block(big, new_user(), "")
     before = counting.writes
     removed = graph.delete_user(big)

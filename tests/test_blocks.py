@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from grpc import StatusCode
+
 from socialgraph.v1 import common_pb2
 from socialgraph.v1 import social_graph_pb2 as pb
 

@@ -64,7 +64,9 @@ def test_reads_with_a_token_or_fully_consistent_see_the_write(client, user):
 
 OTHER_DATABASE = encode_token(uuid.uuid4().hex, 1)
 READS = [
-    lambda c, u, cons: c.graph.GetRelationship(pb.GetRelationshipRequest(user_id=u(), other_user_id=u(), consistency=cons)),
+    lambda c, u, cons: c.graph.GetRelationship(
+        pb.GetRelationshipRequest(user_id=u(), other_user_id=u(), consistency=cons)
+    ),
     lambda c, u, cons: c.graph.BatchGetRelationships(
         pb.BatchGetRelationshipsRequest(user_id=u(), other_user_ids=[u()], consistency=cons)
     ),

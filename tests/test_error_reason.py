@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from google.rpc import error_details_pb2, status_pb2
-from socialgraph.v1 import error_reason_pb2
 
 from server import errors
 from server.rules import InvalidArgument, Reason
+from socialgraph.v1 import error_reason_pb2
 from storage import StorageUnavailable
 
 ErrorReason = error_reason_pb2.ErrorReason

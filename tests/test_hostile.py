@@ -39,11 +39,11 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+
+from server.rules.ids import CANONICAL_UUID
 from socialgraph.v1 import admin_pb2 as apb
 from socialgraph.v1 import common_pb2 as cpb
 from socialgraph.v1 import social_graph_pb2 as pb
-
-from server.rules.ids import CANONICAL_UUID
 
 from .support import Client, error_info, running_server
 
@@ -397,7 +397,9 @@ def check_canonical_ids(message, where: str = "") -> None:
             items = value if field.is_repeated else [value]
             for i, item in enumerate(items):
                 check_canonical_ids(item, f"{path}[{i}].")
-        elif field.type == FieldDescriptor.TYPE_STRING and (field.name.endswith(ID_FIELDS) or field.name == "resolved_by"):
+        elif field.type == FieldDescriptor.TYPE_STRING and (
+            field.name.endswith(ID_FIELDS) or field.name == "resolved_by"
+        ):
             items = value if field.is_repeated else [value]
             for item in items:
                 assert item == "" or CANONICAL_UUID.fullmatch(item), f"{path} = {item!r} is not canonical"

@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 import pytest
 from grpc import StatusCode
+
 from socialgraph.v1 import admin_pb2 as apb
 from socialgraph.v1 import common_pb2 as cpb
 from socialgraph.v1 import social_graph_pb2 as pb
@@ -804,7 +805,14 @@ def test_display_names_with_control_bidi_or_zero_width_characters_are_invalid_te
 
 @pytest.mark.parametrize(
     "name",
-    ["Ren\u00e9e", "\u0645\u0631\u062d\u0628\u0627 Ann", "\u674e\u96f7", "\U0001f469\u200d\U0001f4bb Ann", "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f", "\u2764\ufe0f\u200d\U0001f525"],
+    [
+        "Ren\u00e9e",
+        "\u0645\u0631\u062d\u0628\u0627 Ann",
+        "\u674e\u96f7",
+        "\U0001f469\u200d\U0001f4bb Ann",
+        "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
+        "\u2764\ufe0f\u200d\U0001f525",
+    ],
     ids=["latin", "arabic", "cjk", "emoji-zwj-sequence", "flag-tags", "variation-selector-zwj"],
 )
 def test_display_names_in_any_script_and_emoji_sequences_are_accepted(ctx, name):
@@ -815,7 +823,9 @@ def test_display_names_in_any_script_and_emoji_sequences_are_accepted(ctx, name)
 FREE_TEXTS = [t for t in TEXTS if t.field != "user.display_name"]
 
 
-@pytest.mark.parametrize("value", ["a\u202eb", "a\u202ab", "a\x07b", "a\x1b[2Jb", "a\x7fb"], ids=["rlo", "lre", "bell", "escape", "delete"])
+@pytest.mark.parametrize(
+    "value", ["a\u202eb", "a\u202ab", "a\x07b", "a\x1b[2Jb", "a\x7fb"], ids=["rlo", "lre", "bell", "escape", "delete"]
+)
 @pytest.mark.parametrize("text", [pytest.param(t, id=t.name) for t in FREE_TEXTS])
 def test_free_text_with_controls_or_bidi_overrides_is_invalid_text(ctx, text, value):
     text.seed(ctx)

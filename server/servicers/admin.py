@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import grpc
 import enum
+
+import grpc
 
 from socialgraph.v1 import admin_pb2 as pb
 from socialgraph.v1 import admin_pb2_grpc as pb_grpc
@@ -83,7 +84,9 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         if report_id is None:
             raise NotFound(Reason.REPORT_NOT_FOUND, "report_id names no report")
         report = self._graph.resolve_report(report_id, moderator_id, resolution.status, note)
-        return pb.ResolveReportResponse(report=convert.report(report), consistency_token=self._graph.consistency_token())
+        return pb.ResolveReportResponse(
+            report=convert.report(report), consistency_token=self._graph.consistency_token()
+        )
 
     def GetStats(self, request: pb.GetStatsRequest, context: grpc.ServicerContext) -> pb.GetStatsResponse:
         stats = self._graph.stats(v.consistency(request.consistency))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TypedDict
 
 import grpc
+
 from socialgraph.v1 import common_pb2
 from socialgraph.v1 import social_graph_pb2 as pb
 from socialgraph.v1 import social_graph_pb2_grpc as pb_grpc
@@ -29,7 +30,9 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
         created, since = self._graph.follow(
             v.user_id(request.follower_id, "follower_id"), v.user_id(request.followee_id, "followee_id")
         )
-        return pb.FollowResponse(created=created, since=convert.timestamp(since), consistency_token=self._graph.consistency_token())
+        return pb.FollowResponse(
+            created=created, since=convert.timestamp(since), consistency_token=self._graph.consistency_token()
+        )
 
     def Unfollow(self, request: pb.UnfollowRequest, context: grpc.ServicerContext) -> pb.UnfollowResponse:
         removed = self._graph.unfollow(
@@ -67,7 +70,11 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
             v.user_id(request.recipient_id, "recipient_id"),
             v.text(request.message, "message", v.MESSAGE_MAX),
         )
-        response = pb.SendConnectionRequestResponse(state=pb.ConnectionState.ValueType(result.state), created=result.created, consistency_token=self._graph.consistency_token())
+        response = pb.SendConnectionRequestResponse(
+            state=pb.ConnectionState.ValueType(result.state),
+            created=result.created,
+            consistency_token=self._graph.consistency_token(),
+        )
         if result.request is not None:
             response.request.CopyFrom(convert.connection_request(result.request))
         if result.connected_us is not None:
@@ -80,7 +87,9 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
         connected = self._graph.accept_connection_request(
             v.user_id(request.recipient_id, "recipient_id"), v.user_id(request.requester_id, "requester_id")
         )
-        return pb.AcceptConnectionRequestResponse(connected_at=convert.timestamp(connected), consistency_token=self._graph.consistency_token())
+        return pb.AcceptConnectionRequestResponse(
+            connected_at=convert.timestamp(connected), consistency_token=self._graph.consistency_token()
+        )
 
     def DeclineConnectionRequest(
         self, request: pb.DeclineConnectionRequestRequest, context: grpc.ServicerContext

@@ -10,12 +10,11 @@ server. At most ``max_streams`` streams run per process."""
 
 from __future__ import annotations
 
-from typing import Iterator
-
-import grpc
 import threading
 import time
+from collections.abc import Iterator
 
+import grpc
 from prometheus_client import Counter, Gauge
 
 from socialgraph.v1 import watch_pb2 as pb
@@ -28,7 +27,6 @@ from .. import validate as v
 from ..errors import translate_errors
 from ..rules import EventLog, ShuttingDown, TooManyStreams
 from ..rules.events import READ_LIMIT, encode_cursor
-
 
 STREAMS = Gauge("socialgraph_watch_streams", "Watch streams open in this process.")
 DELIVERED = Counter("socialgraph_events_delivered_total", "Events sent on Watch streams.")
