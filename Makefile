@@ -17,7 +17,7 @@ TOOLS := $(abspath .tools)
 GHZ := .tools/bin/ghz
 GO_TOOLS_ENV := GOBIN=$(TOOLS)/bin GOPATH=$(TOOLS)/go GOMODCACHE=$(TOOLS)/go/pkg/mod GOCACHE=$(TOOLS)/go/cache GOFLAGS=-modcacherw
 
-.PHONY: install services serve test check-protos lint-protos protos clients check-clients test-clients ghz migrate bench bench-redis bench-events clean distclean
+.PHONY: install services serve test lint check-protos lint-protos protos clients check-clients test-clients ghz migrate bench bench-redis bench-events clean distclean
 
 install: $(VENV)/.installed
 
@@ -58,8 +58,14 @@ SOCIALGRAPH_SERVER := $(abspath $(VENV))/bin/socialgraph
 serve: $(VENV)/.installed
 	$(VENV)/bin/socialgraph serve $(ARGS)
 
-test: $(VENV)/.installed services check-protos lint-protos check-clients test-clients $(GHZ)
+test: $(VENV)/.installed lint services check-protos lint-protos check-clients test-clients $(GHZ)
 	GHZ=$(abspath $(GHZ)) $(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff, then mypy (strict on server/, storage/ and ratelimit/); both read their
+# settings from pyproject.toml.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # Regenerate the Python code from protos/ (commit the result).
 protos: $(VENV)/.installed $(BUF)
@@ -150,7 +156,7 @@ bench-events: $(VENV)/.installed services
 	$(PY) bench/events.py $(ARGS)
 
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .hypothesis .mypy_cache
+	rm -rf build dist *.egg-info .pytest_cache .hypothesis .mypy_cache .ruff_cache
 	find . -path ./$(VENV) -prune -o -path ./.git -prune -o -type d -name __pycache__ -exec rm -rf {} +
 
 distclean: clean

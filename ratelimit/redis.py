@@ -3,7 +3,8 @@ Redis (or Redis Cluster), with time taken from Redis itself."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from cache.redis_client import lua_source, script
 
@@ -17,11 +18,20 @@ def log_key(prefix: str, user_id: str) -> str:
     return f"{prefix}:rl:{{{user_id}}}"
 
 
+class RedisClient(Protocol):
+    """The calls the limiter makes, as ``redis.Redis`` and
+    ``redis.cluster.RedisCluster`` (or a wrapper of one) have them."""
+
+    def zrem(self, name: str, *values: str) -> object: ...
+    def zadd(self, name: str, mapping: Mapping[str, int], nx: bool = False) -> object: ...
+    def pexpire(self, name: str, time: int) -> object: ...
+
+
 class RedisLimiter:
     """Runs ``sliding_window.lua`` with EVALSHA (reloaded on NOSCRIPT).
     Redis errors propagate; ``FailoverLimiter`` handles outages."""
 
-    def __init__(self, client, windows: Sequence[Window], prefix: str = "sg") -> None:
+    def __init__(self, client: RedisClient, windows: Sequence[Window], prefix: str = "sg") -> None:
         if not windows:
             raise ValueError("at least one window is required")
         self.windows = tuple(sorted(windows, key=lambda w: w.seconds))

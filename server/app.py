@@ -6,34 +6,39 @@ import logging
 import secrets
 import signal
 import threading
+from collections.abc import Iterable, Iterator
 from concurrent import futures
+from types import FrameType
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+from opentelemetry.sdk.trace import TracerProvider
 
+from cache import build, redis_client
 from ratelimit.failover import FailoverLimiter
 from ratelimit.redis import RedisLimiter
 from socialgraph.v1 import admin_pb2, social_graph_pb2, watch_pb2
-from cache import build, redis_client
-from storage import SqlStorage, StorageUnavailable, open_storage
+from storage import SqlStorage, Storage, StorageUnavailable, open_storage
 from storage.feed import EventFeed
 from storage.limiter import SqlLimiter
 from storage.migrate import upgrade
 from storage.tracing import TracedStorage
 
+from .auth import Authenticator, AuthInterceptor
+from .errors import status_for
 from .fairness import FairExecutor, ShedInterceptor
-from .auth import AuthInterceptor, Authenticator
 from .handlers import add_service
 from .logs import AccessLogInterceptor
-from .tracing import TracingInterceptor, tracer_provider as configured_tracer_provider
 from .metrics import MetricsInterceptor, serve_metrics
-from .errors import status_for
 from .rules import EventLog, Graph, PageTokens, Policy, TooManyStreams
 from .rules.graph import now_us
 from .servicers import AdminServicer, SocialGraphServicer, WatchServicer
 from .settings import Settings
 from .tls import CertificateFiles
+from .tracing import TracingInterceptor
+from .tracing import tracer_provider as configured_tracer_provider
 
 log = logging.getLogger(__name__)
 
@@ -55,30 +60,37 @@ class _ReflectionServicer(reflection.ReflectionServicer):
     thread for as long as its client keeps it open, so idle ones must not
     take every thread; more are refused RESOURCE_EXHAUSTED / TOO_MANY_STREAMS."""
 
-    def __init__(self, service_names, max_streams: int) -> None:
+    def __init__(self, service_names: Iterable[str], max_streams: int) -> None:
         super().__init__(service_names)
         self._max_streams = max_streams
         self._slots = threading.BoundedSemaphore(max_streams)
 
-    def ServerReflectionInfo(self, request_iterator, context):
+    # Served by grpc.server only, never by grpc.aio, so the context is a synchronous one.
+    def ServerReflectionInfo(  # type: ignore[override]
+        self, request_iterator: Iterable[reflection_pb2.ServerReflectionRequest], context: grpc.ServicerContext
+    ) -> Iterator[reflection_pb2.ServerReflectionResponse]:
         if not self._slots.acquire(blocking=False):
-            context.abort_with_status(status_for(TooManyStreams(self._max_streams)))
+            # server.errors.Status is a NamedTuple, not a grpc.Status, until status_for builds one.
+            context.abort_with_status(status_for(TooManyStreams(self._max_streams)))  # type: ignore[arg-type]
         try:
             yield from super().ServerReflectionInfo(request_iterator, context)
         finally:
             self._slots.release()
 
-    def _file_containing_symbol(self, request, fully_qualified_name):
+    # Both private to grpcio-reflection, so its stubs leave them out.
+    def _file_containing_symbol(
+        self, request: reflection_pb2.ServerReflectionRequest, fully_qualified_name: str
+    ) -> reflection_pb2.ServerReflectionResponse:
         service, _, method = fully_qualified_name.rpartition(".")
         try:
-            if method in self._pool.FindServiceByName(service).methods_by_name:
+            if method in self._pool.FindServiceByName(service).methods_by_name:  # type: ignore[attr-defined]
                 fully_qualified_name = service
         except KeyError:
             pass
-        return super()._file_containing_symbol(request, fully_qualified_name)
+        return super()._file_containing_symbol(request, fully_qualified_name)  # type: ignore[misc, no-any-return]
 
 
-def enable_reflection(server: grpc.Server, service_names, max_streams: int) -> None:
+def enable_reflection(server: grpc.Server, service_names: Iterable[str], max_streams: int) -> None:
     """Server reflection as grpc.reflection.v1alpha and as v1, which newer
     grpcurl and ghz ask for first. grpcio-reflection serves only v1alpha; v1
     is the same protocol (same messages, same field numbers) under a new
@@ -90,7 +102,8 @@ def enable_reflection(server: grpc.Server, service_names, max_streams: int) -> N
         request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
         response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
     )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1}),))
+    v1_handler = grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1})
+    server.add_generic_rpc_handlers((v1_handler,))
 
 
 class PortInUse(RuntimeError):
@@ -111,7 +124,7 @@ def load_security(settings: Settings) -> tuple[Authenticator | None, Certificate
     return authenticator, certificates
 
 
-def make_graph(settings: Settings, storage: SqlStorage) -> Graph:
+def make_graph(settings: Settings, storage: Storage) -> Graph:
     """The rules over ``storage``, with the limiter and the counter and
     relationship readers the settings ask for: the Redis limiter with
     ``redis_url`` (falling back to the database while Redis is down), the
@@ -141,7 +154,7 @@ def make_graph(settings: Settings, storage: SqlStorage) -> Graph:
     )
 
 
-def page_tokens(settings: Settings, storage: SqlStorage) -> PageTokens:
+def page_tokens(settings: Settings, storage: Storage) -> PageTokens:
     """The configured keys; without any, the key kept in the database (made
     by the first process that asks), so every process accepts every token."""
     if settings.page_token_keys:
@@ -181,7 +194,7 @@ def add_services(
     server: grpc.Server,
     graph: Graph,
     watch: WatchServicer | None = None,
-    services=(GRAPH_SERVICE, ADMIN_SERVICE, WATCH_SERVICE),
+    services: Iterable[ServiceDescriptor] = (GRAPH_SERVICE, ADMIN_SERVICE, WATCH_SERVICE),
 ) -> None:
     """``services`` over ``graph``; without ``watch``, a Watch service with
     the default settings."""
@@ -191,7 +204,8 @@ def add_services(
             continue
         if watch is None:
             events = EventLog(graph.storage, now_us)
-            watch = WatchServicer(events, EventFeed(graph.storage, events.sequence))
+            # graph.storage is a SqlStorage, or a TracedStorage over one.
+            watch = WatchServicer(events, EventFeed(graph.storage, events.sequence))  # type: ignore[arg-type]
         add_service(server, watch, service)
 
 
@@ -233,7 +247,7 @@ class HealthMonitor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="health-monitor", daemon=True)
         self._prober = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="health-probe")
-        self._probe: futures.Future | None = None
+        self._probe: futures.Future[None] | None = None
         self._serving: bool | None = None
 
     def start(self) -> None:
@@ -243,6 +257,7 @@ class HealthMonitor:
     def check(self) -> bool:
         if self._probe is None or self._probe.done():
             self._probe = self._prober.submit(self._storage.ping)
+        reason: StorageUnavailable | str | None
         try:
             self._probe.result(timeout=max(self._interval, 1.0))
             serving, reason = True, None
@@ -264,7 +279,7 @@ class HealthMonitor:
         self._prober.shutdown(wait=False, cancel_futures=True)
         self._set(health_pb2.HealthCheckResponse.NOT_SERVING)
 
-    def _set(self, status) -> None:
+    def _set(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):
             self._servicer.set(name, status)
 
@@ -276,7 +291,9 @@ class HealthMonitor:
 class App:
     """A configured server: storage, rules, services, health and reflection."""
 
-    def __init__(self, settings: Settings, *, worker: bool = False, tracer_provider=None) -> None:
+    def __init__(
+        self, settings: Settings, *, worker: bool = False, tracer_provider: TracerProvider | None = None
+    ) -> None:
         """``worker``: one of several processes on one port (see server/workers.py),
         which share the port and leave migrations and metrics to their parent.
         ``tracer_provider``: an OpenTelemetry provider to use instead of the
@@ -324,11 +341,11 @@ class App:
             interceptors.append(AuthInterceptor(self.auth, open_reflection=self.settings.auth_open_reflection))
         return interceptors
 
-    def _server(self, services, address: str) -> tuple[grpc.Server, int]:
+    def _server(self, services: tuple[ServiceDescriptor, ...], address: str) -> tuple[grpc.Server, int]:
         """A gRPC server for ``services`` plus health and reflection, bound to ``address``; and its port."""
         settings = self.settings
         server = grpc.server(
-            self.executor,
+            self.executor,  # type: ignore[arg-type]  # grpc only calls submit(); its stubs ask for a ThreadPoolExecutor
             interceptors=self.interceptors(),
             options=[
                 # One process fails on a port that is already taken instead of
@@ -415,7 +432,7 @@ def until_signalled(grace_period: float) -> threading.Event:
     """An event set by the first SIGTERM or SIGINT."""
     stopping = threading.Event()
 
-    def on_signal(signum, _frame):
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s; draining for up to %.0f s", signal.Signals(signum).name, grace_period)
         stopping.set()
 

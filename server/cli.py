@@ -172,6 +172,7 @@ def _events_tail(settings: config.Settings, args: argparse.Namespace) -> int:
     1 when the stream fails (the error goes to stderr with the last cursor)."""
     import grpc
     from google.protobuf import json_format
+
     from socialgraph.v1 import watch_pb2, watch_pb2_grpc
 
     kinds = []

@@ -22,14 +22,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from typing import Callable, Collection
+from collections.abc import Callable, Collection
 
 import psycopg
 
 from .engine import SqlStorage
 from .errors import StorageError
 from .sql import EVENTS_CHANNEL
-from .types import Event, EventRange
+from .types import Event, EventRange, Tx
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class EventFeed:
     def closed(self) -> bool:
         return self._closed
 
-    def start(self) -> "EventFeed":
+    def start(self) -> EventFeed:
         """Starts the threads on first use; later calls do nothing."""
         with self._start_lock:
             if self._threads or self._closed:
@@ -145,7 +145,7 @@ class EventFeed:
                 self._horizon = horizon
                 self._changed.notify_all()
 
-    def _read(self, tx) -> tuple[int, list[Event] | None, int]:
+    def _read(self, tx: Tx) -> tuple[int, list[Event] | None, int]:
         """The head, the events since the last read (None when more than
         the window holds), and the horizon, read after the events so that
         pruning while they were read is seen."""
@@ -198,7 +198,7 @@ class EventFeed:
                     threading.Event().wait(self._poll)
 
 
-def _events_between(tx, after: int, through: int) -> list[Event]:
+def _events_between(tx: Tx, after: int, through: int) -> list[Event]:
     """Every event in (after, through]; positions are dense, so it is complete."""
     found: list[Event] = []
     while after < through:

@@ -39,6 +39,7 @@ def encode_token(identity: str, position: int) -> str:
 
 def decode_token(token: str, identity: str) -> int:
     """The position a token names; InvalidToken unless it is one of ours."""
+    position: int
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         version, named, position = _LAYOUT.unpack(raw)

@@ -12,6 +12,8 @@ allows at most one pending request per pair.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -38,7 +40,7 @@ metadata = MetaData(
 )
 
 
-def _user_id(name: str, **kw) -> Column:
+def _user_id(name: str, **kw: Any) -> Column[str]:
     return Column(name, String(UUID_LEN), nullable=False, **kw)
 
 

@@ -146,7 +146,8 @@ def test_a_flood_of_expensive_calls_does_not_starve_another_connection(four_thre
 
     slots = [threading.Semaphore(FLOOD_DEPTH) for _ in attacker_channels]
     flooders = [
-        threading.Thread(target=flood, args=(channel, own), daemon=True) for channel, own in zip(attacker_channels, slots)
+        threading.Thread(target=flood, args=(channel, own), daemon=True)
+        for channel, own in zip(attacker_channels, slots, strict=True)
     ]
     for flooder in flooders:
         flooder.start()
@@ -161,7 +162,7 @@ def test_a_flood_of_expensive_calls_does_not_starve_another_connection(four_thre
             time.sleep(0.02)
     finally:
         stop.set()
-        for flooder, own in zip(flooders, slots):
+        for flooder, own in zip(flooders, slots, strict=True):
             flooder.join()
             for _ in range(FLOOD_DEPTH):
                 own.acquire(timeout=60)
@@ -227,7 +228,8 @@ def test_open_watch_streams_neither_count_toward_the_shed_limit_nor_are_shed(tmp
                 assert next(stream).WhichOneof("message") == "checkpoint"
             a, b = new_user(), new_user()
             for _ in range(3):
-                assert client.graph.CanInteract(pb.CanInteractRequest(user_id=a, other_user_id=b), timeout=10).can_interact
+                request = pb.CanInteractRequest(user_id=a, other_user_id=b)
+                assert client.graph.CanInteract(request, timeout=10).can_interact
         finally:
             for stream in streams:
                 stream.cancel()

@@ -28,6 +28,7 @@ import grpc
 import psycopg
 import pytest
 import redis as redis_py
+
 from socialgraph.v1 import social_graph_pb2 as pb
 
 from .support import POSTGRES_DSN, Client, RedisServer, counters, new_user, running_server, temporary_database, zero

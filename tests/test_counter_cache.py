@@ -9,13 +9,13 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from ratelimit import InProcessLimiter, parse_windows
 from cache import redis_client
+from cache.local import InProcessCounterCache
+from cache.redis_cache import RedisCounterCache, counts_key
+from cache.sql import SqlCounters
+from ratelimit import InProcessLimiter, parse_windows
 from server.rules import Graph, Policy
 from storage import open_storage
-from cache.redis_cache import RedisCounterCache, counts_key
-from cache.local import InProcessCounterCache
-from cache.sql import SqlCounters
 from storage.migrate import upgrade
 from storage.types import Counts, VersionedCounts
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from socialgraph.v1 import watch_pb2 as wpb
 
 from .support import Client, free_port, running_server

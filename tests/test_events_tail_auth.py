@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
+
 from socialgraph.v1 import social_graph_pb2 as pb
 from socialgraph.v1 import watch_pb2
 

@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
-from ratelimit import InProcessLimiter, parse_windows
 from cache import cached_readers, redis_client
+from ratelimit import InProcessLimiter, parse_windows
 from server.rules import Graph, Policy
 from storage import open_storage
 from storage.migrate import upgrade
@@ -55,7 +55,7 @@ def process(database, url: str, prefix: str) -> Graph:
 
 
 def feed(graph: Graph):
-    return graph.relationships._feed
+    return graph.relationships._feed  # type: ignore[attr-defined]  # a Near: cached_readers with a Redis server
 
 
 def test_a_write_in_one_process_reaches_the_memory_of_another(database):

@@ -18,13 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from ratelimit import InProcessLimiter, parse_windows
-from ratelimit.redis import RedisLimiter, log_key
 from cache import redis_client
-from server.rules import Graph, Policy
-from storage import open_storage
 from cache.redis_cache import RedisCounterCache, counts_key
 from cache.sql import SqlCounters
+from ratelimit import InProcessLimiter, parse_windows
+from ratelimit.redis import RedisLimiter, log_key
+from server.rules import Graph, Policy
+from storage import open_storage
 from storage.migrate import upgrade
 from storage.types import Counts, VersionedCounts
 

@@ -23,7 +23,8 @@ def children(pid: int) -> list[int]:
 
 def test_workers_share_the_port_and_the_metrics(tmp_path):
     metrics = free_port()
-    args = ("--workers", "2", "--database-url", f"sqlite:///{tmp_path}/w.db", "--metrics-listen", f"127.0.0.1:{metrics}")
+    args = ("--workers", "2", "--database-url", f"sqlite:///{tmp_path}/w.db")
+    args += ("--metrics-listen", f"127.0.0.1:{metrics}")
     with running_server(*args) as (address, process):
         workers = [pid for pid in children(process.pid) if "spawn" in Path(f"/proc/{pid}/cmdline").read_text()]
         assert len(workers) == 2

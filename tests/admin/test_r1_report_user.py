@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from grpc import StatusCode
+
 from socialgraph.v1 import common_pb2
 
 from ..support import raises

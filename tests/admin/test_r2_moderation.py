@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from grpc import StatusCode
+
 from socialgraph.v1 import admin_pb2 as apb
 from socialgraph.v1 import common_pb2
 

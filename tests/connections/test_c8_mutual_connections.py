@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from grpc import StatusCode
+
 from socialgraph.v1 import social_graph_pb2 as pb
 
 from ..support import raises

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import grpc
 import pytest
 from grpc import StatusCode
+
 from socialgraph.v1 import admin_pb2 as apb
 from socialgraph.v1 import common_pb2 as cpb
 from socialgraph.v1 import social_graph_pb2 as pb

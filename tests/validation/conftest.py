@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from socialgraph.v1 import common_pb2 as cpb
 
 from ..support import new_user

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from socialgraph.v1 import social_graph_pb2 as pb
 
 from ..support import new_user

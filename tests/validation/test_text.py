@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+
 from socialgraph.v1 import admin_pb2 as apb
 from socialgraph.v1 import common_pb2 as cpb
 from socialgraph.v1 import social_graph_pb2 as pb
