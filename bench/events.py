@@ -50,7 +50,7 @@ from socialgraph.v1 import social_graph_pb2_grpc, watch_pb2, watch_pb2_grpc  # n
 from storage import open_storage  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from storage.sql import SqlTx  # noqa: E402
-from tests.support import running_server  # noqa: E402
+from harness import running_server  # noqa: E402
 
 DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
