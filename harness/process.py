@@ -31,6 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 HOST = "127.0.0.1"
 SERVING = health_pb2.HealthCheckResponse.SERVING
+START_TIMEOUT = 60.0  # seconds until SERVING (a loaded 2-core machine takes 20 s and more)
 STOP_TIMEOUT = 15.0  # seconds from SIGTERM to SIGKILL
 
 Key = TypeVar("Key")
@@ -243,7 +244,7 @@ class ServerProcess(Process):
             argv += ["--workers", str(workers)]
         super().__init__([*argv, *flags], env=env, cwd=cwd, log=log, new_session=new_session)
 
-    def wait_serving(self, timeout: float = 20.0) -> None:
+    def wait_serving(self, timeout: float = START_TIMEOUT) -> None:
         """Until health says SERVING, every worker runs and the metrics
         endpoint answers; ProcessFailed (with the output) when the process
         exits first or ``timeout`` passes."""
@@ -302,7 +303,7 @@ class ServerProcess(Process):
         return CpuMeter({self.pid, *descendants(self.pid)})
 
 
-def start_server(*flags: str, timeout: float = 20.0, **options: Any) -> ServerProcess:
+def start_server(*flags: str, timeout: float = START_TIMEOUT, **options: Any) -> ServerProcess:
     """A ServerProcess (``options`` as its constructor takes them), SERVING;
     killed again when it does not become ready."""
     server = ServerProcess(*flags, **options)
@@ -317,7 +318,7 @@ def start_server(*flags: str, timeout: float = 20.0, **options: Any) -> ServerPr
 
 @contextlib.contextmanager
 def running_server(
-    *flags: str, env: Mapping[str, str] | None = None, timeout: float = 20.0, **options: Any
+    *flags: str, env: Mapping[str, str] | None = None, timeout: float = START_TIMEOUT, **options: Any
 ) -> Iterator[tuple[str, ServerProcess]]:
     """``socialgraph serve FLAGS`` on a free loopback port, SERVING, with this
     process's environment plus ``env``, until the block ends (then stopped:

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_workers_share_the_port_and_the_metrics(tmp_path):
-    with running_server("--database-url", f"sqlite:///{tmp_path}/w.db", workers=2, metrics=True, timeout=60) as (address, process):
+    with running_server("--database-url", f"sqlite:///{tmp_path}/w.db", workers=2, metrics=True) as (address, process):
         workers = process.worker_pids()
         assert len(workers) == 2
         star = new_user()
