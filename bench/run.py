@@ -49,7 +49,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from argparse import Namespace
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import grpc
 import psycopg
@@ -65,6 +67,7 @@ from bench.scenario import FLOOR_OF, HEALTH, SVC, Context, Scenario
 from harness import Metrics, ServerProcess, rpcs_by_method, start_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+Row = dict[str, Any]  # a result, a check, the ids of the seeded graph
 
 
 def log(msg: str) -> None:
@@ -148,7 +151,7 @@ def floor(generator: str) -> Scenario:
 
 
 @contextlib.contextmanager
-def bench_server(args, workers: int) -> Iterator[ServerProcess]:
+def bench_server(args: Namespace, workers: int) -> Iterator[ServerProcess]:
     """The server on PostgreSQL + Redis with metrics, every worker up."""
     server = start_server(
         "--database-url", args.sa_url,
@@ -181,6 +184,11 @@ def pct(sorted_us: list[float], p: float) -> float | None:
     return sorted_us[min(len(sorted_us) - 1, int(p * len(sorted_us)))]
 
 
+def ms(sorted_us: list[float], p: float) -> float | None:
+    v = pct(sorted_us, p)
+    return None if v is None else v / 1000
+
+
 def latencies(log_file: str) -> list[float]:
     """The request latencies (us) of an h2load --log-file, which is deleted."""
     with open(log_file) as f:
@@ -192,7 +200,7 @@ def latencies(log_file: str) -> list[float]:
 class H2load:
     name = "h2load"
 
-    def __init__(self, args, tmp: str) -> None:
+    def __init__(self, args: Namespace, tmp: str) -> None:
         self.args, self.tmp = args, tmp
         self.n_files = 0
 
@@ -203,10 +211,11 @@ class H2load:
             f.write(data)
         return path
 
-    def _cmd(self, port, paths, body_file, log_file, conns, streams, n=None, duration=None):
+    def _cmd(self, port: int, paths: Sequence[str], body_file: str, log_file: str | None, conns: int, streams: int,
+             n: int | None = None, duration: float | None = None) -> list[str]:
         cmd = ["h2load", "-c", str(conns), "-m", str(streams), "-t", "1", "-d", body_file,
                "-H", "content-type: application/grpc", "-H", "te: trailers"]
-        cmd += ["-n", str(n)] if n is not None else ["-D", f"{int(duration * 1000)}ms"]
+        cmd += ["-n", str(n)] if n is not None else ["-D", f"{int((duration or 0) * 1000)}ms"]
         if log_file:
             cmd += ["--log-file", log_file]
         if len(paths) == 1:
@@ -216,7 +225,7 @@ class H2load:
         return cmd
 
     @staticmethod
-    def _parse(out: str) -> dict:
+    def _parse(out: str) -> Row:
         m = re.search(r"finished in ([0-9.]+)(m?s), ([0-9.]+) req/s", out)
         r = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
                       r"(\d+) errored", out)
@@ -226,7 +235,7 @@ class H2load:
         return {"seconds": secs, "rps": float(m.group(3)), "done": int(r.group(3)),
                 "succeeded": int(r.group(4)), "failed": int(r.group(5)) + int(r.group(6))}
 
-    def run(self, server: ServerProcess, paths: tuple[str, ...], message: Message, duration: float) -> dict:
+    def run(self, server: ServerProcess, paths: tuple[str, ...], message: Message, duration: float) -> Row:
         conns, streams = self.args.connections, self.args.streams
         body = self._file(frame(message), ".bin")
         # Probe (also the warm-up): its rate sizes the measured run, which is
@@ -246,11 +255,11 @@ class H2load:
         lat = sorted(latencies(lf))
         return {"generator": "h2load", "concurrency": f"{conns} conns x {streams} streams",
                 "requests": res["done"], "http_ok": res["succeeded"], "seconds": res["seconds"],
-                "rps": res["rps"], "p50_ms": pct(lat, 0.5) / 1000, "p99_ms": pct(lat, 0.99) / 1000,
+                "rps": res["rps"], "p50_ms": ms(lat, 0.5), "p99_ms": ms(lat, 0.99),
                 "cpu_us_per_request": cpu, "server_codes": rpcs_by_method(before, after)}
 
     def run_pairs(self, server: ServerProcess, paths: tuple[str, ...], messages: list[Message],
-                  duration: float) -> dict:
+                  duration: float) -> Row:
         """One h2load process per message, each -c 1 -m 1 cycling ``paths``."""
         files = [self._file(frame(m), ".bin") for m in messages]
         # probe with the first few pairs
@@ -278,7 +287,7 @@ class H2load:
         return {"generator": "h2load", "concurrency": f"{len(files)} processes x 1 conn x 1 stream",
                 "requests": done, "http_ok": sum(r["succeeded"] for r in results),
                 "seconds": slowest, "wall_seconds": round(wall, 2), "rps": done / slowest, "cpu_us_per_request": cpu,
-                "p50_ms": pct(lat, 0.5) / 1000, "p99_ms": pct(lat, 0.99) / 1000,
+                "p50_ms": ms(lat, 0.5), "p99_ms": ms(lat, 0.99),
                 "server_codes": rpcs_by_method(before, after)}
 
 
@@ -295,11 +304,12 @@ class Ghz:
 
     name = "ghz"
 
-    def __init__(self, args, tmp: str) -> None:
+    def __init__(self, args: Namespace, tmp: str) -> None:
         self.args, self.tmp = args, tmp
         self.binary = find_ghz() or "ghz"
 
-    def _run(self, server, call: str, data: list[dict], n=None, duration=None) -> dict:
+    def _run(self, server: ServerProcess, call: str, data: list[Row], n: int | None = None,
+             duration: float | None = None) -> Row:
         path = os.path.join(self.tmp, "ghz-data.json")
         with open(path, "w") as f:
             json.dump(data if len(data) > 1 else data[0], f)
@@ -314,7 +324,7 @@ class Ghz:
         return {"requests": int(out["count"]), "seconds": out["total"] / 1e9, "rps": out["rps"],
                 "p50_ms": dist.get(50), "p99_ms": dist.get(99), "status": out.get("statusCodeDistribution")}
 
-    def run(self, server: ServerProcess, paths: tuple[str, ...], messages: list[Message], duration: float) -> dict:
+    def run(self, server: ServerProcess, paths: tuple[str, ...], messages: list[Message], duration: float) -> Row:
         """A probe of ``--probe`` seconds sizes a count-based run of about
         ``duration`` seconds (a run cut by time would cancel the calls in
         flight, which the server may still complete). Call data of several
@@ -338,7 +348,7 @@ class Ghz:
                 **r, "server_codes": rpcs_by_method(before, after)}
 
 
-def verify(res: dict, expect: dict[str, str] | None) -> tuple[bool, str]:
+def verify(res: Row, expect: dict[str, str] | None) -> tuple[bool, str]:
     """The server's counters must show exactly res['requests'] calls of the
     scenario's methods, every one with the expected code."""
     codes = res["server_codes"]
@@ -365,17 +375,23 @@ def verify(res: dict, expect: dict[str, str] | None) -> tuple[bool, str]:
 # ------------------------------------------------------------------ scenarios' data
 
 
-def setup_data(args, server: ServerProcess) -> dict:
+def one(cur: psycopg.Cursor[Any]) -> tuple[Any, ...]:
+    row = cur.fetchone()
+    assert row is not None, "the seeded graph lacks a row the bench needs"
+    return tuple(row)
+
+
+def setup_data(args: Namespace, server: ServerProcess) -> Row:
     """Ids for the scenarios, read from the seeded schema, and a page token 100k deep."""
     ids = seed.USER_IDS
     with psycopg.connect(args.pg_url) as conn, conn.cursor() as cur:
         cur.execute(f'SET search_path TO "{args.schema}"')
-        a, b = cur.execute("SELECT user_id, other_id FROM connections ORDER BY user_id LIMIT 1").fetchone()
+        a, b = one(cur.execute("SELECT user_id, other_id FROM connections ORDER BY user_id LIMIT 1"))
         others = [r[0] for r in cur.execute(
             "SELECT followee_id FROM follows WHERE follower_id=%s LIMIT 25", (a,))]
-        blocker, blocked = cur.execute(
+        blocker, blocked = one(cur.execute(
             "SELECT blocker_id, array_agg(blocked_id) FROM blocks GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
-        ).fetchone()
+        ))
     others = (others + ids[1000:1100])[:50]
     candidates = (list(blocked) + ids[2000:3000])[:500]
     celeb = ids[seed.CELEBS[0]]
@@ -397,16 +413,22 @@ def setup_data(args, server: ServerProcess) -> dict:
 class Runner:
     """Runs rows with their generators and records each result."""
 
-    def __init__(self, args, tmp: str) -> None:
+    def __init__(self, args: Namespace, tmp: str) -> None:
         self.args = args
         self.h2load, self.ghz = H2load(args, tmp), Ghz(args, tmp)
-        self.results: list[dict] = []
+        self.results: list[Row] = []
 
-    def measure(self, sc: Scenario, ctx: Context) -> dict:
-        run = {"h2load": self.h2load.run, "h2load-pairs": self.h2load.run_pairs, "ghz": self.ghz.run}[sc.generator]
-        return run(ctx.server, sc.methods, sc.request(ctx), self.args.duration)
+    def measure(self, sc: Scenario, ctx: Context) -> Row:
+        payload, duration = sc.request(ctx), self.args.duration
+        if sc.generator == "h2load":
+            assert isinstance(payload, Message), f"{sc.name}: h2load sends one message"
+            return self.h2load.run(ctx.server, sc.methods, payload, duration)
+        assert not isinstance(payload, Message), f"{sc.name}: {sc.generator} sends a list of messages"
+        if sc.generator == "h2load-pairs":
+            return self.h2load.run_pairs(ctx.server, sc.methods, list(payload), duration)
+        return self.ghz.run(ctx.server, sc.methods, list(payload), duration)
 
-    def record(self, sc: Scenario, res: dict, ctx: Context, floor_rps: float | None) -> dict:
+    def record(self, sc: Scenario, res: Row, ctx: Context, floor_rps: float | None) -> Row:
         ok, why = verify(res, {m: sc.expect for m in sc.methods})
         res.update(name=sc.name, workers=ctx.server.workers, verified=ok, verification=why)
         res["ratio"] = res["rps"] / floor_rps if floor_rps else None
@@ -433,11 +455,11 @@ class Runner:
 # ------------------------------------------------------------------ main
 
 
-def fmt(v, spec=".1f") -> str:
+def fmt(v: float | None, spec: str = ".1f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args() -> Namespace:
     p = argparse.ArgumentParser(description="SocialGraph load benchmark (see the module docstring).")
     p.add_argument("--quick", action="store_true", help="short runs (about 3 minutes in all)")
     p.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", seed.DEFAULT_PG))
@@ -476,7 +498,9 @@ def main() -> int:
         raise SystemExit("ghz is needed for the varying-body scenarios: make ghz")
     seeding = seed.seed(args.pg_url, args.schema, force=args.reseed, log=log)
     clear_redis(args.redis_url)
-    rows, memory, data = table(), {}, {}
+    rows = table()
+    memory: Row = {}
+    data: Row = {}
     with tempfile.TemporaryDirectory(prefix="sgbench-") as tmp:
         runner = Runner(args, tmp)
         for i, workers in enumerate(args.workers):
@@ -493,10 +517,11 @@ def main() -> int:
     return 0 if all(r["verified"] for r in runner.results) else 1
 
 
-def write_report(args, rows: list[Scenario], runner: Runner, memory: dict, seeding: dict, started: float) -> None:
+def write_report(args: Namespace, rows: list[Scenario], runner: Runner, memory: Row, seeding: Row,
+                 started: float) -> None:
     results = runner.results
     summary = summarize(rows, results, memory, args.workers)
-    out = {
+    out: Row = {
         "environment": {
             "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "git_commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
@@ -520,10 +545,11 @@ def write_report(args, rows: list[Scenario], runner: Runner, memory: dict, seedi
     log(f"wrote {args.json} ({out['environment']['seconds']}s in all)")
 
 
-def memory_run(args, server: ServerProcess, sc: Scenario, ctx: Context) -> dict:
+def memory_run(args: Namespace, server: ServerProcess, sc: Scenario, ctx: Context) -> Row:
     """The first row (GetRelationship, h2load) for --memory-requests requests
     in two halves; RSS of every worker after each half."""
     message = sc.request(ctx)
+    assert isinstance(message, Message)
     half = args.memory_requests // 2
     log(f"memory: {args.memory_requests} GetRelationship requests on --workers {server.workers}")
     samples = {"start": server.rss_mb()}
@@ -548,7 +574,7 @@ def memory_run(args, server: ServerProcess, sc: Scenario, ctx: Context) -> dict:
             "max_growth_middle_to_end": max(growth.values()) if growth else None}
 
 
-def summarize(table: list[Scenario], results, memory, workers) -> list[dict]:
+def summarize(table: list[Scenario], results: list[Row], memory: Row, workers: list[int]) -> list[Row]:
     checks = []
     by = {(r["name"], r["workers"]): r for r in results}
     w0 = workers[0]
@@ -579,7 +605,7 @@ def summarize(table: list[Scenario], results, memory, workers) -> list[dict]:
     return checks
 
 
-def print_table(results, memory, checks) -> None:
+def print_table(results: list[Row], memory: Row, checks: list[Row]) -> None:
     log("")
     log(f"{'scenario':<36} {'w':>2} {'generator':<10} {'req':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'ratio':>6} {'target':>7} {'result':>6}  verified")
@@ -604,15 +630,15 @@ def print_table(results, memory, checks) -> None:
         log(f"{'PASS' if c['pass'] else 'FAIL'}  {c['check']}: {c['value']}")
 
 
-def settle_database(args, limit: float = 180.0) -> None:
+def settle_database(args: Namespace, limit: float = 180.0) -> None:
     """Lets PostgreSQL finish the autovacuum the write scenarios set off, and
     checkpoints, so that work does not count against the next server."""
     start = time.monotonic()
     with psycopg.connect(args.pg_url, autocommit=True) as conn:
         while time.monotonic() - start < limit:
-            busy = conn.execute(
+            busy = one(conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
-            ).fetchone()[0]
+            ))[0]
             if not busy:
                 break
             time.sleep(1)

@@ -262,7 +262,7 @@ class ServerProcess(Process):
 
         while True:
             # A new channel each time: a refused one waits out a growing reconnect backoff.
-            status = health_status(self.address, timeout=1)
+            status = health_status(self.address, timeout=3)
             if status == SERVING:
                 break
             if isinstance(status, grpc.StatusCode):
