@@ -146,14 +146,14 @@ migrate: $(VENV)/.installed
 	$(VENV)/bin/socialgraph migrate $(ARGS)
 
 bench: $(VENV)/.installed services $(GHZ)
-	GHZ=$(abspath $(GHZ)) $(PY) bench/run.py $(ARGS)
-	$(PY) bench/events.py $(filter --quick,$(ARGS))
+	GHZ=$(abspath $(GHZ)) $(PY) -m bench.run $(ARGS)
+	$(PY) -m bench.events $(filter --quick,$(ARGS))
 
 bench-redis: $(VENV)/.installed services
-	$(PY) bench/redis_bench.py $(ARGS)
+	$(PY) -m bench.redis_bench $(ARGS)
 
 bench-events: $(VENV)/.installed services
-	$(PY) bench/events.py $(ARGS)
+	$(PY) -m bench.events $(ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -64,8 +64,7 @@ from storage import open_storage  # noqa: E402
 from storage.feed import EventFeed  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from storage.sql import SqlTx  # noqa: E402
-from storage.types import Change  # noqa: E402
-from tests.support import running_server  # noqa: E402
+from harness import running_server  # noqa: E402
 
 DSN = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 

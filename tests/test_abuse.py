@@ -11,6 +11,7 @@ import grpc
 import pytest
 from grpc import StatusCode
 
+from harness import rss_bytes
 from socialgraph.v1 import social_graph_pb2 as pb
 
 from .support import Client, error_info, new_user, running_server
@@ -247,14 +248,6 @@ def _literal(name: str, value: str) -> bytes:
     return b"\x00" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
 
 
-def _rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
 SLOW_STREAMS = 200
 SLOW_LIMIT_STREAMS = 20
 SLOW_PAGE_BYTES = 256 * 1024
@@ -282,7 +275,7 @@ def test_a_reader_that_never_reads_holds_bounded_memory(tmp_path):
             client.upsert(fan, display_name=BIG_NAME, avatar_url=BIG_AVATAR)
             client.follow(fan, star)
         request = pb.ListFollowersRequest(user_id=star, page_size=1000).SerializeToString()
-        before = _rss_bytes(process.pid)
+        before = rss_bytes(process.pid)
         host, port = address.rsplit(":", 1)
         with socket.create_connection((host, int(port)), timeout=5) as sock:
             settings = (0x4).to_bytes(2, "big") + (0).to_bytes(4, "big")  # INITIAL_WINDOW_SIZE 0
@@ -305,7 +298,7 @@ def test_a_reader_that_never_reads_holds_bounded_memory(tmp_path):
                 out.append(_frame(0x0, 0x1, stream, body))  # DATA, END_STREAM
             sock.sendall(b"".join(out))
             time.sleep(3.0)  # every accepted stream has built its answer
-            grown = _rss_bytes(process.pid) - before
+            grown = rss_bytes(process.pid) - before
             # The server still answers others while the slow reader sits there.
             assert client.graph.GetCounts(pb.GetCountsRequest(user_ids=[star]), timeout=10).counts[0].followers == 200
         assert grown < RSS_GROWTH_BOUND, f"RSS grew by {grown / 2**20:.0f} MiB"

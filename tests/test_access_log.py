@@ -67,7 +67,8 @@ def test_json_format_writes_one_object_per_line(tmp_path):
         with raises(grpc.StatusCode.PERMISSION_DENIED, "MISSING_SCOPE"):
             stats(address, GRAPH_TOKEN)
         process.terminate()
-        output = process.communicate(timeout=30)[0]
+        process.wait(timeout=30)
+        output = process.output()
     lines = [json.loads(line) for line in output.splitlines()]
     assert {"time", "level", "logger", "message"} <= set(lines[0])
     rpcs = [line for line in lines if line["logger"] == "socialgraph.access" and "GetStats" in line["method"]]

@@ -397,7 +397,8 @@ def test_sighup_reloads_and_no_token_reaches_the_log(tmp_path, tokens_file):
         process.send_signal(signal.SIGHUP)
         wait_until(lambda: _accepted(address, fresh))
         process.terminate()
-        output = process.communicate(timeout=30)[0]
+        process.wait(timeout=30)
+        output = process.output()
     assert "credentials reloaded" in output
     assert "refused" in output  # DEBUG lines for the refusals exist...
     for token in (GRAPH_TOKEN, ADMIN_TOKEN, BOTH_TOKEN, fresh, GRAPH_TOKEN[:-1]):
