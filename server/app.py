@@ -70,8 +70,7 @@ class _ReflectionServicer(reflection.ReflectionServicer):
         self, request_iterator: Iterable[reflection_pb2.ServerReflectionRequest], context: grpc.ServicerContext
     ) -> Iterator[reflection_pb2.ServerReflectionResponse]:
         if not self._slots.acquire(blocking=False):
-            # server.errors.Status is a NamedTuple, not a grpc.Status, until status_for builds one.
-            context.abort_with_status(status_for(TooManyStreams(self._max_streams)))  # type: ignore[arg-type]
+            context.abort_with_status(status_for(TooManyStreams(self._max_streams)))
         try:
             yield from super().ServerReflectionInfo(request_iterator, context)
         finally:

@@ -381,8 +381,7 @@ class AuthInterceptor(HandlerWrapper):
                     )
             except GraphError as exc:
                 log.debug("refused %s from %s: %s", scope or "call", context.peer(), exc.message)
-                # server.errors.Status is a NamedTuple, not a grpc.Status, until status_for builds one.
-                context.abort_with_status(status_for(exc))  # type: ignore[arg-type]
+                context.abort_with_status(status_for(exc))
 
         # grpc's handlers are namedtuples; the stubs declare only the abstract class.
         return handler._replace(  # type: ignore[attr-defined, no-any-return]

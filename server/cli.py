@@ -7,13 +7,19 @@ import json
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, cast
 
 from . import settings as config
 from .logs import configure as configure_logs
 
 if TYPE_CHECKING:
     import grpc
+    from grpc_health.v1 import health_pb2
+
+    class _HealthStub(Protocol):
+        """The method ``HealthStub.__init__`` sets (its stubs leave it out)."""
+
+        Check: grpc.UnaryUnaryMultiCallable[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]
 
 # The bearer token ``events tail`` sends: a file (flag or variable), else the
 # token itself in a variable (never a flag, so it stays out of ``ps``).
@@ -129,7 +135,8 @@ def _health(settings: config.Settings) -> int:
         host = "127.0.0.1"
     with _health_channel(settings, f"{host}:{port}") as channel:
         try:
-            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=3)
+            stub = cast("_HealthStub", health_pb2_grpc.HealthStub(channel))
+            response = stub.Check(health_pb2.HealthCheckRequest(), timeout=3)
         except grpc.RpcError as exc:
             print(f"socialgraph: {host}:{port} did not answer: {exc.code().name}", file=sys.stderr)
             return 1
@@ -195,6 +202,7 @@ def _events_tail(settings: config.Settings, args: argparse.Namespace) -> int:
         try:
             for message in watch_pb2_grpc.WatchServiceStub(channel).Watch(request, metadata=metadata):
                 which = message.WhichOneof("message")
+                assert which is not None, "a WatchResponse is an event or a checkpoint"
                 item = getattr(message, which)
                 last = item.cursor
                 if which == "event" or args.checkpoints:

@@ -55,12 +55,15 @@ _CODES: dict[type[GraphError], grpc.StatusCode] = {
 }
 
 
-class Status(NamedTuple):
-    """A ``grpc.Status`` for ``ServicerContext.abort_with_status``."""
-
+class _StatusFields(NamedTuple):
     code: grpc.StatusCode
     details: str
     trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+class Status(_StatusFields, grpc.Status):
+    """A ``grpc.Status`` for ``ServicerContext.abort_with_status``: its three
+    fields as a tuple (the shape of grpc_status's own status)."""
 
 
 def status_for(exc: Exception) -> Status:

@@ -187,8 +187,7 @@ def _sheddable(behavior: Behavior) -> Behavior:
     def sheddable(request: Any, context: grpc.ServicerContext) -> Any:
         shed = _SHED.get()
         if shed is not None:
-            # server.errors.Status is a NamedTuple, not a grpc.Status, until status_for builds one.
-            context.abort_with_status(status_for(Overloaded(shed[0], shed[1], RETRY_AFTER)))  # type: ignore[arg-type]
+            context.abort_with_status(status_for(Overloaded(shed[0], shed[1], RETRY_AFTER)))
         return behavior(request, context)
 
     return sheddable

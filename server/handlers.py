@@ -56,8 +56,7 @@ def _rejecting_malformed(behavior: Behavior, type_name: str) -> Behavior:
     def call(request: Any, context: grpc.ServicerContext) -> Any:
         if isinstance(request, _Malformed):
             error = InvalidArgument(Reason.MALFORMED_REQUEST, "request", f"not a valid {type_name}: {request.error}")
-            # server.errors.Status is a NamedTuple, not a grpc.Status, until status_for builds one.
-            context.abort_with_status(status_for(error))  # type: ignore[arg-type]
+            context.abort_with_status(status_for(error))
         return behavior(request, context)
 
     return call

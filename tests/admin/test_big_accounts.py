@@ -33,9 +33,12 @@ def test_deleting_a_big_account_runs_in_bounded_transactions_and_keeps_counters_
     blocks both ways, deleted 50 edges of a kind per transaction: every
     edge goes, every other user's counters are right, recount finds nothing."""
     counting = CountingStorage(storage)
-    graph = Graph(counting, InProcessLimiter(parse_windows("100000/1h")), Policy(connection_limit=1000, edge_batch=BATCH))
+    graph = Graph(
+        counting, InProcessLimiter(parse_windows("100000/1h")), Policy(connection_limit=1000, edge_batch=BATCH)
+    )
     big = new_user()
-    fans, idols, friends = [new_user() for _ in range(BIG)], [new_user() for _ in range(BIG)], [new_user() for _ in range(60)]
+    fans, idols = [new_user() for _ in range(BIG)], [new_user() for _ in range(BIG)]
+    friends = [new_user() for _ in range(60)]
     for fan in fans:
         graph.follow(fan, big)
     for idol in idols:
@@ -47,7 +50,7 @@ def test_deleting_a_big_account_runs_in_bounded_transactions_and_keeps_counters_
         graph.send_connection_request(friend, big, "")
     for friend in friends[45:]:
         graph.block(friend, big, "")
-    for fan in fans[:70]:
+    for _fan in fans[:70]:
         graph.block(big, new_user(), "")
     before = counting.writes
     removed = graph.delete_user(big)

@@ -57,7 +57,7 @@ def test_request_lists_are_newest_first(client, user):
     hub, others = user(), [user() for _ in range(3)]
     for other in others:
         client.send(other, hub)
-    for other in others:
+    for _other in others:
         client.send(hub, user())  # outgoing noise does not show in incoming
     assert [r.requester_id for r in incoming(client, hub)] == others[::-1]
     assert len(outgoing(client, hub)) == 3

@@ -111,7 +111,7 @@ class Pair:
     first: str
     second: str
     write: bool
-    seed: Callable[[Ctx], None] = _nothing
+    seed: Callable[[Ctx], object] = _nothing
     extra: dict = field(default_factory=dict)
 
     def call(self, ctx: Ctx, first: str, second: str):
@@ -217,7 +217,7 @@ class Slot:
     target: str
     send: Callable[[Ctx, str], object]
     write: bool = False
-    seed: Callable[[Ctx], None] = _nothing
+    seed: Callable[[Ctx], object] = _nothing
     optional: bool = False  # empty means "not given" and is accepted
     element: bool = False  # an element of a repeated field
 
@@ -228,7 +228,7 @@ def _pair_slots(pair: Pair) -> list[Slot]:
             f"{pair.rpc}.{pair.first}",
             pair.first,
             "a",
-            lambda x, v, p=pair: p.call(x, v, x.b),
+            lambda x, v: pair.call(x, v, x.b),
             pair.write,
             pair.seed,
         ),
@@ -236,7 +236,7 @@ def _pair_slots(pair: Pair) -> list[Slot]:
             f"{pair.rpc}.{pair.second}",
             pair.second,
             "b",
-            lambda x, v, p=pair: p.call(x, x.a, v),
+            lambda x, v: pair.call(x, x.a, v),
             pair.write,
             pair.seed,
         ),

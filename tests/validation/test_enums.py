@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -24,9 +25,9 @@ class Enum:
     name: str
     field: str
     valid: tuple[int, ...]
-    send: Callable[[Ctx, int], object]
+    send: Callable[[Ctx, Any], object]  # the number goes into whichever enum field
     write: bool
-    seed: Callable[[Ctx], None] = _nothing
+    seed: Callable[[Ctx], object] = _nothing
 
 
 ENUMS = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -33,11 +34,11 @@ class Text:
     field: str
     limit: int
     send: Callable[[Ctx, str], object]
-    read: Callable[[Ctx, object], str]
-    seed: Callable[[Ctx], None] = _nothing
+    read: Callable[[Ctx, Any], str]  # gets what send returned
+    seed: Callable[[Ctx], object] = _nothing
 
 
-def _find_report(ctx: Ctx, status: int, report_id: str):
+def _find_report(ctx: Ctx, status: cpb.ReportStatus.ValueType, report_id: str):
     page = ctx.client.admin.ListReports(
         apb.ListReportsRequest(moderator_id=ctx.mod, status=status, page_size=PAGE_MAX)
     )
@@ -290,7 +291,14 @@ def test_display_names_with_control_bidi_or_zero_width_characters_are_invalid_te
 
 @pytest.mark.parametrize(
     "name",
-    ["Ren\u00e9e", "\u0645\u0631\u062d\u0628\u0627 Ann", "\u674e\u96f7", "\U0001f469\u200d\U0001f4bb Ann", "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f", "\u2764\ufe0f\u200d\U0001f525"],
+    [
+        "Ren\u00e9e",
+        "\u0645\u0631\u062d\u0628\u0627 Ann",
+        "\u674e\u96f7",
+        "\U0001f469\u200d\U0001f4bb Ann",
+        "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
+        "\u2764\ufe0f\u200d\U0001f525",
+    ],
     ids=["latin", "arabic", "cjk", "emoji-zwj-sequence", "flag-tags", "variation-selector-zwj"],
 )
 def test_display_names_in_any_script_and_emoji_sequences_are_accepted(ctx, name):
@@ -301,7 +309,9 @@ def test_display_names_in_any_script_and_emoji_sequences_are_accepted(ctx, name)
 FREE_TEXTS = [t for t in TEXTS if t.field != "user.display_name"]
 
 
-@pytest.mark.parametrize("value", ["a\u202eb", "a\u202ab", "a\x07b", "a\x1b[2Jb", "a\x7fb"], ids=["rlo", "lre", "bell", "escape", "delete"])
+@pytest.mark.parametrize(
+    "value", ["a\u202eb", "a\u202ab", "a\x07b", "a\x1b[2Jb", "a\x7fb"], ids=["rlo", "lre", "bell", "escape", "delete"]
+)
 @pytest.mark.parametrize("text", [pytest.param(t, id=t.name) for t in FREE_TEXTS])
 def test_free_text_with_controls_or_bidi_overrides_is_invalid_text(ctx, text, value):
     text.seed(ctx)
