@@ -94,7 +94,7 @@ def health_status(address: str, service: str = "", timeout: float = 2.0) -> int 
     with grpc.insecure_channel(address) as channel:
         try:
             status: int = (
-                health_pb2_grpc.HealthStub(channel)
+                health_pb2_grpc.HealthStub(channel)  # type: ignore[attr-defined]  # the stubs miss Check, set in __init__
                 .Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
                 .status
             )

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ import psycopg
 import pytest
 import redis as redis_py
 
+from harness import ServerProcess
 from socialgraph.v1 import social_graph_pb2 as pb
 
 from .support import POSTGRES_DSN, Client, RedisServer, counters, new_user, running_server, temporary_database, zero
@@ -101,7 +101,7 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @contextlib.contextmanager
 def writer_and_reader(
     postgres_url: str, directory: Path, redis_timeout: float
-) -> Iterator[tuple[Client, subprocess.Popen[str], Client, StallableProxy, RedisServer]]:
+) -> Iterator[tuple[Client, ServerProcess, Client, StallableProxy, RedisServer]]:
     """A reader on Redis directly and a writer on Redis through a proxy;
     yields (writer client, writer process, reader client, proxy, Redis)."""
     with contextlib.ExitStack() as stack:

@@ -17,10 +17,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from harness import Metrics, rss_bytes
 from socialgraph.v1 import watch_pb2 as wpb
 
 from .support import Client, free_port, running_server
-from .test_metrics import scrape
 
 pytestmark = pytest.mark.e2e
 
@@ -45,16 +45,8 @@ DISPLAY_NAME = "\U0001f600" * 200
 AVATAR_URL = "https://example.org/" + "a" * 2000
 
 
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
 def delivered(metrics_port: int) -> int:
-    return int(scrape(metrics_port)["socialgraph_events_delivered_total"])
+    return int(Metrics(metrics_port).value("socialgraph_events_delivered_total"))
 
 
 def test_streams_nobody_reads_stay_bounded_and_resume_complete(tmp_path: Path) -> None:
@@ -82,7 +74,7 @@ def test_streams_nobody_reads_stay_bounded_and_resume_complete(tmp_path: Path) -
 
             reader = threading.Thread(target=read_live, daemon=True)
             reader.start()
-            rss_before = rss_mb(process.pid)
+            rss_before = rss_bytes(process.pid) / 2**20
 
             user_ids = [str(uuid.uuid4()) for _ in range(WRITES)]
 
@@ -109,7 +101,7 @@ def test_streams_nobody_reads_stay_bounded_and_resume_complete(tmp_path: Path) -
             per_stream_cap = PER_STREAM_BYTES // event_bytes + 1
             assert 0 < stalled_total <= STALLED * per_stream_cap, (stalled_total, per_stream_cap)
             assert 2 * per_stream_cap < WRITES  # unbounded, each would have taken every event
-            rss_after = rss_mb(process.pid)
+            rss_after = rss_bytes(process.pid) / 2**20
             assert rss_after < RSS_LIMIT_MB, rss_after
             assert rss_after - rss_before < RSS_GROWTH_MB, (rss_before, rss_after)
 

@@ -30,7 +30,9 @@ def test_workers_share_the_port_and_the_metrics(tmp_path):
         samples = process.metrics.samples()
         assert samples['socialgraph_rpcs_total{code="OK",method="/socialgraph.v1.SocialGraphService/Follow"}'] == 40
 
-        second = run_socialgraph("serve", "--listen", address, "--database-url", f"sqlite:///{tmp_path}/x.db", timeout=30)
+        second = run_socialgraph(
+            "serve", "--listen", address, "--database-url", f"sqlite:///{tmp_path}/x.db", timeout=30
+        )
         assert second.returncode == 1 and address in second.stderr
         again = run_socialgraph(
             "serve", "--workers", "2", "--listen", address, "--database-url", f"sqlite:///{tmp_path}/x.db", timeout=30
