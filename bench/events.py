@@ -54,17 +54,18 @@ if str(ROOT) not in sys.path:
 
 import grpc  # noqa: E402
 import psycopg  # noqa: E402
-from socialgraph.v1 import social_graph_pb2 as pb  # noqa: E402
-from socialgraph.v1 import social_graph_pb2_grpc, watch_pb2, watch_pb2_grpc  # noqa: E402
 
+from harness import running_server  # noqa: E402
 from ratelimit import InProcessLimiter, parse_windows  # noqa: E402
 from server.rules import EventLog, Graph, Policy  # noqa: E402
 from server.rules.graph import now_us  # noqa: E402
+from socialgraph.v1 import social_graph_pb2 as pb  # noqa: E402
+from socialgraph.v1 import social_graph_pb2_grpc, watch_pb2, watch_pb2_grpc  # noqa: E402
 from storage import open_storage  # noqa: E402
 from storage.feed import EventFeed  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from storage.sql import SqlTx  # noqa: E402
-from harness import running_server  # noqa: E402
+from storage.types import Change, Event  # noqa: E402
 
 DSN = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -200,7 +201,16 @@ def in_process(url: str, size: Size) -> dict[str, Any]:
     graph = Graph(storage, InProcessLimiter(parse_windows("1000000/1h")), Policy())  # type: ignore[arg-type]
     # The feed as a server process runs it: its sequencer gives the events
     # their positions after each commit, part of what the outbox costs.
-    feed = EventFeed(storage, EventLog(storage, now_us).sequence).start()
+    log = EventLog(storage, now_us)
+    runs = {"runs": 0, "events": 0}
+
+    def sequence() -> list[Event]:
+        numbered = log.sequence()
+        runs["runs"] += 1
+        runs["events"] += len(numbered)
+        return numbered
+
+    feed = EventFeed(storage, sequence).start()
     bare = open_storage(url, pool_size=8)
     bare_graph = Graph(bare, InProcessLimiter(parse_windows("1000000/1h")), Policy())  # type: ignore[arg-type]
 
@@ -242,8 +252,12 @@ def in_process(url: str, size: Size) -> dict[str, Any]:
 
     follow_rate()  # warm up: pool, caches, the first pages of the tables
     rates: dict[str, list[float]] = {"outbox": [], "no outbox": [], "rows only": []}
+    sequencer = {"runs": 0, "events": 0}
     for _ in range(size.follow_rounds):
+        before = dict(runs)
         rates["outbox"].append(follow_rate())
+        for key in sequencer:
+            sequencer[key] += runs[key] - before[key]
         rates["rows only"].append(follow_rate(bare_graph))
         with mock.patch.object(SqlTx, "emit", _no_emit):
             rates["no outbox"].append(follow_rate())
@@ -262,6 +276,12 @@ def in_process(url: str, size: Size) -> dict[str, Any]:
         "follow_unfollow_pairs_per_s": statistics.median(rates["rows only"]),
         "follow_unfollow_rounds": rates["rows only"],
     }
+    # Each round's two arms ran back to back: their ratio is less exposed to
+    # the machine's drift than the ratio of the medians.
+    results["paired_follow_ratio"] = statistics.median(
+        on / off for on, off in zip(rates["outbox"], rates["no outbox"], strict=True)
+    )
+    results["sequencer"] = {**sequencer, "commits": 2 * size.pairs * size.follow_rounds}
     feed.close()
     bare.close()
     storage.close()
@@ -339,6 +359,13 @@ def print_report(report: dict[str, Any]) -> None:
     print(
         f"  Follow+Unfollow pairs/s with the outbox's rows but no sequencer run after each commit: {rows:.1f} "
         f"({rows / off['follow_unfollow_pairs_per_s'] - 1:+.0%})"
+    )
+    paired = report["outbox"]["paired_follow_ratio"]
+    print(f"  Follow+Unfollow, median of each round's with/without ratio: {paired - 1:+.0%}")
+    sequencer = report["outbox"]["sequencer"]
+    print(
+        f"  sequencer in the outbox rounds: {sequencer['runs']} runs numbered {sequencer['events']} events "
+        f"of {sequencer['commits']} commits ({sequencer['commits'] / max(sequencer['runs'], 1):.1f} commits a run)"
     )
     for check in report["checks"]:
         print(f"{'PASS' if check['pass'] else 'FAIL'}  {check['check']}: {check['value']}")

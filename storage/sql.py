@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     ColumnElement,
     Select,
+    Update,
     and_,
     bindparam,
     case,
@@ -424,36 +425,33 @@ class SqlTx:
     def emit(self, change: Change) -> None:
         self._changes.append(change)
 
-    def sequence_events(self, limit: int) -> int:
+    def sequence_events(self, limit: int, numbered: list[Event] | None = None) -> int:
         """Gives up to ``limit`` committed events without a position the next
-        positions, in insertion order; returns how many.
+        positions, in insertion order; returns how many, and appends them
+        (with their positions, in order) to ``numbered`` when it is given.
 
         On PostgreSQL sequencers are serialised by a transaction-level
         advisory lock (one per events table) held to COMMIT, and a NOTIFY
-        wakes every watching process at COMMIT: a
-        reader that sees a position sees every smaller one, and positions
-        follow commit order. Insertion order within one batch keeps the
-        order of writes that touched the same users: the later one inserted
-        its events after the earlier one committed."""
-        if self._pg:
+        whose payload is the new head wakes every watching process at
+        COMMIT: a reader that sees a position sees every smaller one, and
+        positions follow commit order. The head is read by the numbering
+        statement itself, which starts after the lock is held, so its
+        snapshot sees every earlier sequencer's commit. Insertion order
+        within one batch keeps the order of writes that touched the same
+        users: the later one inserted its events after the earlier one
+        committed."""
+        if not self._pg:
+            if numbered is None:
+                return self._d.run(_SEQUENCE_EVENTS, {"limit": limit})
+            rows = self._d.rows(_SEQUENCE_EVENTS_RETURNING, {"limit": limit})
+        else:
             self._d.first_value(_SEQUENCER_LOCK, {})
-        e = events.c
-        pending = (
-            select(e.id, func.row_number().over(order_by=e.id).label("n"))
-            .where(e.seq.is_(None))
-            .order_by(e.id)
-            .limit(limit)
-            .subquery()
-        )
-        base = self.event_head()
-        values = {"seq": base + pending.c.n}
-        if self._pg:
-            # Read after the writers committed: a position at or after each commit.
-            values["position"] = _WAL_POSITION.stmt.scalar_subquery()
-        count = self._c.execute(update(events).where(e.id == pending.c.id).values(values)).rowcount
-        if count and self._pg:
-            self._d.first_value(_NOTIFY_EVENTS, {})
-        return count
+            rows = self._d.rows(_SEQUENCE_EVENTS_PG, {"limit": limit})
+            if rows:
+                self._d.first_value(_NOTIFY_EVENTS, {"head": str(max(row.seq for row in rows))})
+        if numbered is not None:
+            numbered.extend(sorted((_event(row) for row in rows), key=lambda event: event.seq))
+        return len(rows)
 
     def event_head(self) -> int:
         newest, pruned = self._d.rows(_EVENT_HEAD, {})[0]
@@ -928,7 +926,9 @@ _INSERT_EVENT = Direct(
 _SEQUENCER_LOCK = Direct(
     select(func.pg_advisory_xact_lock(literal(0x5E7E47), literal_column("'events'::regclass::oid::int")))
 )
-_NOTIFY_EVENTS = Direct(select(func.pg_notify(EVENTS_CHANNEL, "")))
+# The payload is the head after the sequencer's batch: a process whose feed
+# already holds it has nothing to read.
+_NOTIFY_EVENTS = Direct(select(func.pg_notify(EVENTS_CHANNEL, bindparam("head"))))
 _EVENT_HORIZON = Direct(select(event_horizon.c.pruned_through).where(event_horizon.c.id == 1))
 _EVENT_HEAD = Direct(
     select(
@@ -936,6 +936,33 @@ _EVENT_HEAD = Direct(
         _EVENT_HORIZON.stmt.scalar_subquery().label("pruned"),
     )
 )
+
+
+def _sequence_statement(*, postgres: bool) -> Update:
+    """Numbers up to ``:limit`` events without a position, in insertion
+    order, after the head (``event_head()``, read by the statement itself:
+    the newest position, or the horizon once pruning removed every event);
+    on PostgreSQL it also records the WAL position, read after the writers
+    committed, so at or after each commit."""
+    e, older = events.c, events.alias("older").c
+    pending = (
+        select(e.id, func.row_number().over(order_by=e.id).label("n"))
+        .where(e.seq.is_(None))
+        .order_by(e.id)
+        .limit(bindparam("limit"))
+        .subquery()
+    )
+    newest = func.coalesce(select(func.max(older.seq)).scalar_subquery(), 0)
+    pruned = func.coalesce(_EVENT_HORIZON.stmt.scalar_subquery(), 0)
+    values = {"seq": case((newest > pruned, newest), else_=pruned) + pending.c.n}
+    if postgres:
+        values["position"] = _WAL_POSITION.stmt.scalar_subquery()
+    return update(events).where(e.id == pending.c.id).values(values)
+
+
+_SEQUENCE_EVENTS = Direct(_sequence_statement(postgres=False))
+_SEQUENCE_EVENTS_RETURNING = Direct(_sequence_statement(postgres=False).returning(*events.c))
+_SEQUENCE_EVENTS_PG = Direct(_sequence_statement(postgres=True).returning(*events.c))
 
 
 def _related(key, created, from_) -> Select:

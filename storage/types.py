@@ -371,9 +371,10 @@ class Tx(Protocol):
         """Appends ``change`` to the outbox when the transaction commits
         (with a position at once on SQLite, from ``sequence_events`` on
         PostgreSQL)."""
-    def sequence_events(self, limit: int) -> int:
+    def sequence_events(self, limit: int, numbered: list[Event] | None = None) -> int:
         """Gives up to ``limit`` committed events without a position their
-        positions, in commit order; returns how many."""
+        positions, in commit order; returns how many, and appends them (in
+        order) to ``numbered`` when it is given."""
     def event_head(self) -> int:
         """The position of the newest committed event (or of the retention horizon)."""
     def event_horizon(self) -> int:
