@@ -8,9 +8,9 @@ rest to the runner every server process has in the background, which
 claims any job whose lease has run out, its own or another process's.
 
 Batches are sized by time: each one's size is what the last one's took,
-scaled to ``batch_seconds`` (at most doubling, at most ``max_batch``
-edges), so that no batch holds other users' counter rows, their locks,
-much longer than that.
+scaled to ``batch_seconds`` (at most doubling or halving, between a tenth
+of ``max_batch`` and ``max_batch`` edges), so that no batch holds other
+users' counter rows, their locks, much longer than that.
 """
 
 from __future__ import annotations
@@ -73,6 +73,9 @@ class Jobs:
         self._work = dict(work)
         self.settings = settings
         self.owner = uuid.uuid4().hex
+        # Below this a batch is mostly its fixed cost (a dozen statements and
+        # a commit), so a slow database only makes the job crawl.
+        self._floor = max(1, settings.max_batch // 10)
         self._size = min(settings.max_batch, 100)
         self._size_lock = threading.Lock()
         self.longest_batch = 0.0
@@ -146,7 +149,7 @@ class Jobs:
         scaled = int(size * target / max(seconds, 1e-4))
         with self._size_lock:
             self.longest_batch = max(self.longest_batch, seconds)
-            self._size = max(1, min(self.settings.max_batch, 2 * size, max(scaled, size // 2)))
+            self._size = max(self._floor, min(self.settings.max_batch, 2 * size, max(scaled, size // 2)))
 
     # ------------------------------------------------------------- background
 
