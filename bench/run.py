@@ -54,6 +54,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 import seed  # noqa: E402
+import big_account  # noqa: E402
 
 from socialgraph.v1 import social_graph_pb2 as pb  # noqa: E402
 
@@ -652,6 +653,7 @@ def main() -> int:
             s.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
+    big = big_account.run(args.pg_url, 100_000 if args.quick else 300_000, log=log)
     summary = summarize(results, memory, workers)
     out = {
         "environment": {
@@ -669,6 +671,7 @@ def main() -> int:
         "scenarios": results,
         "memory": memory,
         "checks": summary,
+        "big_account": big,
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:

@@ -22,17 +22,13 @@ ends, and a batch of a process that lost its lease rolls back.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, func, literal, select, update
+from sqlalchemy import ColumnElement, Connection, Select, delete, func, literal, select, update
 
 from .schema import COUNTER_COLUMNS, blocks, connection_requests, connections, follows, user_counters, user_jobs, users
 from .types import Cascade, Counts, Removed, VersionedCounts
-
-if TYPE_CHECKING:
-    from .sql import SqlTx as _Base
-else:
-    _Base = object
 
 
 class JobKind(enum.IntEnum):
@@ -50,8 +46,28 @@ def not_deleting(user_id: Any) -> ColumnElement[bool]:
     return ~select(literal(1)).where(j.user_id == user_id, j.kind == int(JobKind.DELETE)).exists()
 
 
-class DeletionTx(_Base):
-    """The statements of tombstones, jobs and their batches."""
+class DeletionTx:
+    """The statements of tombstones, jobs and their batches, mixed into
+    ``SqlTx``, which provides what is declared here."""
+
+    _c: Connection
+    _pg: bool
+    _now_us: int
+    _insert: Any  # the dialect's INSERT ... ON CONFLICT
+    read_us: int
+    touched: dict[str, VersionedCounts]
+
+    def lock_users(self, user_ids: Iterable[str]) -> dict[str, Counts]:
+        raise NotImplementedError
+
+    def _bump(self, user_id: list[str], **deltas: int) -> None:
+        raise NotImplementedError
+
+    def _touch(self, rows: Any) -> None:
+        raise NotImplementedError
+
+    def _next_version(self) -> ColumnElement[int]:
+        raise NotImplementedError
 
     # --------------------------------------------------------------- tombstone
 
@@ -143,7 +159,8 @@ class DeletionTx(_Base):
         outgoing, incoming = picked["outgoing"], picked["incoming"]
         blocking, blocked_by = others("blocking"), others("blocked_by")
         # The blocked side of the user's own blocks keeps no counter of them.
-        counted = {*following, *followers, *connected, *(row[1] for row in outgoing), *(row[1] for row in incoming), *blocked_by}
+        counted = {*following, *followers, *connected, *blocked_by}
+        counted.update(row[1] for row in (*outgoing, *incoming))
         if counted:
             self.lock_users(counted)
         # Each kind bumps only what its DELETE returned: a promotion's job
@@ -276,21 +293,20 @@ class DeletionTx(_Base):
         """Extends ``owner``'s lease; False when the job is no longer theirs
         (or gone), and the caller must stop."""
         j = user_jobs.c
-        return (
-            self._c.execute(
-                update(user_jobs)
-                .where(j.user_id == user_id, j.kind == int(kind), j.lease_owner == owner)
-                .values(lease_until_us=until_us)
-            ).rowcount
-            > 0
-        )
+        renewed: int = self._c.execute(
+            update(user_jobs)
+            .where(j.user_id == user_id, j.kind == int(kind), j.lease_owner == owner)
+            .values(lease_until_us=until_us)
+        ).rowcount
+        return renewed > 0
 
     def release_jobs(self, owner: str) -> int:
         """Gives up ``owner``'s leases at once (a clean stop)."""
         j = user_jobs.c
-        return self._c.execute(
+        released: int = self._c.execute(
             update(user_jobs).where(j.lease_owner == owner).values(lease_owner="", lease_until_us=0)
         ).rowcount
+        return released
 
     def finish_job(self, user_id: str, kind: JobKind) -> None:
         self._finish_job(user_id, kind)

@@ -11,18 +11,18 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest
+from socialgraph.v1 import admin_pb2 as apb
+from socialgraph.v1 import admin_pb2_grpc
 from sqlalchemy import text
 
 from ratelimit import InProcessLimiter, parse_windows
 from server.app import cached_readers
 from server.rules import Graph, NotFound, Policy
 from server.rules.events import EventLog
-from socialgraph.v1 import admin_pb2 as apb
-from socialgraph.v1 import admin_pb2_grpc
 from storage import open_storage
 from storage.deletion import JobKind
 from storage.migrate import upgrade
@@ -332,7 +332,9 @@ def test_deleting_a_user_with_300k_followers_returns_at_once_and_the_job_removes
     graph.follow(fan, big)
     seed_followers(pg_storage, big, FOLLOWERS)
     with pg_storage.engine.connect() as conn:
-        follower = conn.execute(text("SELECT follower_id FROM follows WHERE followee_id = :u LIMIT 1"), {"u": big}).scalar()
+        follower = conn.execute(
+            text("SELECT follower_id FROM follows WHERE followee_id = :u LIMIT 1"), {"u": big}
+        ).scalar()
 
     removed = graph.delete_user(big)
     assert removed.follows == FOLLOWERS + 1
@@ -399,7 +401,8 @@ def test_a_deletion_whose_server_is_killed_is_finished_by_another_process(pg_url
     env = clean_env()
     with running_server(*flags, env=env) as (address, process):
         with grpc.insecure_channel(address) as channel:
-            removed = admin_pb2_grpc.AdminServiceStub(channel).DeleteUser(apb.DeleteUserRequest(user_id=big), timeout=30)
+            admin = admin_pb2_grpc.AdminServiceStub(channel)
+            removed = admin.DeleteUser(apb.DeleteUserRequest(user_id=big), timeout=30)
         assert removed.removed_follows == CRASH_FOLLOWERS
         deadline = time.monotonic() + 60
         while edges_of(pg_storage, big) > CRASH_FOLLOWERS * 0.9:

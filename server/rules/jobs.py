@@ -19,10 +19,10 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from storage.deletion import JobKind
 from storage.types import Storage, Tx
@@ -34,6 +34,9 @@ BATCH_SECONDS = Histogram(
     "Time of one batch transaction of a big-account job (deletion, lifting a promoted user's blocks).",
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5),
+)
+LONGEST_BATCH = Gauge(
+    "socialgraph_big_account_longest_batch_seconds", "Longest batch of a big-account job this process has run."
 )
 JOBS_FINISHED = Counter(
     "socialgraph_big_account_jobs_finished_total", "Big-account jobs finished, by kind.", ["kind"]
@@ -113,15 +116,18 @@ class Jobs:
         work = self._work[kind]
         lease_us = int(self.settings.lease_seconds * 1_000_000)
 
-        def batch(tx: Tx, size: int) -> bool | None:
-            if not tx.renew_job(user_id, kind, self.owner, now_us() + lease_us):
-                return None  # another process took it over
-            return work(tx, user_id, size)
+        def batch(size: int) -> Callable[[Tx], bool | None]:
+            def run(tx: Tx) -> bool | None:
+                if not tx.renew_job(user_id, kind, self.owner, now_us() + lease_us):
+                    return None  # another process took it over
+                return work(tx, user_id, size)
+
+            return run
 
         while True:
             size = self.batch_size()
             started = time.monotonic()
-            done = self._storage.read_write(lambda tx: batch(tx, size))
+            done = self._storage.read_write(batch(size))
             self._measured(kind, size, time.monotonic() - started)
             if done is None:
                 return False
@@ -149,6 +155,7 @@ class Jobs:
         scaled = int(size * target / max(seconds, 1e-4))
         with self._size_lock:
             self.longest_batch = max(self.longest_batch, seconds)
+            LONGEST_BATCH.set(self.longest_batch)
             self._size = max(self._floor, min(self.settings.max_batch, 2 * size, max(scaled, size // 2)))
 
     # ------------------------------------------------------------- background

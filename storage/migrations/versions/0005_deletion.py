@@ -7,7 +7,6 @@ Revises: 0004_events
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = '0005_deletion'
 down_revision = '0004_events'
 branch_labels = None
