@@ -30,7 +30,9 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -110,7 +112,9 @@ def _metric(port: int, name: str) -> float | None:
     return None
 
 
-def run(dsn: str = DSN, followers: int = 300_000, baseline: float = 5.0, log=print) -> dict:
+def run(
+    dsn: str = DSN, followers: int = 300_000, baseline: float = 5.0, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Seeds, measures, returns the figures (see the module docstring)."""
     with schema(dsn) as url:
         storage = open_storage(url, pool_size=2)
@@ -135,12 +139,12 @@ def run(dsn: str = DSN, followers: int = 300_000, baseline: float = 5.0, log=pri
                 admin_pb2_grpc.AdminServiceStub(channel).DeleteUser(apb.DeleteUserRequest(user_id=big), timeout=60)
                 response_s = time.monotonic() - started
             with psycopg.connect(dsn, options=f"-csearch_path={url.rpartition('%3D')[2]}") as conn:
-                while conn.execute("SELECT count(*) FROM user_jobs WHERE user_id = %s", (big,)).fetchone()[0]:
+                while (conn.execute("SELECT count(*) FROM user_jobs WHERE user_id = %s", (big,)).fetchone() or (0,))[0]:
                     time.sleep(0.1)
             finish_s = time.monotonic() - started
             writers.stop()
             longest = _metric(metrics, "socialgraph_big_account_longest_batch_seconds")
-    figures = {
+    figures: dict[str, Any] = {
         "followers": followers,
         "delete_user_response_ms": round(response_s * 1000, 1),
         "deletion_finished_s": round(finish_s, 1),
@@ -158,7 +162,7 @@ def run(dsn: str = DSN, followers: int = 300_000, baseline: float = 5.0, log=pri
     return figures
 
 
-def report_lines(figures: dict) -> list[str]:
+def report_lines(figures: dict[str, Any]) -> list[str]:
     lines = [
         f"DeleteUser of {figures['followers']} followers: response {figures['delete_user_response_ms']} ms, "
         f"every edge gone after {figures['deletion_finished_s']} s, longest batch {figures['longest_batch_ms']} ms",

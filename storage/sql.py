@@ -55,7 +55,6 @@ from .schema import (
 )
 from .types import (
     Block,
-    Cascade,
     Change,
     Event,
     EventKind,

@@ -8,10 +8,12 @@ PostgreSQL; the tombstone's behaviour runs on every backend."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
 from collections.abc import Iterator
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -19,14 +21,14 @@ from socialgraph.v1 import admin_pb2 as apb
 from socialgraph.v1 import admin_pb2_grpc
 from sqlalchemy import text
 
-from ratelimit import InProcessLimiter, parse_windows
+from ratelimit import InProcessLimiter, Limiter, parse_windows
 from server.app import cached_readers
 from server.rules import Graph, NotFound, Policy
 from server.rules.events import EventLog
-from storage import open_storage
+from storage import SqlStorage, open_storage
 from storage.deletion import JobKind
 from storage.migrate import upgrade
-from storage.types import Cause, EventKind, Role, User
+from storage.types import Cause, EventKind, Role, Storage, User
 
 from .support import BACKENDS, clean_env, new_user, running_server, temporary_database
 
@@ -35,32 +37,30 @@ BLOCKERS = 150_000
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def backend(request) -> str:
-    return request.param
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")
-def database_url(backend, tmp_path_factory) -> Iterator[str]:
+def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with temporary_database(backend, tmp_path_factory.mktemp(backend)) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
-def storage(database_url):
+def storage(database_url: str) -> Iterator[SqlStorage]:
     storage = open_storage(database_url, pool_size=8)
     upgrade(storage)
     yield storage
     storage.close()
 
 
-def make_graph(storage, **policy) -> Graph:
+def make_graph(storage: SqlStorage, **policy: Any) -> Graph:
     """As the server wires it (in-process caches), a request running its
     own job for ``inline_seconds`` (default: one batch)."""
     policy.setdefault("inline_seconds", 0.0)
-    return Graph(
-        storage, InProcessLimiter(parse_windows("100000/1h")), Policy(connection_limit=100, **policy),
-        **cached_readers(storage),
-    )
+    limiter = cast(Limiter, InProcessLimiter(parse_windows("100000/1h")))
+    return Graph(cast(Storage, storage), limiter, Policy(connection_limit=100, **policy), **cached_readers(storage))
 
 
 def finish_jobs(graph: Graph) -> int:
@@ -71,12 +71,12 @@ def finish_jobs(graph: Graph) -> int:
     return n
 
 
-def scalar(storage, sql: str, **params) -> int:
+def scalar(storage: SqlStorage, sql: str, **params: object) -> int:
     with storage.engine.connect() as conn:
         return int(conn.execute(text(sql), params).scalar_one())
 
 
-def edges_of(storage, user_id: str) -> int:
+def edges_of(storage: SqlStorage, user_id: str) -> int:
     return scalar(
         storage,
         "SELECT (SELECT count(*) FROM follows WHERE follower_id = :u OR followee_id = :u)"
@@ -87,10 +87,14 @@ def edges_of(storage, user_id: str) -> int:
     )
 
 
-def events_about(storage, user_id: str) -> list:
+def sequence(storage: SqlStorage) -> None:
+    """Gives every committed event its position, as the server's sequencer does."""
+    EventLog(cast(Storage, storage), lambda: time.time_ns() // 1000).sequence()
+
+
+def events_about(storage: SqlStorage, user_id: str) -> list[tuple[EventKind, str, str, int]]:
     """(kind, actor, subject, cause) of every committed event naming ``user_id``, in log order."""
-    log = EventLog(storage, lambda: time.time_ns() // 1000)
-    log.sequence()
+    sequence(storage)
     with storage.engine.connect() as conn:
         rows = conn.execute(
             text(
@@ -99,15 +103,13 @@ def events_about(storage, user_id: str) -> list:
             ),
             {"u": user_id},
         ).all()
-    import json
-
     return [(EventKind(r.kind), r.actor_id, r.subject_id, json.loads(r.payload)["cause"]) for r in rows]
 
 
 # ------------------------------------------------------------ the tombstone
 
 
-def test_a_deleted_user_disappears_at_once_while_the_job_runs(storage):
+def test_a_deleted_user_disappears_at_once_while_the_job_runs(storage: SqlStorage) -> None:
     graph = make_graph(storage, edge_batch=2)
     d, fan, idol, friend, mate, asker, blocker, viewer = (new_user() for _ in range(8))
     graph.upsert_user(User(d, Role.MEMBER, "Doomed", "", 0))
@@ -212,13 +214,13 @@ def test_a_deleted_user_disappears_at_once_while_the_job_runs(storage):
 
 
 @pytest.fixture(scope="module")
-def pg_url(tmp_path_factory) -> Iterator[str]:
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with temporary_database("postgres", tmp_path_factory.mktemp("pg")) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
-def pg_storage(pg_url):
+def pg_storage(pg_url: str) -> Iterator[SqlStorage]:
     storage = open_storage(pg_url, pool_size=8)
     upgrade(storage)
     yield storage
@@ -234,7 +236,7 @@ def _prefix() -> str:
     return new_user()[:24]
 
 
-def seed_followers(storage, user_id: str, n: int) -> None:
+def seed_followers(storage: SqlStorage, user_id: str, n: int) -> None:
     """``n`` new users follow ``user_id``, counters and all, in three statements."""
     now = time.time_ns() // 1000
     with storage.engine.begin() as conn:
@@ -263,7 +265,7 @@ def seed_followers(storage, user_id: str, n: int) -> None:
         )
 
 
-def seed_blockers(storage, user_id: str, n: int) -> None:
+def seed_blockers(storage: SqlStorage, user_id: str, n: int) -> None:
     """``n`` new users block ``user_id``."""
     now = time.time_ns() // 1000
     with storage.engine.begin() as conn:
@@ -285,7 +287,7 @@ def seed_blockers(storage, user_id: str, n: int) -> None:
         )
 
 
-def wrong_counters(storage) -> int:
+def wrong_counters(storage: SqlStorage) -> int:
     """Users whose stored following/followers/blocked differ from the rows."""
     return scalar(
         storage,
@@ -296,7 +298,7 @@ def wrong_counters(storage) -> int:
     )
 
 
-def event_counts(storage, kind: EventKind, cause: Cause, **where: str) -> tuple[int, int]:
+def event_counts(storage: SqlStorage, kind: EventKind, cause: Cause, **where: str) -> tuple[int, int]:
     """How many events of ``kind`` and ``cause`` name the user, and how many distinct other users."""
     column, user_id = next(iter(where.items()))
     other = "actor_id" if column == "subject_id" else "subject_id"
@@ -325,7 +327,7 @@ def run_jobs_in_background(graph: Graph, user_id: str, kind: JobKind, timeout: f
 
 
 @pytest.mark.postgres
-def test_deleting_a_user_with_300k_followers_returns_at_once_and_the_job_removes_every_edge(pg_storage):
+def test_deleting_300k_followers_returns_at_once_and_the_job_removes_every_edge(pg_storage: SqlStorage) -> None:
     graph = make_graph(pg_storage, inline_seconds=0.05)
     big, fan = new_user(), new_user()
     graph.upsert_user(User(big, Role.MEMBER, "Famous", "", 0))
@@ -335,6 +337,7 @@ def test_deleting_a_user_with_300k_followers_returns_at_once_and_the_job_removes
         follower = conn.execute(
             text("SELECT follower_id FROM follows WHERE followee_id = :u LIMIT 1"), {"u": big}
         ).scalar()
+    assert isinstance(follower, str)
 
     removed = graph.delete_user(big)
     assert removed.follows == FOLLOWERS + 1
@@ -350,11 +353,11 @@ def test_deleting_a_user_with_300k_followers_returns_at_once_and_the_job_removes
     assert edges_of(pg_storage, big) == 0
     assert wrong_counters(pg_storage) == 0
     assert scalar(pg_storage, "SELECT count(*) FROM user_counters WHERE user_id = :u", u=big) == 0
-    assert graph.get_counts([fan, follower])[0].following == 0
+    assert [c.following for c in graph.get_counts([fan, follower])] == [0, 0]
     assert event_counts(pg_storage, EventKind.UNFOLLOWED, Cause.USER_DELETED, subject_id=big) == (
         FOLLOWERS + 1, FOLLOWERS + 1
     )
-    EventLog(pg_storage, lambda: time.time_ns() // 1000).sequence()
+    sequence(pg_storage)
     last = scalar(pg_storage, "SELECT max(seq) FROM events WHERE subject_id = :u", u=big)
     assert scalar(pg_storage, "SELECT kind FROM events WHERE seq = :s", s=last) == EventKind.USER_DELETED
     assert scalar(pg_storage, "SELECT count(*) FROM events WHERE kind = :k AND actor_id = :u",
@@ -363,7 +366,7 @@ def test_deleting_a_user_with_300k_followers_returns_at_once_and_the_job_removes
 
 
 @pytest.mark.postgres
-def test_promoting_a_user_150k_users_block_lifts_every_block_off_the_request_path(pg_storage):
+def test_promoting_a_user_150k_users_block_lifts_every_block_off_the_request_path(pg_storage: SqlStorage) -> None:
     graph = make_graph(pg_storage, inline_seconds=0.05)
     target, member = new_user(), new_user()
     graph.upsert_user(User(target, Role.MEMBER, "", "", 0))
@@ -391,7 +394,7 @@ CRASH_FOLLOWERS = 20_000
 
 
 @pytest.mark.postgres
-def test_a_deletion_whose_server_is_killed_is_finished_by_another_process(pg_url, pg_storage):
+def test_a_deletion_whose_server_is_killed_is_finished_by_another_process(pg_url: str, pg_storage: SqlStorage) -> None:
     """SIGKILL the process running a deletion: its batch in flight rolls
     back, and once its lease runs out another process finishes the job,
     every edge removed once, counters and events exact."""

@@ -16,7 +16,7 @@ import enum
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from uuid6 import uuid7
 
@@ -52,7 +52,6 @@ from storage.types import (
 )
 
 from . import paging
-from .jobs import Jobs, JobSettings
 from .errors import (
     ConnectionLimitReached,
     InvalidArgument,
@@ -61,6 +60,7 @@ from .errors import (
     RateLimited,
     Reason,
 )
+from .jobs import Jobs, JobSettings
 
 DAY_US = 86_400 * 1_000_000
 log = logging.getLogger(__name__)
@@ -683,7 +683,9 @@ class Graph:
             viewer_id = None
         if viewer_id is not None:
             self._refuse_if_blocked(viewer_id, user_id, consistency)
-        rows = self.storage.read_only(lambda tx: _unless_deleting(tx, user_id, getattr(tx, query), after, size + 1, viewer_id))
+        rows = self.storage.read_only(
+            lambda tx: _unless_deleting(tx, user_id, getattr(tx, query), after, size + 1, viewer_id)
+        )
         return self._page(kind, user_id, rows, size, lambda u: Cursor(u.since_us, u.user_id))
 
     def _refuse_if_blocked(self, user_id: str, other_id: str, consistency: Consistency) -> None:
@@ -696,7 +698,9 @@ class Graph:
         kind = "incoming" if incoming else "outgoing"
         after = self.page_tokens.decode(token, kind, user_id)
         self._token_position(consistency)
-        rows = self.storage.read_only(lambda tx: _unless_deleting(tx, user_id, tx.list_requests, incoming, after, size + 1))
+        rows = self.storage.read_only(
+            lambda tx: _unless_deleting(tx, user_id, tx.list_requests, incoming, after, size + 1)
+        )
         return self._page(kind, user_id, rows, size, lambda r: Cursor(r.created_us, r.request_id))
 
     def list_blocked(self, user_id: str, size: int, token: str, consistency: Consistency = MINIMIZE_LATENCY) -> Page:
@@ -822,7 +826,7 @@ def _lock_present(tx: Tx, user_ids: tuple[str, ...]) -> dict[str, Counts]:
     return counts
 
 
-def _unless_deleting(tx: Tx, user_id: str, read: Callable[..., list], *args: object) -> list:
+def _unless_deleting(tx: Tx, user_id: str, read: Callable[..., list[Any]], *args: object) -> list[Any]:
     """A list of ``user_id``'s: empty while their deletion is in progress."""
     return [] if tx.deleting((user_id,)) else read(user_id, *args)
 

@@ -15,6 +15,7 @@ users' counter rows, their locks, much longer than that.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -127,7 +128,13 @@ class Jobs:
         while True:
             size = self.batch_size()
             started = time.monotonic()
-            done = self._storage.read_write(batch(size))
+            try:
+                done = self._storage.read_write(batch(size))
+            except Exception:
+                # The batch rolled back; whoever claims the job next redoes it.
+                with contextlib.suppress(Exception):
+                    self._release()
+                raise
             self._measured(kind, size, time.monotonic() - started)
             if done is None:
                 return False
