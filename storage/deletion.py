@@ -300,12 +300,13 @@ class DeletionTx:
         ).rowcount
         return renewed > 0
 
-    def release_jobs(self, owner: str) -> int:
-        """Gives up ``owner``'s leases at once (a clean stop)."""
+    def release_jobs(self, owner: str, job: tuple[str, JobKind] | None = None) -> int:
+        """Gives up ``owner``'s leases (of ``job`` only, when given) at once."""
         j = user_jobs.c
-        released: int = self._c.execute(
-            update(user_jobs).where(j.lease_owner == owner).values(lease_owner="", lease_until_us=0)
-        ).rowcount
+        query = update(user_jobs).where(j.lease_owner == owner)
+        if job is not None:
+            query = query.where(j.user_id == job[0], j.kind == int(job[1]))
+        released: int = self._c.execute(query.values(lease_owner="", lease_until_us=0)).rowcount
         return released
 
     def finish_job(self, user_id: str, kind: JobKind) -> None:

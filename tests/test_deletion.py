@@ -4,7 +4,10 @@ resuming after a crash; promotion lifts the blocks against a user the same
 way. Counters and events end exact.
 
 The big tests seed 300k followers (150k blockers) with bulk SQL on
-PostgreSQL; the tombstone's behaviour runs on every backend."""
+PostgreSQL, each in a database of its own (a job left by one would be
+claimed first by the next); the tombstone's behaviour runs on every
+backend. The timeouts leave room for a heavily loaded machine: at load
+average 25 on 2 cores the jobs removed about 700 edges a second."""
 
 from __future__ import annotations
 
@@ -213,13 +216,13 @@ def test_a_deleted_user_disappears_at_once_while_the_job_runs(storage: SqlStorag
 # ------------------------------------------------------------ big accounts
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with temporary_database("postgres", tmp_path_factory.mktemp("pg")) as url:
         yield url
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def pg_storage(pg_url: str) -> Iterator[SqlStorage]:
     storage = open_storage(pg_url, pool_size=8)
     upgrade(storage)
@@ -313,7 +316,7 @@ def event_counts(storage: SqlStorage, kind: EventKind, cause: Cause, **where: st
     )
 
 
-def run_jobs_in_background(graph: Graph, user_id: str, kind: JobKind, timeout: float = 90.0) -> float:
+def run_jobs_in_background(graph: Graph, user_id: str, kind: JobKind, timeout: float = 900.0) -> float:
     """Starts the runner, waits until ``user_id``'s job is gone; returns the seconds it took."""
     started = time.monotonic()
     graph.jobs.start()
@@ -419,7 +422,7 @@ def test_a_deletion_whose_server_is_killed_is_finished_by_another_process(pg_url
     assert edges_of(pg_storage, big) == left, "nobody works on it while the dead process's lease lasts"
 
     with running_server(*flags, env=env):
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 600
         while scalar(pg_storage, "SELECT count(*) FROM user_jobs WHERE user_id = :u", u=big):
             assert time.monotonic() < deadline, "the job was not taken over"
             time.sleep(0.2)

@@ -133,7 +133,7 @@ class Jobs:
             except Exception:
                 # The batch rolled back; whoever claims the job next redoes it.
                 with contextlib.suppress(Exception):
-                    self._release()
+                    self._release(job)
                 raise
             self._measured(kind, size, time.monotonic() - started)
             if done is None:
@@ -142,11 +142,11 @@ class Jobs:
                 JOBS_FINISHED.labels(kind.name.lower()).inc()
                 return True
             if self._stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
-                self._release()
+                self._release(job)
                 return False
 
-    def _release(self) -> None:
-        self._storage.read_write(lambda tx: tx.release_jobs(self.owner))
+    def _release(self, job: tuple[str, JobKind]) -> None:
+        self._storage.read_write(lambda tx: tx.release_jobs(self.owner, job))
         self._wake.set()
 
     # ----------------------------------------------------------------- sizing
