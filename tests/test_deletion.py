@@ -241,7 +241,7 @@ def _prefix() -> str:
 
 def seed_followers(storage: SqlStorage, user_id: str, n: int) -> None:
     """``n`` new users follow ``user_id``, counters and all, in three statements."""
-    now = time.time_ns() // 1000
+    now, prefix = time.time_ns() // 1000, _prefix()
     with storage.engine.begin() as conn:
         conn.execute(text("SET LOCAL synchronous_commit = off"))
         conn.execute(
@@ -249,15 +249,11 @@ def seed_followers(storage: SqlStorage, user_id: str, n: int) -> None:
                 "INSERT INTO follows (follower_id, followee_id, created_us)"
                 f" SELECT id, :u, :t + g FROM ({_FRESH_IDS}) AS fresh"
             ),
-            {"u": user_id, "t": now - n, "n": n, "prefix": _prefix()},
+            {"u": user_id, "t": now - n, "n": n, "prefix": prefix},
         )
         conn.execute(
-            text(
-                "INSERT INTO user_counters (user_id, following, version)"
-                " SELECT follower_id, 1, 1 FROM follows WHERE followee_id = :u"
-                " ON CONFLICT (user_id) DO UPDATE SET following = user_counters.following + 1"
-            ),
-            {"u": user_id},
+            text(f"INSERT INTO user_counters (user_id, following, version) SELECT id, 1, 1 FROM ({_FRESH_IDS}) AS f"),
+            {"n": n, "prefix": prefix},
         )
         conn.execute(
             text(
@@ -266,11 +262,18 @@ def seed_followers(storage: SqlStorage, user_id: str, n: int) -> None:
             ),
             {"u": user_id, "n": n},
         )
+    _analyze(storage, "follows", "user_counters")
+
+
+def _analyze(storage: SqlStorage, *tables: str) -> None:
+    """Fresh planner statistics after a bulk seed."""
+    with storage.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE " + ", ".join(tables)))
 
 
 def seed_blockers(storage: SqlStorage, user_id: str, n: int) -> None:
     """``n`` new users block ``user_id``."""
-    now = time.time_ns() // 1000
+    now, prefix = time.time_ns() // 1000, _prefix()
     with storage.engine.begin() as conn:
         conn.execute(text("SET LOCAL synchronous_commit = off"))
         conn.execute(
@@ -278,26 +281,27 @@ def seed_blockers(storage: SqlStorage, user_id: str, n: int) -> None:
                 "INSERT INTO blocks (blocker_id, blocked_id, block_id, reason, created_us)"
                 f" SELECT id, :u, :block_prefix || lpad(to_hex(g), 12, '0'), '', :t + g FROM ({_FRESH_IDS}) AS fresh"
             ),
-            {"u": user_id, "t": now - n, "n": n, "prefix": _prefix(), "block_prefix": _prefix()},
+            {"u": user_id, "t": now - n, "n": n, "prefix": prefix, "block_prefix": _prefix()},
         )
         conn.execute(
-            text(
-                "INSERT INTO user_counters (user_id, blocked, version)"
-                " SELECT blocker_id, 1, 1 FROM blocks WHERE blocked_id = :u"
-                " ON CONFLICT (user_id) DO UPDATE SET blocked = user_counters.blocked + 1"
-            ),
-            {"u": user_id},
+            text(f"INSERT INTO user_counters (user_id, blocked, version) SELECT id, 1, 1 FROM ({_FRESH_IDS}) AS fresh"),
+            {"n": n, "prefix": prefix},
         )
+    _analyze(storage, "blocks", "user_counters")
 
 
 def wrong_counters(storage: SqlStorage) -> int:
     """Users whose stored following/followers/blocked differ from the rows."""
     return scalar(
         storage,
-        "SELECT count(*) FROM user_counters uc WHERE"
-        " uc.following <> (SELECT count(*) FROM follows f WHERE f.follower_id = uc.user_id)"
-        " OR uc.followers <> (SELECT count(*) FROM follows f WHERE f.followee_id = uc.user_id)"
-        " OR uc.blocked <> (SELECT count(*) FROM blocks b WHERE b.blocker_id = uc.user_id)",
+        "WITH f_out AS (SELECT follower_id AS u, count(*) AS n FROM follows GROUP BY 1),"
+        " f_in AS (SELECT followee_id AS u, count(*) AS n FROM follows GROUP BY 1),"
+        " b AS (SELECT blocker_id AS u, count(*) AS n FROM blocks GROUP BY 1)"
+        " SELECT count(*) FROM user_counters uc"
+        " LEFT JOIN f_out ON f_out.u = uc.user_id LEFT JOIN f_in ON f_in.u = uc.user_id"
+        " LEFT JOIN b ON b.u = uc.user_id"
+        " WHERE uc.following <> coalesce(f_out.n, 0) OR uc.followers <> coalesce(f_in.n, 0)"
+        " OR uc.blocked <> coalesce(b.n, 0)",
     )
 
 
