@@ -135,6 +135,9 @@ def make_graph(settings: Settings, storage: Storage) -> Graph:
         avatar_schemes=("https", "http") if settings.allow_http_avatars else ("https",),
         page_bytes=settings.page_bytes,
         edge_batch=settings.edge_batch_size,
+        batch_seconds=settings.job_batch_ms / 1000,
+        inline_seconds=settings.job_inline_ms / 1000,
+        job_lease_seconds=settings.job_lease_ms / 1000,
     )
     # The database limiter is exact across every process on the database.
     sql_limiter = SqlLimiter(storage, settings.windows)
@@ -375,6 +378,7 @@ class App:
     def start(self) -> None:
         self.monitor.start()
         self.pruner.start()
+        self.graph.jobs.start()
         self.feed.start()
         if self.settings.metrics_listen and not self.worker:
             port = serve_metrics(self.settings.metrics_listen)
@@ -402,6 +406,7 @@ class App:
         in-flight RPCs finish within ``grace``, closes storage."""
         self.monitor.stop()
         self.pruner.stop()
+        self.graph.jobs.stop()
         self.feed.close()
         grace = self.settings.grace_period if grace is None else grace
         stopped = [server.stop(grace) for server in (self.server, self.admin_server) if server is not None]

@@ -71,7 +71,16 @@ class Settings:
     connection_limit: int = _setting(2000, "most connections a user may have (C6)")
     auto_follow: bool = _setting(True, "sending and accepting a request follow the other user (C4)")
     edge_batch_size: int = _setting(
-        1000, "most edges of each kind one transaction removes when deleting or promoting a user"
+        1000, "most edges one batch removes when deleting or promoting a user (batches are sized by time below it)"
+    )
+    job_batch_ms: float = _setting(
+        50.0, "milliseconds one batch of a deletion or promotion aims at (it holds the other users' locks that long)"
+    )
+    job_inline_ms: float = _setting(
+        200.0, "milliseconds DeleteUser and UpsertUser remove edges before leaving the rest to the background"
+    )
+    job_lease_ms: float = _setting(
+        10_000.0, "milliseconds a deletion or promotion job stays with a process that stopped working on it (crash)"
     )
     allow_http_avatars: bool = _setting(False, "accept http:// avatar URLs as well as https://")
     rate_limits: str = _setting(
@@ -188,6 +197,8 @@ class Settings:
             raise ValueError("redis_timeout, counter_cache_ttl and database_timeout must be positive")
         if self.edge_batch_size < 1:
             raise ValueError("edge_batch_size must be at least 1")
+        if self.job_batch_ms <= 0 or self.job_inline_ms < 0 or self.job_lease_ms <= 0:
+            raise ValueError("job_batch_ms and job_lease_ms must be positive, job_inline_ms not negative")
         if self.max_staleness <= 0:
             raise ValueError(f"max_staleness must be positive, got {self.max_staleness!r}")
         if self.connection_limit < 1:

@@ -224,3 +224,19 @@ limiter_log = Table(
     Index(None, "limiter_key", "at_us"),
     Index(None, "at_us"),
 )
+
+# Work on a big account that runs off the request path, one row per user and
+# kind (``storage/deletion.py``): a deletion (its row is also the user's
+# tombstone: from the commit that adds it the user reads as absent) or the
+# lifting of the blocks against a promoted user. Any server process may claim
+# a row whose lease has run out; each batch renews the lease.
+user_jobs = Table(
+    "user_jobs",
+    metadata,
+    _user_id("user_id", primary_key=True),
+    Column("kind", SmallInteger, primary_key=True),
+    Column("created_us", BigInteger, nullable=False),
+    Column("lease_owner", String(64), nullable=False, server_default=""),
+    Column("lease_until_us", BigInteger, nullable=False, server_default="0"),
+    Index(None, "lease_until_us"),
+)

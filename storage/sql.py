@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from uuid6 import uuid7
 
+from .deletion import DeletionTx, JobKind, not_deleting
 from .direct import Direct, DirectCursor
 from .clock import now_us
 from .schema import (
@@ -50,11 +51,11 @@ from .schema import (
     reports,
     service_keys,
     user_counters,
+    user_jobs,
     users,
 )
 from .types import (
     Block,
-    Cascade,
     Change,
     Event,
     EventKind,
@@ -84,7 +85,7 @@ _LIMITER_LOCK_SEED = 0x5A7E
 EVENTS_CHANNEL = "socialgraph_events"
 
 
-class SqlTx:
+class SqlTx(DeletionTx):
     """One transaction on one connection. ``touched`` collects the counters
     the transaction changed, as they will be once it commits.
 
@@ -310,116 +311,6 @@ class SqlTx:
         self._bump(blocker_id, blocked=-1)
         return True
 
-    def delete_blocks_against(self, blocked_id: str, limit: int | None = None) -> list[str]:
-        """Lifts the blocks against ``blocked_id`` (at most ``limit`` of
-        them, by blocker id); returns the blockers."""
-        b = blocks.c
-        blockers = select(b.blocker_id).where(b.blocked_id == blocked_id)
-        if limit is None:
-            self._bump(blockers, blocked=-1)
-            deleted = self._c.execute(delete(blocks).where(b.blocked_id == blocked_id).returning(b.blocker_id))
-            return sorted(row.blocker_id for row in deleted)
-        ids = list(self._c.execute(blockers.order_by(b.blocker_id).limit(limit)).scalars())
-        if ids:
-            self._bump(ids, blocked=-1)
-            self._c.execute(delete(blocks).where(b.blocked_id == blocked_id, b.blocker_id.in_(ids)))
-        return ids
-
-    # --------------------------------------------------------------- accounts
-
-    def delete_user_edges(self, user_id: str, limit: int) -> Cascade:
-        """Deletes up to ``limit`` edges of each kind that involve
-        ``user_id``, keeping both sides' counters in step; the user's
-        record and counters stay. Every other user it touches is one of at
-        most ``limit`` per kind, so the transaction stays short."""
-        f, c, r, b = follows.c, connections.c, connection_requests.c, blocks.c
-
-        def others(column, where) -> list[str]:
-            return list(self._c.execute(select(column).where(where).order_by(column).limit(limit)).scalars())
-
-        def remove(table, where, other, theirs: str, mine: str, *returned) -> list:
-            ids = others(other, where)
-            if not ids:
-                return []
-            rows = self._c.execute(delete(table).where(where, other.in_(ids)).returning(*returned)).all()
-            self._bump(ids, **{theirs: -1})
-            self._add(user_id, {mine: -len(ids)})
-            return rows
-
-        follow = (f.follower_id, f.followee_id)
-        removed_follows = remove(follows, f.follower_id == user_id, f.followee_id, "followers", "following", *follow)
-        removed_follows += remove(follows, f.followee_id == user_id, f.follower_id, "following", "followers", *follow)
-        connected = others(c.other_id, c.user_id == user_id)
-        if connected:
-            self._c.execute(delete(connections).where(c.user_id == user_id, c.other_id.in_(connected)))
-            self._c.execute(delete(connections).where(c.other_id == user_id, c.user_id.in_(connected)))
-            self._bump(connected, connections=-1)
-            self._add(user_id, {"connections": -len(connected)})
-        request = (r.request_id, r.requester_id, r.recipient_id)
-        removed_requests = remove(
-            connection_requests, r.requester_id == user_id, r.recipient_id, "incoming_requests", "outgoing_requests",
-            *request,
-        )
-        removed_requests += remove(
-            connection_requests, r.recipient_id == user_id, r.requester_id, "outgoing_requests", "incoming_requests",
-            *request,
-        )
-        own_blocks = others(b.blocked_id, b.blocker_id == user_id)
-        if own_blocks:
-            self._c.execute(delete(blocks).where(b.blocker_id == user_id, b.blocked_id.in_(own_blocks)))
-            self._add(user_id, {"blocked": -len(own_blocks)})
-        blockers = self.delete_blocks_against(user_id, limit)
-        return Cascade(
-            follows=sorted((row.follower_id, row.followee_id) for row in removed_follows),
-            connections=[(user_id, other) for other in connected],
-            requests=sorted((row.request_id, row.requester_id, row.recipient_id) for row in removed_requests),
-            blocks=sorted([(user_id, blocked) for blocked in own_blocks] + [(blocker, user_id) for blocker in blockers]),
-        )
-
-    def delete_user(self, user_id: str) -> Cascade:
-        """Removes every edge that involves ``user_id``, keeping the other
-        side's counters in step, then the user's counters and record."""
-        f, c, r, b = follows.c, connections.c, connection_requests.c, blocks.c
-        self._bump(select(f.followee_id).where(f.follower_id == user_id), followers=-1)
-        self._bump(select(f.follower_id).where(f.followee_id == user_id), following=-1)
-        self._bump(select(c.other_id).where(c.user_id == user_id), connections=-1)
-        self._bump(select(r.recipient_id).where(r.requester_id == user_id), incoming_requests=-1)
-        self._bump(select(r.requester_id).where(r.recipient_id == user_id), outgoing_requests=-1)
-        self._bump(select(b.blocker_id).where(b.blocked_id == user_id), blocked=-1)
-        execute = self._c.execute
-        removed_follows = execute(
-            delete(follows)
-            .where(or_(f.follower_id == user_id, f.followee_id == user_id))
-            .returning(f.follower_id, f.followee_id)
-        ).all()
-        removed_connections = execute(
-            delete(connections)
-            .where(or_(c.user_id == user_id, c.other_id == user_id))
-            .returning(c.user_id, c.other_id)
-        ).all()
-        removed_requests = execute(
-            delete(connection_requests)
-            .where(or_(r.requester_id == user_id, r.recipient_id == user_id))
-            .returning(r.request_id, r.requester_id, r.recipient_id)
-        ).all()
-        removed_blocks = execute(
-            delete(blocks)
-            .where(or_(b.blocker_id == user_id, b.blocked_id == user_id))
-            .returning(b.blocker_id, b.blocked_id)
-        ).all()
-        execute(delete(user_counters).where(user_counters.c.user_id == user_id))
-        existed = execute(delete(users).where(users.c.user_id == user_id)).rowcount > 0
-        version = max(self._versions.get(user_id, 0) + 1, self._now_us)
-        self.touched[user_id] = VersionedCounts(Counts(user_id), version, self.read_us)
-        others = sorted({row.other_id if row.user_id == user_id else row.user_id for row in removed_connections})
-        return Cascade(
-            follows=sorted((row.follower_id, row.followee_id) for row in removed_follows),
-            connections=[(user_id, other) for other in others],
-            requests=sorted((row.request_id, row.requester_id, row.recipient_id) for row in removed_requests),
-            blocks=sorted((row.blocker_id, row.blocked_id) for row in removed_blocks),
-            user_existed=existed,
-        )
-
     # ----------------------------------------------------------------- events
 
     def emit(self, change: Change) -> None:
@@ -611,11 +502,17 @@ class SqlTx:
         counter versions of all of them, in one statement (one snapshot)."""
         found: dict[str, dict] = defaultdict(dict)
         versions = dict.fromkeys((user_id, *other_ids), 0)
+        deleting = set()
         for tag, other, n in self._d.rows(_RELATIONSHIPS, {"me": user_id, "others": list(set(other_ids))}):
             if tag == "version":
                 versions[other] = int(n)
+            elif tag == "deleting":
+                deleting.add(other)
             else:
                 found[other][tag] = n
+        # A user whose deletion is in progress relates to nobody.
+        for other in (set(other_ids) if user_id in deleting else deleting & set(other_ids)):
+            found.pop(other, None)
         relationships = {
             other: Relationship(
                 other_user_id=other,
@@ -647,7 +544,7 @@ class SqlTx:
     ) -> tuple[int, list[RelatedUser]]:
         c = connections.c
         c2 = connections.alias("c2")
-        shared = (c.user_id == user_id, c2.c.user_id == other_id)
+        shared = (c.user_id == user_id, c2.c.user_id == other_id, not_deleting(c.other_id))
         joined = connections.join(c2, c2.c.other_id == c.other_id)
         count = self._c.execute(
             select(func.count()).select_from(joined).where(*shared)
@@ -676,6 +573,7 @@ class SqlTx:
         return self._page_of_users(query, c.created_us, c.other_id, after, limit, viewer_id)
 
     def _page_of_users(self, query, created, key, after, limit, viewer_id) -> list[RelatedUser]:
+        query = query.where(not_deleting(key))
         if viewer_id is not None:
             query = query.where(~_block_between(viewer_id, key))
         rows = self._c.execute(_keyset(query, created, key, after, limit))
@@ -684,13 +582,14 @@ class SqlTx:
     def list_requests(self, user_id, incoming, after, limit) -> list[ConnectionRequest]:
         r = connection_requests.c
         owner = r.recipient_id if incoming else r.requester_id
-        query = select(connection_requests).where(owner == user_id)
+        other = r.requester_id if incoming else r.recipient_id
+        query = select(connection_requests).where(owner == user_id, not_deleting(other))
         rows = self._c.execute(_keyset(query, r.created_us, r.request_id, after, limit))
         return [_request(row) for row in rows]
 
     def list_blocked(self, user_id, after, limit) -> list[Block]:
         b = blocks.c
-        query = select(blocks).where(b.blocker_id == user_id)
+        query = select(blocks).where(b.blocker_id == user_id, not_deleting(b.blocked_id))
         rows = self._c.execute(_keyset(query, b.created_us, b.blocked_id, after, limit))
         return [_block(row) for row in rows]
 
@@ -702,7 +601,7 @@ class SqlTx:
             .exists()
         )
         query = select(f.followee_id, connected.label("connected"), f.created_us).where(
-            f.follower_id == user_id
+            f.follower_id == user_id, not_deleting(f.followee_id)
         )
         rows = self._c.execute(_keyset(query, f.created_us, f.followee_id, after, limit))
         return [FeedSource(row.followee_id, bool(row.connected), row.created_us) for row in rows]
@@ -794,7 +693,8 @@ def _block_between(user_id, other_id) -> ColumnElement[bool]:
             or_(
                 and_(b.blocker_id == user_id, b.blocked_id == other_id),
                 and_(b.blocker_id == other_id, b.blocked_id == user_id),
-            )
+            ),
+            not_deleting(user_id),
         )
         .exists()
     )
@@ -819,12 +719,17 @@ def _relationships_query() -> Select:
         tagged(
             "mutual",
             c2.c.user_id,
-            [c.user_id == me, c2.c.other_id == c.other_id, c2.c.user_id.in_(others)],
+            [c.user_id == me, c2.c.other_id == c.other_id, c2.c.user_id.in_(others), not_deleting(c.other_id)],
             func.count(),
         )
         .select_from(connections.join(c2, c2.c.other_id == c.other_id))
         .group_by(c2.c.user_id),
         tagged("version", uc.user_id, [or_(uc.user_id == me, uc.user_id.in_(others))], uc.version),
+        tagged(
+            "deleting",
+            user_jobs.c.user_id,
+            [user_jobs.c.kind == int(JobKind.DELETE), or_(user_jobs.c.user_id == me, user_jobs.c.user_id.in_(others))],
+        ),
     )
 
 
@@ -874,8 +779,12 @@ def _blocked_among_query() -> Select:
     me, candidates = bindparam("me"), bindparam("candidates", expanding=True)
     b = blocks.c
     return union_all(
-        select(b.blocked_id).where(b.blocker_id == me, b.blocked_id.in_(candidates)),
-        select(b.blocker_id).where(b.blocked_id == me, b.blocker_id.in_(candidates)),
+        select(b.blocked_id).where(
+            b.blocker_id == me, b.blocked_id.in_(candidates), not_deleting(b.blocked_id), not_deleting(me)
+        ),
+        select(b.blocker_id).where(
+            b.blocked_id == me, b.blocker_id.in_(candidates), not_deleting(b.blocker_id), not_deleting(me)
+        ),
     )
 
 
