@@ -148,6 +148,7 @@ migrate: $(VENV)/.installed
 bench: $(VENV)/.installed services $(GHZ)
 	GHZ=$(abspath $(GHZ)) $(PY) -m bench.run $(ARGS)
 	$(PY) -m bench.events $(filter --quick,$(ARGS))
+	$(PY) -m bench.big_account $(filter --quick,$(ARGS))
 
 bench-redis: $(VENV)/.installed services
 	$(PY) -m bench.redis_bench $(ARGS)

@@ -15,9 +15,9 @@ schema (dropped at the end), the followers seeded with bulk SQL.
 
 Usage::
 
-    python bench/big_account.py [--database-url DSN] [--followers N] [--json PATH]
+    python -m bench.big_account [--quick] [--database-url DSN] [--followers N] [--json PATH]
 
-``bench/run.py`` runs it after its scenarios (``run``).
+``make bench`` runs it after bench/run.py (with ``--quick``: 100k followers).
 """
 
 from __future__ import annotations
@@ -28,28 +28,24 @@ import random
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
+import psycopg
+from socialgraph.v1 import admin_pb2 as apb
+from socialgraph.v1 import admin_pb2_grpc, social_graph_pb2_grpc
+from socialgraph.v1 import social_graph_pb2 as pb
+
+from bench.events import schema
+from storage import open_storage
+from storage.migrate import upgrade
+from harness import Metrics, free_port, running_server
+from tests.test_deletion import seed_followers
+
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import grpc  # noqa: E402
-import psycopg  # noqa: E402
-from socialgraph.v1 import admin_pb2 as apb  # noqa: E402
-from socialgraph.v1 import admin_pb2_grpc, social_graph_pb2_grpc  # noqa: E402
-from socialgraph.v1 import social_graph_pb2 as pb  # noqa: E402
-
-from bench.events import schema  # noqa: E402
-from storage import open_storage  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
-from tests.support import free_port, running_server  # noqa: E402
-from tests.test_deletion import seed_followers  # noqa: E402
-
 DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
@@ -104,14 +100,6 @@ class Writers:
                 self.latencies.setdefault((self.phase, group), []).append((time.perf_counter() - started) * 1000)
 
 
-def _metric(port: int, name: str) -> float | None:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    return None
-
-
 def run(
     dsn: str = DSN, followers: int = 300_000, baseline: float = 5.0, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
@@ -143,7 +131,7 @@ def run(
                     time.sleep(0.1)
             finish_s = time.monotonic() - started
             writers.stop()
-            longest = _metric(metrics, "socialgraph_big_account_longest_batch_seconds")
+            longest = Metrics(metrics).value("socialgraph_big_account_longest_batch_seconds")
     figures: dict[str, Any] = {
         "followers": followers,
         "delete_user_response_ms": round(response_s * 1000, 1),
@@ -180,11 +168,13 @@ def report_lines(figures: dict[str, Any]) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", default=DSN, help="PostgreSQL server for a fresh schema (psycopg DSN)")
-    parser.add_argument("--followers", type=int, default=300_000)
+    parser.add_argument("--followers", type=int, default=None, help="default 300k, 100k with --quick")
+    parser.add_argument("--quick", action="store_true", help="100k followers unless --followers")
     parser.add_argument("--baseline", type=float, default=5.0, help="seconds of writes before the deletion")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "big_account.json")
     args = parser.parse_args()
-    figures = run(args.database_url, args.followers, args.baseline)
+    followers = args.followers or (100_000 if args.quick else 300_000)
+    figures = run(args.database_url, followers, args.baseline)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(figures, indent=2))
     return 0

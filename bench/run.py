@@ -128,8 +128,19 @@ SCENARIOS: list[Scenario] = [
     Scenario("Block (celebrity, 118k followers)", (SVC + "Block",), blocks_of_celebrity, "ghz"),
 ]
 
-# Modules with a ``scenarios() -> list[Scenario]`` of further rows, run after these.
-SCENARIO_MODULES: tuple[str, ...] = ()
+# Modules with a ``scenarios() -> list[Scenario]`` of further rows, run after
+# these, and optionally an ``extra(args, log) -> dict`` of figures measured
+# without a server (reported under "extras" in the JSON).
+SCENARIO_MODULES: tuple[str, ...] = ("bench.consistency",)
+
+
+def extras(args: Namespace) -> Row:
+    out: Row = {}
+    for name in SCENARIO_MODULES:
+        module = importlib.import_module(name)
+        if hasattr(module, "extra"):
+            out[name] = module.extra(args, log)
+    return out
 
 
 def table() -> list[Scenario]:
@@ -513,12 +524,12 @@ def main() -> int:
                 runner.rows([sc for sc in rows if i == 0 or sc.every_server], ctx)
                 if i == len(args.workers) - 1:
                     memory = memory_run(args, server, rows[0], ctx)
-    write_report(args, rows, runner, memory, seeding, started)
+    write_report(args, rows, runner, memory, seeding, started, extras(args))
     return 0 if all(r["verified"] for r in runner.results) else 1
 
 
 def write_report(args: Namespace, rows: list[Scenario], runner: Runner, memory: Row, seeding: Row,
-                 started: float) -> None:
+                 started: float, extra: Row) -> None:
     results = runner.results
     summary = summarize(rows, results, memory, args.workers)
     out: Row = {
@@ -536,6 +547,7 @@ def write_report(args: Namespace, rows: list[Scenario], runner: Runner, memory: 
         },
         "scenarios": results,
         "memory": memory,
+        "extras": extra,
         "checks": summary,
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
