@@ -406,12 +406,16 @@ class App:
         in-flight RPCs finish within ``grace``, closes storage."""
         self.monitor.stop()
         self.pruner.stop()
-        self.graph.jobs.stop()
+        # Ask the big-account runner to stop after its batch, but wait for it
+        # only once the listeners are closed: a batch waiting on a lock must
+        # not keep the server accepting RPCs after SIGTERM.
+        self.graph.jobs.stop(timeout=0)
         self.feed.close()
         grace = self.settings.grace_period if grace is None else grace
         stopped = [server.stop(grace) for server in (self.server, self.admin_server) if server is not None]
         for event in stopped:
             event.wait()
+        self.graph.jobs.stop()
         if self.auth is not None:
             self.auth.stop()
         self.executor.shutdown(wait=False)
