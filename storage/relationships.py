@@ -29,24 +29,13 @@ from prometheus_client import Counter
 from .cache import REDIS_ERRORS, RedisCounterCache, counts_key
 from .counters import InProcessCounterCache
 from .freshness import Freshness, now_us
-from .types import Relationship, Storage, VersionedRelationships
+from .types import FLAGS, Relationship, Storage, VersionedRelationships
 
 LOOKUPS = Counter(
     "socialgraph_relationship_cache_lookups_total",
     "Relationship cache lookups per pair, by tier (in-process, redis) and result (hit or miss).",
     ["tier", "result"],
 )
-
-_FLAGS = (
-    "following",
-    "followed_by",
-    "connected",
-    "outgoing_request_pending",
-    "incoming_request_pending",
-    "blocking",
-    "blocked_by",
-)
-
 
 class SqlRelationships:
     """Reads relationships from SQL, with the versions they were read at."""
@@ -71,7 +60,7 @@ FORMAT = "r1"
 def encode(versions: tuple[int, int], relationship: Relationship, read_us: int) -> str:
     """An entry: its format, when it was read, the two users' versions, the
     flags and the mutual count."""
-    flags = "".join("1" if getattr(relationship, name) else "0" for name in _FLAGS)
+    flags = "".join("1" if getattr(relationship, name) else "0" for name in FLAGS)
     return f"{FORMAT}:{read_us}:{versions[0]}:{versions[1]}:{flags}:{relationship.mutual_connections_count}"
 
 
@@ -79,7 +68,7 @@ def decode(value: str, other_id: str) -> tuple[tuple[int, int], Relationship, in
     """An entry as stored, seen by the pair's first user (``other_id`` is the
     second), with its ``read_us``; None for an entry of another format."""
     parts = value.split(":")
-    if len(parts) != 6 or parts[0] != FORMAT or len(parts[4]) != len(_FLAGS):
+    if len(parts) != 6 or parts[0] != FORMAT or len(parts[4]) != len(FLAGS):
         return None
     _format, read_us, first_version, second_version, flags, mutual = parts
     relationship = Relationship(other_id, *(bit == "1" for bit in flags), int(mutual))
