@@ -148,13 +148,16 @@ class Relationship:
     def can_interact(self) -> bool:
         return not blocked_either_way(self.blocking, self.blocked_by)
 
+    @classmethod
+    def of(cls, other_user_id: str, flags: Iterable[bool], mutual_connections_count: int) -> Relationship:
+        """A relationship from its flags' values, in ``FLAGS`` order."""
+        return cls(other_user_id, *flags, mutual_connections_count)  # type: ignore[call-arg]
+
     def seen_by_other(self, viewer_id: str) -> Relationship:
         """The same relationship from the other user's side; ``viewer_id`` is
         the user this one is seen from."""
-        return Relationship(
-            viewer_id,
-            *(getattr(self, mirror) for mirror in _MIRRORS),
-            mutual_connections_count=self.mutual_connections_count,
+        return Relationship.of(
+            viewer_id, (getattr(self, mirror) for mirror in _MIRRORS), self.mutual_connections_count
         )
 
 
