@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
-
 from socialgraph.v1 import common_pb2 as pb
 from socialgraph.v1 import watch_pb2
+
 from storage import types
 
 from .rules.events import encode_cursor

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import enum
 import unicodedata
-from typing import Iterable, TypeVar
+from collections.abc import Iterable
+from typing import TypeVar
 from urllib.parse import urlsplit
+
+from socialgraph.v1 import common_pb2
 
 from .rules import Consistency, InvalidArgument, Policy, Reason
 from .rules.graph import MINIMIZE_LATENCY
@@ -170,7 +173,7 @@ def mutual_limit(value: int, policy: Policy) -> int:
     return value
 
 
-def consistency(message) -> Consistency:
+def consistency(message: common_pb2.Consistency) -> Consistency:
     """A read's ``consistency`` (socialgraph.v1.Consistency); unset is minimize_latency."""
     which = message.WhichOneof("requirement")
     if which == "at_least_as_fresh":
