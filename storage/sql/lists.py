@@ -32,6 +32,13 @@ _USER_LISTS: dict[str, tuple[Table, Any, Any]] = {
     "following": (follows, follows.c.follower_id, follows.c.followee_id),
     "connections": (connections, connections.c.user_id, connections.c.other_id),
 }
+# The records a list of each kind returns: (table, owner column, key column).
+_RECORD_LISTS: dict[str, tuple[Table, Any, Any]] = {
+    "incoming": (connection_requests, connection_requests.c.recipient_id, connection_requests.c.request_id),
+    "outgoing": (connection_requests, connection_requests.c.requester_id, connection_requests.c.request_id),
+    "blocked": (blocks, blocks.c.blocker_id, blocks.c.blocked_id),
+    "reports": (reports, reports.c.status, reports.c.report_id),
+}
 
 
 class Lists(Reads):
@@ -58,11 +65,12 @@ class Lists(Reads):
         return [parts.related_user(row) for row in rows]
 
     def list_requests(self, user_id: str, incoming: bool, after: Cursor | None, limit: int) -> list[ConnectionRequest]:
-        rows = self._d.rows(_requests_page(incoming, after is not None), _page({"user_id": user_id}, after, limit))
+        kind = "incoming" if incoming else "outgoing"
+        rows = self._d.rows(_records_page(kind, after is not None), _page({"owner": user_id}, after, limit))
         return [parts.request(row) for row in rows]
 
     def list_blocked(self, user_id: str, after: Cursor | None, limit: int) -> list[Block]:
-        rows = self._d.rows(_blocked_page(after is not None), _page({"user_id": user_id}, after, limit))
+        rows = self._d.rows(_records_page("blocked", after is not None), _page({"owner": user_id}, after, limit))
         return [parts.block(row) for row in rows]
 
     def list_feed_sources(self, user_id: str, after: Cursor | None, limit: int) -> list[FeedSource]:
@@ -70,7 +78,7 @@ class Lists(Reads):
         return [FeedSource(row.followee_id, bool(row.connected), row.created_us) for row in rows]
 
     def list_reports(self, status: ReportStatus, after: Cursor | None, limit: int) -> list[Report]:
-        rows = self._d.rows(_reports_page(after is not None), _page({"status": int(status)}, after, limit))
+        rows = self._d.rows(_records_page("reports", after is not None), _page({"owner": int(status)}, after, limit))
         return [parts.report(row) for row in rows]
 
     def totals(self, since_us: int | None) -> Totals:
@@ -114,18 +122,11 @@ def _users_page(kind: str, viewer: bool, after: bool) -> Statement:
 
 
 @cache
-def _requests_page(incoming: bool, after: bool) -> Statement:
-    r = connection_requests.c
-    owner = r.recipient_id if incoming else r.requester_id
-    query = select(connection_requests).where(owner == bindparam("user_id"))
-    return Statement(parts.keyset(query, r.created_us, r.request_id, after))
-
-
-@cache
-def _blocked_page(after: bool) -> Statement:
-    b = blocks.c
-    query = select(blocks).where(b.blocker_id == bindparam("user_id"))
-    return Statement(parts.keyset(query, b.created_us, b.blocked_id, after))
+def _records_page(kind: str, after: bool) -> Statement:
+    """Whole rows of one owner (``:owner``), keyed as ``_RECORD_LISTS`` says."""
+    table, owner, key = _RECORD_LISTS[kind]
+    query = select(table).where(owner == bindparam("owner"))
+    return Statement(parts.keyset(query, table.c.created_us, key, after))
 
 
 @cache
@@ -135,13 +136,6 @@ def _feed_page(after: bool) -> Statement:
     connected = select(literal(1)).where(c.user_id == user_id, c.other_id == f.followee_id).exists()
     query = select(f.followee_id, connected.label("connected"), f.created_us).where(f.follower_id == user_id)
     return Statement(parts.keyset(query, f.created_us, f.followee_id, after))
-
-
-@cache
-def _reports_page(after: bool) -> Statement:
-    r = reports.c
-    query = select(reports).where(r.status == bindparam("status"))
-    return Statement(parts.keyset(query, r.created_us, r.report_id, after))
 
 
 @cache

@@ -144,11 +144,7 @@ class Runner:
     def rows(self, statement: Statement, params: Params | None = None) -> list[Any]:
         """Every row, as named tuples of the statement's columns."""
         form = statement.form(self._dialect)
-        sql, bound = self._execute(form, params or {})
-        try:
-            fetched = self._cursor.fetchall()
-        except self._dbapi.Error as error:
-            raise self._wrapped(error, sql, bound) from error
+        fetched = self._fetch(form, params, all_rows=True)
         return [self._row(form)._make(row) for row in fetched] if fetched else []
 
     def first(self, statement: Statement, params: Params | None = None) -> Any:
@@ -158,12 +154,7 @@ class Runner:
 
     def value(self, statement: Statement, params: Params | None = None) -> Any:
         """The first column of the first row, or None."""
-        form = statement.form(self._dialect)
-        sql, bound = self._execute(form, params or {})
-        try:
-            row = self._cursor.fetchone()
-        except self._dbapi.Error as error:
-            raise self._wrapped(error, sql, bound) from error
+        row = self._fetch(statement.form(self._dialect), params, all_rows=False)
         return None if row is None else row[0]
 
     def run(self, statement: Statement, params: Params | Sequence[Params] | None = None) -> int:
@@ -179,6 +170,13 @@ class Runner:
         except self._dbapi.Error as error:
             raise self._wrapped(error, sql, bound) from error
         return int(self._cursor.rowcount)
+
+    def _fetch(self, form: _Form, params: Params | None, *, all_rows: bool) -> Any:
+        sql, bound = self._execute(form, params or {})
+        try:
+            return self._cursor.fetchall() if all_rows else self._cursor.fetchone()
+        except self._dbapi.Error as error:
+            raise self._wrapped(error, sql, bound) from error
 
     def _execute(self, form: _Form, params: Params) -> tuple[str, Any]:
         sql, bound = form.bind(params)
