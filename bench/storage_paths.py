@@ -3,7 +3,8 @@
 GetRelationship and ListFollowers through ``Graph`` on SQLite and
 PostgreSQL, as microseconds per call on one thread: wall time, and the CPU
 time of this process (the Python path and SQLite; not PostgreSQL's server),
-which other processes on a busy machine disturb far less. Each figure is
+which other processes on a busy machine disturb far less, and Python
+function calls per call (cProfile: exact whatever the load). Each figure is
 its best round: other processes only ever make a round slower.
 
 The figures compare two versions of the code on the same machine in the same
@@ -18,6 +19,8 @@ round of ``--rounds`` rounds and the ratio of this tree to the base.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import json
 import os
 import subprocess
@@ -74,6 +77,9 @@ def measure(backend: str, calls: int) -> dict[str, float]:
                     fn()
                 figures[f"{name} wall"] = (time.perf_counter() - wall) / calls * 1e6
                 figures[f"{name} cpu"] = (time.process_time() - cpu) / calls * 1e6
+                profile = cProfile.Profile()
+                profile.runcall(lambda: [fn() for _ in range(100)])
+                figures[f"{name} calls"] = pstats.Stats(profile).total_calls / 100  # type: ignore[attr-defined]
 
             def follow_unfollow() -> None:
                 graph.follow(other, star)

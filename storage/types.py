@@ -11,6 +11,7 @@ the transaction. ``read_only(fn)`` is the same for reads.
 from __future__ import annotations
 
 import enum
+import operator
 from dataclasses import dataclass, field, fields
 from typing import Callable, Iterable, Protocol, Sequence, TypeVar
 
@@ -156,15 +157,13 @@ class Relationship:
     def seen_by_other(self, viewer_id: str) -> Relationship:
         """The same relationship from the other user's side; ``viewer_id`` is
         the user this one is seen from."""
-        return Relationship.of(
-            viewer_id, (getattr(self, mirror) for mirror in _MIRRORS), self.mutual_connections_count
-        )
+        return Relationship.of(viewer_id, _mirrored(self), self.mutual_connections_count)
 
 
 # The relationship's flags, in field order (the relationship caches store
 # them in this order), and for each the flag the other user sees.
 FLAGS: tuple[str, ...] = tuple(f.name for f in fields(Relationship) if _SEEN_BY_OTHER in f.metadata)
-_MIRRORS: tuple[str, ...] = tuple(f.metadata[_SEEN_BY_OTHER] for f in fields(Relationship) if f.name in FLAGS)
+_mirrored = operator.attrgetter(*(f.metadata[_SEEN_BY_OTHER] for f in fields(Relationship) if f.name in FLAGS))
 
 
 @dataclass(frozen=True, slots=True)
