@@ -9,8 +9,9 @@ its best round: other processes only ever make a round slower.
 
 The figures compare two versions of the code on the same machine in the same
 run (``--base DIR`` puts another checkout's ``server``/``storage``/``ratelimit``
-first on the path in a child process; runs alternate between the two), so
-load from other processes affects both alike. Prints each operation's best
+first on the path in a child process; runs alternate between the two, each
+going first in every other round), so load from other processes affects
+both alike. Prints each operation's best
 round of ``--rounds`` rounds and the ratio of this tree to the base.
 
     python bench/storage_paths.py [--base DIR] [--rounds 5] [--calls 300] [--backends sqlite,postgres]
@@ -20,9 +21,9 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import pstats
 import json
 import os
+import pstats
 import subprocess
 import sys
 import tempfile
@@ -121,8 +122,9 @@ def main() -> None:
     trees = {"this": ROOT} if not args.base else {"base": os.path.abspath(args.base), "this": ROOT}
     for backend in args.backends.split(","):
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
-        for _ in range(args.rounds):
-            for name, tree in trees.items():
+        for i in range(args.rounds):
+            # Each tree goes first in every other round.
+            for name, tree in (list(trees.items()) if i % 2 == 0 else list(trees.items())[::-1]):
                 runs[name].append(child(tree, backend, args.calls))
         print(f"{backend}: µs per call, best of {args.rounds} rounds of {args.calls} calls")
         for op in runs["this"][0]:

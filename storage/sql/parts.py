@@ -114,9 +114,10 @@ def relationships_query() -> Select[Any]:
     c, uc = connections.c, user_counters.c
     c2 = connections.alias("c2")
 
-    def tagged(tag: str, other: ColumnElement[Any], where: list[ColumnElement[bool]], n: Any = None) -> Select[Any]:
-        count = literal(1) if n is None else n
-        return select(literal(tag).label("tag"), other.label("other"), count.label("n")).where(*where)
+    one = literal(1)
+
+    def tagged(tag: str, other: ColumnElement[Any], where: list[ColumnElement[bool]], n: Any = one) -> Select[Any]:
+        return select(literal(tag).label("tag"), other.label("other"), n.label("n")).where(*where)
 
     return union_all(  # type: ignore[return-value]
         *(tagged(flag, e.other, [e.mine == me, e.other.in_(others)]) for flag, e in EDGES.items()),

@@ -145,7 +145,10 @@ class Runner:
         """Every row, as named tuples of the statement's columns."""
         form = statement.form(self._dialect)
         fetched = self._fetch(form, params, all_rows=True)
-        return [self._row(form)._make(row) for row in fetched] if fetched else []
+        if not fetched:
+            return []
+        make = self._row(form)._make
+        return [make(row) for row in fetched]
 
     def first(self, statement: Statement, params: Params | None = None) -> Any:
         """The first row, or None."""
