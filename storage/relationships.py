@@ -71,7 +71,7 @@ def decode(value: str, other_id: str) -> tuple[tuple[int, int], Relationship, in
     if len(parts) != 6 or parts[0] != FORMAT or len(parts[4]) != len(FLAGS):
         return None
     _format, read_us, first_version, second_version, flags, mutual = parts
-    relationship = Relationship.of(other_id, (bit == "1" for bit in flags), int(mutual))
+    relationship = Relationship.of(other_id, [bit == "1" for bit in flags], int(mutual))
     return (int(first_version), int(second_version)), relationship, int(read_us)
 
 

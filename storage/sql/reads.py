@@ -98,9 +98,7 @@ class Reads(TxBase):
             else:
                 found[other][tag] = n
         relationships = {
-            other: Relationship.of(
-                other, (flag in found[other] for flag in FLAGS), int(found[other].get("mutual", 0))
-            )
+            other: Relationship.of(other, [flag in found[other] for flag in FLAGS], int(found[other].get("mutual", 0)))
             for other in set(other_ids)
         }
         return VersionedRelationships(
