@@ -5,11 +5,14 @@ SQLAlchemy's exception classes, a dead connection invalidated."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import psycopg
 import pytest
 from sqlalchemy import bindparam, exc, select
 
-from storage import open_storage
+from storage import SqlStorage, open_storage
 from storage.migrate import upgrade
 from storage.schema import follows, service_keys, user_counters
 from storage.sql.run import Runner, Statement
@@ -37,7 +40,7 @@ _INSERT_FOLLOW = Statement(follows.insert())
 
 
 @pytest.fixture(params=BACKENDS)
-def storage(request, tmp_path):
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStorage]:
     with temporary_database(request.param, tmp_path) as url:
         storage = open_storage(url, pool_size=2)
         upgrade(storage)
@@ -45,7 +48,7 @@ def storage(request, tmp_path):
         storage.close()
 
 
-def test_expanding_lists_take_every_length(storage):
+def test_expanding_lists_take_every_length(storage: SqlStorage) -> None:
     users = sorted(new_user() for _ in range(5))
     storage.read_write(lambda tx: tx.lock_users(users))
     with storage.engine.begin() as conn:
@@ -56,7 +59,7 @@ def test_expanding_lists_take_every_length(storage):
             run.rows(_COUNTERS_OF, {"ids": []})
 
 
-def test_a_list_bound_twice_expands_in_both_places(storage):
+def test_a_list_bound_twice_expands_in_both_places(storage: SqlStorage) -> None:
     a, b, c = (new_user() for _ in range(3))
     with storage.engine.begin() as conn:
         run = Runner(conn)
@@ -69,7 +72,7 @@ def test_a_list_bound_twice_expands_in_both_places(storage):
     assert sorted((row.follower_id, row.followee_id) for row in rows) == sorted([(a, b), (b, c)])
 
 
-def test_a_statement_takes_its_dialects_insert(storage):
+def test_a_statement_takes_its_dialects_insert(storage: SqlStorage) -> None:
     with storage.engine.begin() as conn:
         run = Runner(conn)
         assert run.run(_ADD_KEY, {"name": "k", "value": "first"}) == 1
@@ -77,7 +80,7 @@ def test_a_statement_takes_its_dialects_insert(storage):
         assert run.value(Statement(select(service_keys.c.value).where(service_keys.c.name == "k"))) == "first"
 
 
-def test_a_constraint_violation_is_sqlalchemys_integrity_error(storage):
+def test_a_constraint_violation_is_sqlalchemys_integrity_error(storage: SqlStorage) -> None:
     a, b = new_user(), new_user()
     row = {"follower_id": a, "followee_id": b, "created_us": 1}
     with storage.engine.begin() as conn:
@@ -87,11 +90,11 @@ def test_a_constraint_violation_is_sqlalchemys_integrity_error(storage):
             run.run(_INSERT_FOLLOW, row)
     assert isinstance(raised.value.orig, conn.dialect.loaded_dbapi.IntegrityError)
     assert not raised.value.connection_invalidated
-    assert "INSERT INTO follows" in raised.value.statement
+    assert "INSERT INTO follows" in str(raised.value.statement)
 
 
 @pytest.mark.postgres
-def test_a_dead_connection_is_invalidated_and_marked(tmp_path):
+def test_a_dead_connection_is_invalidated_and_marked(tmp_path: Path) -> None:
     with temporary_database("postgres", tmp_path) as url:
         storage = open_storage(url, pool_size=1)
         try:
