@@ -11,6 +11,7 @@ COPY clients/python/ clients/python/
 COPY server/ server/
 COPY storage/ storage/
 COPY ratelimit/ ratelimit/
+COPY cache/ cache/
 RUN pip install --upgrade pip && pip install ./clients/python .
 
 FROM python:3.11-slim AS runtime

@@ -17,13 +17,13 @@ TOOLS := $(abspath .tools)
 GHZ := .tools/bin/ghz
 GO_TOOLS_ENV := GOBIN=$(TOOLS)/bin GOPATH=$(TOOLS)/go GOMODCACHE=$(TOOLS)/go/pkg/mod GOCACHE=$(TOOLS)/go/cache GOFLAGS=-modcacherw
 
-.PHONY: install services serve test check-protos lint-protos protos clients check-clients test-clients ghz migrate bench bench-redis bench-events clean distclean
+.PHONY: install services serve test lint check-protos lint-protos protos clients check-clients test-clients ghz migrate bench bench-redis bench-events clean distclean
 
 install: $(VENV)/.installed
 
 # The editable install's import finder only maps top-level packages that exist
 # at install time, so also reinstall when one of them appears.
-TOP_PKG_INITS := $(wildcard server/__init__.py storage/__init__.py ratelimit/__init__.py $(PY_CLIENT)/src/socialgraph/__init__.py)
+TOP_PKG_INITS := $(wildcard server/__init__.py storage/__init__.py ratelimit/__init__.py cache/__init__.py $(PY_CLIENT)/src/socialgraph/__init__.py)
 
 # The server depends on socialgraph-client, installed from its folder.
 $(VENV)/.installed: pyproject.toml $(PY_CLIENT)/pyproject.toml $(TOP_PKG_INITS)
@@ -58,8 +58,14 @@ SOCIALGRAPH_SERVER := $(abspath $(VENV))/bin/socialgraph
 serve: $(VENV)/.installed
 	$(VENV)/bin/socialgraph serve $(ARGS)
 
-test: $(VENV)/.installed services check-protos lint-protos check-clients test-clients $(GHZ)
+test: $(VENV)/.installed lint services check-protos lint-protos check-clients test-clients $(GHZ)
 	GHZ=$(abspath $(GHZ)) $(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff, then mypy (strict on server/, storage/ and ratelimit/); both read their
+# settings from pyproject.toml.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # Regenerate the Python code from protos/ (commit the result).
 protos: $(VENV)/.installed $(BUF)
@@ -140,16 +146,18 @@ migrate: $(VENV)/.installed
 	$(VENV)/bin/socialgraph migrate $(ARGS)
 
 bench: $(VENV)/.installed services $(GHZ)
-	GHZ=$(abspath $(GHZ)) $(PY) bench/run.py $(ARGS)
+	GHZ=$(abspath $(GHZ)) $(PY) -m bench.run $(ARGS)
+	$(PY) -m bench.events $(filter --quick,$(ARGS))
+	$(PY) -m bench.big_account $(filter --quick,$(ARGS))
 
 bench-redis: $(VENV)/.installed services
-	$(PY) bench/redis_bench.py $(ARGS)
+	$(PY) -m bench.redis_bench $(ARGS)
 
 bench-events: $(VENV)/.installed services
-	$(PY) bench/events.py $(ARGS)
+	$(PY) -m bench.events $(ARGS)
 
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .hypothesis .mypy_cache
+	rm -rf build dist *.egg-info .pytest_cache .hypothesis .mypy_cache .ruff_cache
 	find . -path ./$(VENV) -prune -o -path ./.git -prune -o -type d -name __pycache__ -exec rm -rf {} +
 
 distclean: clean

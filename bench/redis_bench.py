@@ -16,7 +16,7 @@ the figures as JSON. Everything it talks to is local (127.0.0.1 by default).
 
 Usage::
 
-    python bench/redis_bench.py [--database-url URL] [--redis-url URL]
+    python -m bench.redis_bench [--database-url URL] [--redis-url URL]
                                 [--iterations N] [--json PATH] [--profile]
 
 Keys the bench creates itself carry a unique ``bench-<hex>`` prefix and are
@@ -40,41 +40,38 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.parse
-import urllib.request
 import uuid
 from pathlib import Path
 
+import grpc
+import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import REGISTRY
+from socialgraph.v1 import social_graph_pb2 as pb
+from socialgraph.v1 import social_graph_pb2_grpc
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import make_url
+
+from harness import Metrics, delta, start_server
+from ratelimit import InProcessLimiter
+from ratelimit.redis import SCRIPT as SLIDING_WINDOW_LUA
+from ratelimit.redis import RedisLimiter, log_key
+from cache import redis_client
+from server.rules import Graph
+from server.settings import Settings
+from cache.redis_cache import RedisCounterCache, counts_key
+from cache.sql import SqlCounters
+from storage import open_storage
+from storage.migrate import upgrade
+from storage.schema import COUNTER_COLUMNS, user_counters, users
+
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import grpc  # noqa: E402
-import redis  # noqa: E402
-from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
-from prometheus_client import REGISTRY  # noqa: E402
-from sqlalchemy import create_engine, event, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-
-from ratelimit import InProcessLimiter  # noqa: E402
-from ratelimit.redis import SCRIPT as SLIDING_WINDOW_LUA  # noqa: E402
-from ratelimit.redis import RedisLimiter, log_key  # noqa: E402
-from server import redis_client  # noqa: E402
-from server.rules import Graph  # noqa: E402
-from server.settings import Settings  # noqa: E402
-from socialgraph.v1 import social_graph_pb2 as pb  # noqa: E402
-from socialgraph.v1 import social_graph_pb2_grpc  # noqa: E402
-from storage import open_storage  # noqa: E402
-from storage.cache import RedisCounterCache, counts_key  # noqa: E402
-from storage.counters import SqlCounters  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
-from storage.schema import COUNTER_COLUMNS, user_counters, users  # noqa: E402
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 DEFAULT_JSON = ROOT / "bench" / "results" / "redis.json"
@@ -104,12 +101,6 @@ def timed(fn, count: int) -> float:
     for i in range(count):
         fn(i)
     return rate(count, time.perf_counter() - start)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def lookups(result: str) -> float:
@@ -495,73 +486,21 @@ def bench_counts_in_process(client, storage, seeded, args, prefix: str, results:
 # ------------------------------------------------------- GetCounts over gRPC
 
 
-@contextlib.contextmanager
-def socialgraph_server(database_url: str, redis_url: str, log_path: Path):
-    """``socialgraph serve`` as a child process on free loopback ports;
-    yields (grpc address, metrics URL). Terminated (then killed) afterwards."""
-    address = f"127.0.0.1:{free_port()}"
-    metrics_port = free_port()
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "server.cli", "serve",
-                "--listen", address,
-                "--database-url", database_url,
-                "--redis-url", redis_url,
-                "--metrics-listen", f"127.0.0.1:{metrics_port}",
-                "--log-level", "WARNING",
-            ],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a Ctrl-C to the bench does not hit the server first
-        )
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        with grpc.insecure_channel(address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"server exited early: {log_path.read_text()[-2000:]}")
-                with contextlib.suppress(grpc.RpcError):
-                    status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                    if status == health_pb2.HealthCheckResponse.SERVING:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"server not SERVING within {SERVER_START_TIMEOUT} s")
-                time.sleep(0.1)
-        yield address, f"http://127.0.0.1:{metrics_port}/metrics"
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+CACHE_LOOKUPS = "socialgraph_counter_cache_lookups_total"
 
 
-def server_metrics(url: str) -> dict[str, float]:
-    body = urllib.request.urlopen(url, timeout=5).read().decode()
-
-    def value(pattern: str) -> float:
-        match = re.search(pattern + r" ([0-9.e+-]+)$", body, re.M)
-        return float(match.group(1)) if match else 0.0
-
+def server_metrics(metrics: Metrics) -> dict[str, float]:
+    """The server's counter-cache lookups by tier and result, and its cache errors."""
     return {
-        "hit": value(r'^socialgraph_counter_cache_lookups_total\{result="hit",tier="in-process"\}'),
-        "miss": value(r'^socialgraph_counter_cache_lookups_total\{result="miss",tier="in-process"\}'),
-        "redis_hit": value(r'^socialgraph_counter_cache_lookups_total\{result="hit",tier="redis"\}'),
-        "redis_miss": value(r'^socialgraph_counter_cache_lookups_total\{result="miss",tier="redis"\}'),
-        "errors": value(r"^socialgraph_counter_cache_errors_total"),
+        "hit": metrics.value(CACHE_LOOKUPS, result="hit", tier="in-process"),
+        "miss": metrics.value(CACHE_LOOKUPS, result="miss", tier="in-process"),
+        "redis_hit": metrics.value(CACHE_LOOKUPS, result="hit", tier="redis"),
+        "redis_miss": metrics.value(CACHE_LOOKUPS, result="miss", tier="redis"),
+        "errors": metrics.value("socialgraph_counter_cache_errors_total"),
     }
 
 
-def delta(before: dict, after: dict) -> dict:
-    return {k: after[k] - before[k] for k in before}
-
-
-def bench_counts_grpc(client, database_url, seeded, args, results: dict, tmpdir: Path, sent: list[str]) -> None:
+def bench_counts_grpc(client, database_url, seeded, args, results: dict, sent: list[str]) -> None:
     """``sent`` collects every id sent to the server (their sg:c:{id} keys
     are deleted afterwards)."""
     ids = list(seeded)
@@ -573,9 +512,12 @@ def bench_counts_grpc(client, database_url, seeded, args, results: dict, tmpdir:
     never_seen = [str(uuid.uuid4()) for _ in range(n)]
     sent.extend(hot + cold[:seeded_miss_n] + never_seen)
 
-    with socialgraph_server(database_url, args.redis_url, tmpdir / "server.log") as (address, metrics_url):
-        out["server_log"] = str(tmpdir / "server.log")
-        with grpc.insecure_channel(address) as channel:
+    flags = ("--database-url", database_url, "--redis-url", args.redis_url, "--log-level", "WARNING")
+    # A session of its own: a Ctrl-C to the bench does not hit the server first.
+    with start_server(*flags, metrics=True, cwd=ROOT, new_session=True, timeout=SERVER_START_TIMEOUT) as server:
+        assert server.metrics is not None
+        metrics = server.metrics
+        with grpc.insecure_channel(server.address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             stub = social_graph_pb2_grpc.SocialGraphServiceStub(channel)
             check = health_pb2.HealthCheckRequest()
@@ -594,22 +536,22 @@ def bench_counts_grpc(client, database_url, seeded, args, results: dict, tmpdir:
             answer = get(hot[0]).counts[0]
             assert all(getattr(answer, k) == v for k, v in seeded[hot[0]].items()), (answer, seeded[hot[0]])
             probe = RedisProbe(client)
-            before, redis_before = server_metrics(metrics_url), probe.snapshot()
+            before, redis_before = server_metrics(metrics), probe.snapshot()
             out["hit_per_s"] = timed(lambda i: get(hot[i % len(hot)]), n)
             out["hit_redis_per_call"] = probe.per_call(redis_before, n)
-            out["hit_server_lookups"] = delta(before, server_metrics(metrics_url))
+            out["hit_server_lookups"] = delta(before, server_metrics(metrics))
 
             # Miss: a never-seen user id each call (no counter row in SQL).
-            before, redis_before = server_metrics(metrics_url), probe.snapshot()
+            before, redis_before = server_metrics(metrics), probe.snapshot()
             out["miss_never_seen_per_s"] = timed(lambda i: get(never_seen[i]), n)
             out["miss_never_seen_redis_per_call"] = probe.per_call(redis_before, n)
-            out["miss_never_seen_server_lookups"] = delta(before, server_metrics(metrics_url))
+            out["miss_never_seen_server_lookups"] = delta(before, server_metrics(metrics))
 
             # Miss: seeded users not asked for before (SQL finds their row).
-            before, redis_before = server_metrics(metrics_url), probe.snapshot()
+            before, redis_before = server_metrics(metrics), probe.snapshot()
             out["miss_seeded_per_s"] = timed(lambda i: get(cold[i]), seeded_miss_n)
             out["miss_seeded_redis_per_call"] = probe.per_call(redis_before, seeded_miss_n)
-            out["miss_seeded_server_lookups"] = delta(before, server_metrics(metrics_url))
+            out["miss_seeded_server_lookups"] = delta(before, server_metrics(metrics))
 
     for phase, expected in (("hit", n), ("miss_never_seen", n), ("miss_seeded", seeded_miss_n)):
         got = out[f"{phase}_server_lookups"]
@@ -802,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     storage.close()
                 print("GetCounts over gRPC ...", file=sys.stderr, flush=True)
-                bench_counts_grpc(client, database_url, seeded, args, results, tmpdir, sent_to_server)
+                bench_counts_grpc(client, database_url, seeded, args, results, sent_to_server)
         finally:
             cleanup = results.setdefault("cleanup", {})
             cleanup["bench_keys_deleted"] = scan_delete(client, f"{tag}:*")

@@ -26,262 +26,164 @@ records the CPU time per request of the server, PostgreSQL, Redis, the
 generator and the kernel's workers (from /proc), which shows where a
 scenario's cost goes on the shared machine.
 
-    python bench/run.py [--quick] [--database-url URL] [--redis-url URL]
+The scenarios are the rows of SCENARIOS below (bench/scenario.py says what
+a row holds); a module named in SCENARIO_MODULES adds rows of its own.
+
+    python -m bench.run [--quick] [--database-url URL] [--redis-url URL]
                         [--workers 1,2] [--duration S] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import importlib
 import json
 import os
 import platform
 import re
-import resource
 import shutil
-import signal
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+from argparse import Namespace
+from collections.abc import Iterator, Sequence
+from typing import Any
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
+import grpc
+import psycopg
+import redis
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2
+from socialgraph.v1 import social_graph_pb2 as pb
+from socialgraph.v1 import social_graph_pb2_grpc as pbg
 
-import seed  # noqa: E402
+from bench import seed
+from bench.scenario import FLOOR_OF, HEALTH, SVC, Context, Scenario
+from harness import Metrics, ServerProcess, rpcs_by_method, start_server
 
-from socialgraph.v1 import social_graph_pb2 as pb  # noqa: E402
-
-SVC = "/socialgraph.v1.SocialGraphService/"
-HEALTH = "/grpc.health.v1.Health/Check"
-
-TARGETS = {  # scenario -> minimum ratio to its generator's floor
-    "GetRelationship": 0.50,
-    "GetCounts (cache hit)": 0.65,
-    "CanInteract": 0.55,
-    "Follow+Unfollow": 0.30,
-    "SendConnectionRequest": 0.25,
-}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+Row = dict[str, Any]  # a result, a check, the ids of the seeded graph
 
 
 def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def frame(msg) -> bytes:
-    data = msg.SerializeToString() if msg is not None else b""
+def frame(msg: Message) -> bytes:
+    data = msg.SerializeToString()
     return b"\x00" + struct.pack(">I", len(data)) + data
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# ------------------------------------------------------------------ the table
 
 
-# ------------------------------------------------------------------ metrics
-
-METRIC = re.compile(r'^socialgraph_rpcs_total\{code="([A-Z_]+)",method="([^"]+)"\} ([0-9.e+]+)$')
-
-
-class Metrics:
-    def __init__(self, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}/metrics"
-
-    def scrape(self) -> dict[tuple[str, str], float]:
-        with urllib.request.urlopen(self.url, timeout=10) as r:
-            text = r.read().decode()
-        out = {}
-        for line in text.splitlines():
-            m = METRIC.match(line)
-            if m:
-                out[(m.group(2), m.group(1))] = out.get((m.group(2), m.group(1)), 0) + float(m.group(3))
-        return out
-
-    def quiesce(self, timeout: float = 10.0) -> dict:
-        """Waits until no RPC completes for 0.3 s (a probe's stragglers)."""
-        before = self.scrape()
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            time.sleep(0.3)
-            now = self.scrape()
-            if now == before:
-                return now
-            before = now
-        return before
+def follow_pairs(ctx: Context) -> list[Message]:
+    """Follow bodies that Unfollow reads the same (the two messages are wire-identical)."""
+    ids = seed.USER_IDS
+    return [pb.FollowRequest(follower_id=ids[seed.FOLLOW[i]], followee_id=ids[3 + (i * 7919) % 120_000])
+            for i in range(ctx.args.pairs)]
 
 
-def delta(before: dict, after: dict) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for key, v in after.items():
-        d = int(round(v - before.get(key, 0)))
-        if d:
-            out.setdefault(key[0], {})[key[1]] = d
+def send_requests(ctx: Context) -> list[Message]:
+    """Requests from 10k distinct requesters, none repeated."""
+    ids, req = seed.USER_IDS, seed.REQ
+    out: list[Message] = []
+    for i in range(40_000 if ctx.args.quick else 150_000):
+        r, k = i % len(req), i // len(req)
+        recipient = 3 + (r * 131 + k * 7) % (seed.N_REGULAR - 3)
+        out.append(pb.SendConnectionRequestRequest(requester_id=ids[req[r]], recipient_id=ids[recipient]))
     return out
 
 
-# ------------------------------------------------------------------ CPU
+def blocks_of_celebrity(ctx: Context) -> list[Message]:
+    ids = seed.USER_IDS
+    return [pb.BlockRequest(blocker_id=ids[s], blocked_id=ids[seed.CELEBS[0]]) for s in seed.BLOCK]
 
 
-_TICK = os.sysconf("SC_CLK_TCK")
-_GROUPS = (("postgres", ("postgres",)), ("redis", ("redis-server",)),
-           ("generator", ("h2load", "node", "ghz")), ("kernel", ("kworker", "ksoftirqd")))
+# Run in this order on the first server (a generator's floor just before its
+# first row); the first row is also the memory run's and the one compared
+# across --workers counts.
+SCENARIOS: list[Scenario] = [
+    Scenario("GetRelationship", (SVC + "GetRelationship",), lambda c: pb.GetRelationshipRequest(
+        user_id=c.data["a"], other_user_id=c.data["b"]), target=0.50, every_server=True),
+    Scenario("BatchGetRelationships (50 ids)", (SVC + "BatchGetRelationships",),
+             lambda c: pb.BatchGetRelationshipsRequest(user_id=c.data["a"], other_user_ids=c.data["others"])),
+    Scenario("GetCounts (cache hit)", (SVC + "GetCounts",), lambda c: pb.GetCountsRequest(
+        user_ids=[c.data["celeb"]]), target=0.65),
+    Scenario("CanInteract", (SVC + "CanInteract",), lambda c: pb.CanInteractRequest(
+        user_id=c.data["a"], other_user_id=c.data["b"]), target=0.55),
+    Scenario("FilterInteractable (500 ids)", (SVC + "FilterInteractable",), lambda c: pb.FilterInteractableRequest(
+        user_id=c.data["blocker"], candidate_ids=c.data["candidates"])),
+    Scenario("ListFollowers first page", (SVC + "ListFollowers",), lambda c: pb.ListFollowersRequest(
+        user_id=c.data["celeb"])),
+    Scenario("ListFollowers 100k deep", (SVC + "ListFollowers",), lambda c: pb.ListFollowersRequest(
+        user_id=c.data["celeb"], page_token=c.data["deep_token"])),
+    Scenario("Follow+Unfollow", (SVC + "Follow", SVC + "Unfollow"), follow_pairs, "h2load-pairs", target=0.30),
+    Scenario("SendConnectionRequest", (SVC + "SendConnectionRequest",), send_requests, "ghz", target=0.25),
+    Scenario("Block (celebrity, 118k followers)", (SVC + "Block",), blocks_of_celebrity, "ghz"),
+]
+
+# Modules with a ``scenarios() -> list[Scenario]`` of further rows, run after
+# these, and optionally an ``extra(args, log) -> dict`` of figures measured
+# without a server (reported under "extras" in the JSON).
+SCENARIO_MODULES: tuple[str, ...] = ("bench.consistency",)
 
 
-class CpuMeter:
-    """CPU time spent, from construction to ``per_request``, by the server
-    (with its workers), PostgreSQL, Redis, the load generator and the
-    kernel's workers: where a scenario's cost goes on a shared machine."""
-
-    def __init__(self, server) -> None:
-        self.server_pids = {server.proc.pid, *server.worker_pids()}
-        self.start = self._sample()
-
-    @staticmethod
-    def _generator() -> float:
-        """The load generators are this process's children, reaped when done."""
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return usage.ru_utime + usage.ru_stime
-
-    def _sample(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            name = stat[stat.index("(") + 1 : stat.rindex(")")]
-            fields = stat.rsplit(")", 1)[1].split()
-            ticks = int(fields[11]) + int(fields[12])
-            group = "server" if int(d) in self.server_pids else next(
-                (g for g, prefixes in _GROUPS if name.startswith(prefixes)), "other")
-            out[group] = out.get(group, 0.0) + ticks / _TICK
-        out["generator"] = out.get("generator", 0.0) + self._generator()
-        return out
-
-    def per_request(self, requests: int) -> dict[str, float]:
-        """Microseconds of CPU per request, by group."""
-        end = self._sample()
-        return {g: round((end.get(g, 0.0) - self.start.get(g, 0.0)) / max(requests, 1) * 1e6)
-                for g in ("server", "postgres", "redis", "generator", "kernel", "other")}
+def extras(args: Namespace) -> Row:
+    out: Row = {}
+    for name in SCENARIO_MODULES:
+        module = importlib.import_module(name)
+        if hasattr(module, "extra"):
+            out[name] = module.extra(args, log)
+    return out
 
 
-# ------------------------------------------------------------------ server
+def table() -> list[Scenario]:
+    rows = list(SCENARIOS)
+    for name in SCENARIO_MODULES:
+        rows += importlib.import_module(name).scenarios()
+    return rows
 
 
-class Server:
-    def __init__(self, args, workers: int) -> None:
-        self.port = free_port()
-        self.metrics_port = free_port()
-        self.workers = workers
-        cmd = [
-            os.path.join(os.path.dirname(sys.executable), "socialgraph"), "serve",
-            "--listen", f"127.0.0.1:{self.port}",
-            "--database-url", args.sa_url,
-            "--redis-url", args.redis_url,
-            "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
-            "--rate-limits", "1000000000/1h,1000000000/24h",  # consulted on every send, never refuses
-            "--log-level", "WARNING",
-            "--grace-period", "2",
-            "--threads", str(args.threads),
-        ]
-        if workers > 1 or _accepts_workers():
-            cmd += ["--workers", str(workers)]
-        self.cmd = cmd
-        self.logfile = tempfile.NamedTemporaryFile(prefix="sgbench-server-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.logfile, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        self.metrics = Metrics(self.metrics_port)
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-        end = time.monotonic() + 90
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"server exited with {self.proc.returncode}; log: {self.logfile.name}")
-            try:
-                with grpc.insecure_channel(f"127.0.0.1:{self.port}") as ch:
-                    r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if r.status == health_pb2.HealthCheckResponse.SERVING:
-                    self.metrics.scrape()
-                    if self.workers > 1:  # every worker must be up before measuring
-                        end2 = time.monotonic() + 60
-                        while len(self.worker_pids()) < self.workers and time.monotonic() < end2:
-                            time.sleep(0.2)
-                        time.sleep(2)
-                    return
-            except Exception:
-                pass
-            time.sleep(0.3)
-        raise SystemExit(f"server did not become ready; log: {self.logfile.name}")
-
-    def worker_pids(self) -> list[int]:
-        """The serving processes: the server itself, or its spawned workers."""
-        if self.workers == 1:
-            return [self.proc.pid]
-        pids = []
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                with open(f"/proc/{d}/cmdline", "rb") as f:
-                    cmdline = f.read()
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == self.proc.pid and b"spawn_main" in cmdline:
-                pids.append(int(d))
-        return sorted(pids)
-
-    def rss_mb(self) -> dict[str, float]:
-        out = {}
-        for pid in ([self.proc.pid] if self.workers > 1 else []) + self.worker_pids():
-            try:
-                with open(f"/proc/{pid}/status") as f:
-                    for line in f:
-                        if line.startswith("VmRSS:"):
-                            out[str(pid)] = round(int(line.split()[1]) / 1024, 1)
-            except OSError:
-                pass
-        return out
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                pass
-        try:  # anything left in the session we started (workers, trackers)
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if self.proc.poll() is None:
-            self.proc.wait(5)
+def floor(generator: str) -> Scenario:
+    """The generator's Health/Check, which its rows are compared with."""
+    name = "floor: Health/Check" + ("" if FLOOR_OF[generator] == "h2load" else f" ({FLOOR_OF[generator]})")
+    single = FLOOR_OF[generator] == "h2load"
+    return Scenario(name, (HEALTH,), lambda c: health_pb2.HealthCheckRequest() if single
+                    else [health_pb2.HealthCheckRequest()], FLOOR_OF[generator])
 
 
-_WORKERS_FLAG: bool | None = None
+# ------------------------------------------------------------------ the server
 
 
-def _accepts_workers() -> bool:
-    global _WORKERS_FLAG
-    if _WORKERS_FLAG is None:
-        out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "socialgraph"), "serve", "--help"],
-                             capture_output=True, text=True, cwd=ROOT).stdout
-        _WORKERS_FLAG = "--workers" in out
-    return _WORKERS_FLAG
+@contextlib.contextmanager
+def bench_server(args: Namespace, workers: int) -> Iterator[ServerProcess]:
+    """The server on PostgreSQL + Redis with metrics, every worker up."""
+    server = start_server(
+        "--database-url", args.sa_url,
+        "--redis-url", args.redis_url,
+        "--rate-limits", "1000000000/1h,1000000000/24h",  # consulted on every send, never refuses
+        "--log-level", "WARNING",
+        "--grace-period", "2",
+        "--threads", str(args.threads),
+        workers=workers, metrics=True, cwd=ROOT, new_session=True, timeout=90,
+    )
+    try:
+        if workers > 1:
+            time.sleep(2)  # the workers' first moments are not measured
+        yield server
+    finally:
+        server.stop()
+
+
+def metrics(server: ServerProcess) -> Metrics:
+    assert server.metrics is not None
+    return server.metrics
 
 
 # ------------------------------------------------------------------ generators
@@ -293,10 +195,23 @@ def pct(sorted_us: list[float], p: float) -> float | None:
     return sorted_us[min(len(sorted_us) - 1, int(p * len(sorted_us)))]
 
 
+def ms(sorted_us: list[float], p: float) -> float | None:
+    v = pct(sorted_us, p)
+    return None if v is None else v / 1000
+
+
+def latencies(log_file: str) -> list[float]:
+    """The request latencies (us) of an h2load --log-file, which is deleted."""
+    with open(log_file) as f:
+        out = [float(line.split("\t")[2]) for line in f if line.strip()]
+    os.unlink(log_file)
+    return out
+
+
 class H2load:
     name = "h2load"
 
-    def __init__(self, args, tmp: str) -> None:
+    def __init__(self, args: Namespace, tmp: str) -> None:
         self.args, self.tmp = args, tmp
         self.n_files = 0
 
@@ -307,10 +222,11 @@ class H2load:
             f.write(data)
         return path
 
-    def _cmd(self, port, paths, body_file, log_file, conns, streams, n=None, duration=None):
+    def _cmd(self, port: int, paths: Sequence[str], body_file: str, log_file: str | None, conns: int, streams: int,
+             n: int | None = None, duration: float | None = None) -> list[str]:
         cmd = ["h2load", "-c", str(conns), "-m", str(streams), "-t", "1", "-d", body_file,
                "-H", "content-type: application/grpc", "-H", "te: trailers"]
-        cmd += ["-n", str(n)] if n is not None else ["-D", f"{int(duration * 1000)}ms"]
+        cmd += ["-n", str(n)] if n is not None else ["-D", f"{int((duration or 0) * 1000)}ms"]
         if log_file:
             cmd += ["--log-file", log_file]
         if len(paths) == 1:
@@ -320,73 +236,70 @@ class H2load:
         return cmd
 
     @staticmethod
-    def _parse(out: str) -> dict:
+    def _parse(out: str) -> Row:
         m = re.search(r"finished in ([0-9.]+)(m?s), ([0-9.]+) req/s", out)
-        r = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+        r = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                      r"(\d+) errored", out)
         if not m or not r:
             raise RuntimeError("cannot parse h2load output:\n" + out)
         secs = float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
         return {"seconds": secs, "rps": float(m.group(3)), "done": int(r.group(3)),
                 "succeeded": int(r.group(4)), "failed": int(r.group(5)) + int(r.group(6))}
 
-    def run(self, server, sc: dict, duration: float) -> dict:
+    def run(self, server: ServerProcess, paths: tuple[str, ...], message: Message, duration: float) -> Row:
         conns, streams = self.args.connections, self.args.streams
-        body = self._file(sc["body"], ".bin")
+        body = self._file(frame(message), ".bin")
         # Probe (also the warm-up): its rate sizes the measured run, which is
         # count-based so every request it starts completes.
-        probe = subprocess.run(self._cmd(server.port, sc["paths"], body, None, conns, streams,
+        probe = subprocess.run(self._cmd(server.port, paths, body, None, conns, streams,
                                          duration=self.args.probe), capture_output=True, text=True, timeout=120)
         rate = self._parse(probe.stdout)["rps"]
         n = max(conns * streams * 4, int(rate * duration))
-        if sc.get("max_requests"):
-            n = min(n, sc["max_requests"])
-        before = server.metrics.quiesce()
-        meter = CpuMeter(server)
+        before = metrics(server).quiesce()
+        meter = server.cpu_meter()
         lf = os.path.join(self.tmp, "h2load.log")
-        out = subprocess.run(self._cmd(server.port, sc["paths"], body, lf, conns, streams, n=n),
+        out = subprocess.run(self._cmd(server.port, paths, body, lf, conns, streams, n=n),
                              capture_output=True, text=True, timeout=duration * 10 + 120)
         res = self._parse(out.stdout)
         cpu = meter.per_request(res["done"])
-        after = server.metrics.quiesce()
-        lat = sorted(float(line.split("\t")[2]) for line in open(lf) if line.strip())
-        os.unlink(lf)
+        after = metrics(server).quiesce()
+        lat = sorted(latencies(lf))
         return {"generator": "h2load", "concurrency": f"{conns} conns x {streams} streams",
                 "requests": res["done"], "http_ok": res["succeeded"], "seconds": res["seconds"],
-                "rps": res["rps"], "p50_ms": pct(lat, 0.5) / 1000, "p99_ms": pct(lat, 0.99) / 1000,
-                "cpu_us_per_request": cpu, "server_codes": delta(before, after)}
+                "rps": res["rps"], "p50_ms": ms(lat, 0.5), "p99_ms": ms(lat, 0.99),
+                "cpu_us_per_request": cpu, "server_codes": rpcs_by_method(before, after)}
 
-    def run_pairs(self, server, sc: dict, duration: float) -> dict:
-        """One h2load process per body, each -c 1 -m 1 cycling sc['paths']."""
-        bodies = sc["bodies"]
-        files = [self._file(b, ".bin") for b in bodies]
+    def run_pairs(self, server: ServerProcess, paths: tuple[str, ...], messages: list[Message],
+                  duration: float) -> Row:
+        """One h2load process per message, each -c 1 -m 1 cycling ``paths``."""
+        files = [self._file(frame(m), ".bin") for m in messages]
         # probe with the first few pairs
-        probe = [subprocess.Popen(self._cmd(server.port, sc["paths"], f, None, 1, 1, duration=self.args.probe),
+        probe = [subprocess.Popen(self._cmd(server.port, paths, f, None, 1, 1, duration=self.args.probe),
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for f in files]
         rate = sum(self._parse(p.communicate(timeout=120)[0])["rps"] for p in probe)
-        per = max(2, int(rate * duration / len(files)) // len(sc["paths"]) * len(sc["paths"]))
-        before = server.metrics.quiesce()
-        meter = CpuMeter(server)
+        per = max(2, int(rate * duration / len(files)) // len(paths) * len(paths))
+        before = metrics(server).quiesce()
+        meter = server.cpu_meter()
         logs = [os.path.join(self.tmp, f"pair{i}.log") for i in range(len(files))]
         t0 = time.monotonic()
-        procs = [subprocess.Popen(self._cmd(server.port, sc["paths"], f, lf, 1, 1, n=per),
+        procs = [subprocess.Popen(self._cmd(server.port, paths, f, lf, 1, 1, n=per),
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-                 for f, lf in zip(files, logs)]
+                 for f, lf in zip(files, logs, strict=True)]
         results = [self._parse(p.communicate(timeout=duration * 10 + 120)[0]) for p in procs]
         wall = time.monotonic() - t0
         cpu = meter.per_request(sum(r["done"] for r in results))
-        after = server.metrics.quiesce()
+        after = metrics(server).quiesce()
         lat = []
         for lf in logs:
-            lat += [float(line.split("\t")[2]) for line in open(lf) if line.strip()]
-            os.unlink(lf)
+            lat += latencies(lf)
         lat.sort()
         done = sum(r["done"] for r in results)
         slowest = max(r["seconds"] for r in results)
         return {"generator": "h2load", "concurrency": f"{len(files)} processes x 1 conn x 1 stream",
                 "requests": done, "http_ok": sum(r["succeeded"] for r in results),
                 "seconds": slowest, "wall_seconds": round(wall, 2), "rps": done / slowest, "cpu_us_per_request": cpu,
-                "p50_ms": pct(lat, 0.5) / 1000, "p99_ms": pct(lat, 0.99) / 1000,
-                "server_codes": delta(before, after)}
+                "p50_ms": ms(lat, 0.5), "p99_ms": ms(lat, 0.99),
+                "server_codes": rpcs_by_method(before, after)}
 
 
 def find_ghz() -> str | None:
@@ -396,17 +309,18 @@ def find_ghz() -> str | None:
 
 
 class Ghz:
-    """ghz over reflection. A scenario's ``json`` is its call data: one
+    """ghz over reflection. A row's messages are its call data: one
     message, or several sent round-robin (request i gets element i mod n).
     Same protocol as H2load: probe, count-based run, server counters."""
 
     name = "ghz"
 
-    def __init__(self, args, tmp: str) -> None:
+    def __init__(self, args: Namespace, tmp: str) -> None:
         self.args, self.tmp = args, tmp
         self.binary = find_ghz() or "ghz"
 
-    def _run(self, server, call: str, data: list[dict], n=None, duration=None) -> dict:
+    def _run(self, server: ServerProcess, call: str, data: list[Row], n: int | None = None,
+             duration: float | None = None) -> Row:
         path = os.path.join(self.tmp, "ghz-data.json")
         with open(path, "w") as f:
             json.dump(data if len(data) > 1 else data[0], f)
@@ -421,31 +335,31 @@ class Ghz:
         return {"requests": int(out["count"]), "seconds": out["total"] / 1e9, "rps": out["rps"],
                 "p50_ms": dist.get(50), "p99_ms": dist.get(99), "status": out.get("statusCodeDistribution")}
 
-    def run(self, server, sc: dict, duration: float) -> dict:
+    def run(self, server: ServerProcess, paths: tuple[str, ...], messages: list[Message], duration: float) -> Row:
         """A probe of ``--probe`` seconds sizes a count-based run of about
         ``duration`` seconds (a run cut by time would cancel the calls in
         flight, which the server may still complete). Call data of several
         messages, each of which creates something, must not repeat: the
         probe sends the second half of it and the run at most the first."""
-        call = sc["paths"][0].strip("/").replace("/", ".")
-        data = sc["json"]
+        call = paths[0].strip("/").replace("/", ".")
+        data = [json_format.MessageToDict(m, preserving_proto_field_name=True) for m in messages]
         half = len(data) // 2
         probe, data = (data, data) if len(data) == 1 else (data[half:], data[:half])
         rate = self._run(server, call, probe, duration=self.args.probe)["rps"]
         n = max(64, int(rate * duration))
         if len(data) > 1:
             n = min(n, len(data))
-        before = server.metrics.quiesce()
-        meter = CpuMeter(server)
+        before = metrics(server).quiesce()
+        meter = server.cpu_meter()
         r = self._run(server, call, data, n=n)
         r["cpu_us_per_request"] = meter.per_request(r["requests"])
-        after = server.metrics.quiesce()
+        after = metrics(server).quiesce()
         return {"generator": "ghz", "concurrency": f"{self.args.connections} conns x "
                 f"{self.args.connections * self.args.streams} concurrent", "http_ok": r["requests"],
-                **r, "server_codes": delta(before, after)}
+                **r, "server_codes": rpcs_by_method(before, after)}
 
 
-def verify(res: dict, expect: dict[str, str] | None) -> tuple[bool, str]:
+def verify(res: Row, expect: dict[str, str] | None) -> tuple[bool, str]:
     """The server's counters must show exactly res['requests'] calls of the
     scenario's methods, every one with the expected code."""
     codes = res["server_codes"]
@@ -468,29 +382,32 @@ def verify(res: dict, expect: dict[str, str] | None) -> tuple[bool, str]:
     return (not problems, "; ".join(problems) or "ok")
 
 
-# ------------------------------------------------------------------ scenarios
+
+# ------------------------------------------------------------------ scenarios' data
 
 
-def setup_data(args, server) -> dict:
+def one(cur: psycopg.Cursor[Any]) -> tuple[Any, ...]:
+    row = cur.fetchone()
+    assert row is not None, "the seeded graph lacks a row the bench needs"
+    return tuple(row)
+
+
+def setup_data(args: Namespace, server: ServerProcess) -> Row:
     """Ids for the scenarios, read from the seeded schema, and a page token 100k deep."""
-    import grpc
-    import psycopg
-
-    from socialgraph.v1 import social_graph_pb2_grpc as pbg
-
     ids = seed.USER_IDS
     with psycopg.connect(args.pg_url) as conn, conn.cursor() as cur:
         cur.execute(f'SET search_path TO "{args.schema}"')
-        a, b = cur.execute("SELECT user_id, other_id FROM connections ORDER BY user_id LIMIT 1").fetchone()
+        a, b = one(cur.execute("SELECT user_id, other_id FROM connections ORDER BY user_id LIMIT 1"))
         others = [r[0] for r in cur.execute(
             "SELECT followee_id FROM follows WHERE follower_id=%s LIMIT 25", (a,))]
-        blocker, blocked = cur.execute(
-            "SELECT blocker_id, array_agg(blocked_id) FROM blocks GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1").fetchone()
+        blocker, blocked = one(cur.execute(
+            "SELECT blocker_id, array_agg(blocked_id) FROM blocks GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
+        ))
     others = (others + ids[1000:1100])[:50]
     candidates = (list(blocked) + ids[2000:3000])[:500]
     celeb = ids[seed.CELEBS[0]]
     token = ""
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+    with grpc.insecure_channel(server.address) as ch:
         stub = pbg.SocialGraphServiceStub(ch)
         for _ in range(100):
             token = stub.ListFollowers(pb.ListFollowersRequest(user_id=celeb, page_size=1000, page_token=token),
@@ -499,68 +416,61 @@ def setup_data(args, server) -> dict:
             "celeb": celeb, "deep_token": token}
 
 
-def read_scenarios(d: dict) -> list[dict]:
-    def one(name, method, msg, **kw):
-        from google.protobuf import json_format
-
-        return {"name": name, "paths": [SVC + method], "body": frame(msg),
-                "json": [json_format.MessageToDict(msg, preserving_proto_field_name=True)],
-                "expect": {SVC + method: "OK"}, **kw}
-
-    return [
-        one("GetRelationship", "GetRelationship", pb.GetRelationshipRequest(user_id=d["a"], other_user_id=d["b"])),
-        one("BatchGetRelationships (50 ids)", "BatchGetRelationships",
-            pb.BatchGetRelationshipsRequest(user_id=d["a"], other_user_ids=d["others"])),
-        one("GetCounts (cache hit)", "GetCounts", pb.GetCountsRequest(user_ids=[d["celeb"]])),
-        one("CanInteract", "CanInteract", pb.CanInteractRequest(user_id=d["a"], other_user_id=d["b"])),
-        one("FilterInteractable (500 ids)", "FilterInteractable",
-            pb.FilterInteractableRequest(user_id=d["blocker"], candidate_ids=d["candidates"])),
-        one("ListFollowers first page", "ListFollowers", pb.ListFollowersRequest(user_id=d["celeb"])),
-        one("ListFollowers 100k deep", "ListFollowers",
-            pb.ListFollowersRequest(user_id=d["celeb"], page_token=d["deep_token"])),
-    ]
 
 
-def follow_pairs(n: int) -> dict:
-    ids = seed.USER_IDS
-    bodies = [frame(pb.FollowRequest(follower_id=ids[seed.FOLLOW[i]], followee_id=ids[3 + (i * 7919) % 120_000]))
-              for i in range(n)]
-    return {"name": "Follow+Unfollow", "paths": [SVC + "Follow", SVC + "Unfollow"], "bodies": bodies,
-            "expect": {SVC + "Follow": "OK", SVC + "Unfollow": "OK"}}
+# ------------------------------------------------------------------ running the table
 
 
-def send_requests(n: int) -> dict:
-    ids = seed.USER_IDS
-    req = seed.REQ
-    bodies = []
-    for i in range(n):
-        r, k = i % len(req), i // len(req)
-        recipient = 3 + (r * 131 + k * 7) % (seed.N_REGULAR - 3)
-        bodies.append({"requester_id": ids[req[r]], "recipient_id": ids[recipient]})
-    return {"name": "SendConnectionRequest", "paths": [SVC + "SendConnectionRequest"], "json": bodies,
-            "expect": {SVC + "SendConnectionRequest": "OK"}}
+class Runner:
+    """Runs rows with their generators and records each result."""
 
+    def __init__(self, args: Namespace, tmp: str) -> None:
+        self.args = args
+        self.h2load, self.ghz = H2load(args, tmp), Ghz(args, tmp)
+        self.results: list[Row] = []
 
-def blocks_of_celebrity() -> dict:
-    ids = seed.USER_IDS
-    bodies = [{"blocker_id": ids[s], "blocked_id": ids[seed.CELEBS[0]]} for s in seed.BLOCK]
-    return {"name": "Block (celebrity, 118k followers)", "paths": [SVC + "Block"], "json": bodies,
-            "expect": {SVC + "Block": "OK"}}
+    def measure(self, sc: Scenario, ctx: Context) -> Row:
+        payload, duration = sc.request(ctx), self.args.duration
+        if sc.generator == "h2load":
+            assert isinstance(payload, Message), f"{sc.name}: h2load sends one message"
+            return self.h2load.run(ctx.server, sc.methods, payload, duration)
+        assert not isinstance(payload, Message), f"{sc.name}: {sc.generator} sends a list of messages"
+        if sc.generator == "h2load-pairs":
+            return self.h2load.run_pairs(ctx.server, sc.methods, list(payload), duration)
+        return self.ghz.run(ctx.server, sc.methods, list(payload), duration)
 
+    def record(self, sc: Scenario, res: Row, ctx: Context, floor_rps: float | None) -> Row:
+        ok, why = verify(res, {m: sc.expect for m in sc.methods})
+        res.update(name=sc.name, workers=ctx.server.workers, verified=ok, verification=why)
+        res["ratio"] = res["rps"] / floor_rps if floor_rps else None
+        res["floor_rps"] = floor_rps
+        if sc.target is not None:
+            res["target"] = f">= {sc.target:.2f} x floor"
+            res["pass"] = bool(res["ratio"] is not None and res["ratio"] >= sc.target and ok)
+        self.results.append(res)
+        log(f"  {sc.name:<36} {res['generator']:<10} {res['rps']:>8.0f}/s  p50 {fmt(res['p50_ms'], '.2f')} ms"
+            f"  p99 {fmt(res['p99_ms'], '.2f')} ms  x{fmt(res['ratio'], '.2f')}  {why}")
+        return res
 
-def health() -> dict:
-    return {"name": "floor: Health/Check", "paths": [HEALTH], "body": frame(None), "json": [{}],
-            "expect": {HEALTH: "OK"}}
+    def rows(self, rows: list[Scenario], ctx: Context) -> None:
+        """Each row, after its generator's floor on this server."""
+        floors: dict[str, float] = {}
+        for sc in rows:
+            family = FLOOR_OF[sc.generator]
+            if family not in floors:
+                base = floor(sc.generator)
+                floors[family] = self.record(base, self.measure(base, ctx), ctx, None)["rps"]
+            self.record(sc, self.measure(sc, ctx), ctx, floors[family])
 
 
 # ------------------------------------------------------------------ main
 
 
-def fmt(v, spec=".1f") -> str:
+def fmt(v: float | None, spec: str = ".1f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def main() -> int:
+def parse_args() -> Namespace:
     p = argparse.ArgumentParser(description="SocialGraph load benchmark (see the module docstring).")
     p.add_argument("--quick", action="store_true", help="short runs (about 3 minutes in all)")
     p.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", seed.DEFAULT_PG))
@@ -580,94 +490,64 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=32, help="server --threads")
     p.add_argument("--pairs", type=int, default=32, help="Follow+Unfollow pairs (one h2load process each)")
     p.add_argument("--reseed", action="store_true")
-    p.add_argument("--json", default=os.path.join(HERE, "results", "bench.json"))
+    p.add_argument("--json", default=os.path.join(ROOT, "bench", "results", "bench.json"))
     args = p.parse_args()
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.memory_requests = args.memory_requests or (50_000 if args.quick else 1_000_000)
     args.pg_url = seed.libpq_url(args.database_url)
     args.sa_url = seed.sqlalchemy_url(args.pg_url, args.schema)
-    workers = [int(w) for w in args.workers.split(",") if w.strip()]
-    if any(w > 1 for w in workers) and not _accepts_workers():
-        log("note: this socialgraph has no --workers flag yet; running --workers 1 only")
-        workers = [1]
+    args.workers = [int(w) for w in args.workers.split(",") if w.strip()]
+    return args
 
+
+def main() -> int:
+    args = parse_args()
     started = time.monotonic()
-    gen_name = "h2load"
-    if not shutil.which("h2load"):
-        log("h2load is not on PATH: apt-get install -y nghttp2-client")
-        subprocess.run(["apt-get", "install", "-y", "nghttp2-client"], check=True)
+    if not shutil.which("h2load"):  # both come from the Makefile: make services, make ghz
+        raise SystemExit("h2load is not on PATH: make services (Debian's nghttp2-client)")
     if not find_ghz():
         raise SystemExit("ghz is needed for the varying-body scenarios: make ghz")
-
     seeding = seed.seed(args.pg_url, args.schema, force=args.reseed, log=log)
-    _clear_redis(args.redis_url)
-
-    tmp = tempfile.mkdtemp(prefix="sgbench-")
-    gen = H2load(args, tmp)
-    vg = Ghz(args, tmp)
-    results: list[dict] = []
-    memory: dict = {}
-    servers: list[Server] = []
-
-    def record(sc, res, floor, target=None):
-        ok, why = verify(res, sc["expect"])
-        res.update(name=sc["name"], workers=server.workers, verified=ok, verification=why)
-        res["ratio"] = res["rps"] / floor if floor else None
-        res["floor_rps"] = floor
-        if target is not None:
-            res["target"] = f">= {target:.2f} x floor"
-            res["pass"] = bool(res["ratio"] is not None and res["ratio"] >= target and ok)
-        results.append(res)
-        log(f"  {sc['name']:<36} {res['generator']:<10} {res['rps']:>8.0f}/s  p50 {fmt(res['p50_ms'], '.2f')} ms"
-            f"  p99 {fmt(res['p99_ms'], '.2f')} ms  x{fmt(res['ratio'], '.2f')}  {why}")
-        return res
-
-    try:
-        for wi, w in enumerate(workers):
-            if wi:
+    clear_redis(args.redis_url)
+    rows = table()
+    memory: Row = {}
+    data: Row = {}
+    with tempfile.TemporaryDirectory(prefix="sgbench-") as tmp:
+        runner = Runner(args, tmp)
+        for i, workers in enumerate(args.workers):
+            if i:
                 settle_database(args)
-            log(f"server: --workers {w}")
-            server = Server(args, w)
-            servers.append(server)
-            if wi == 0:
-                data = setup_data(args, server)
-            floor = record(health(), gen.run(server, health(), args.duration), None)["rps"]
-            scen = read_scenarios(data)
-            for sc in scen if wi == 0 else scen[:1]:
-                record(sc, gen.run(server, sc, args.duration), floor, TARGETS.get(sc["name"]))
-            if wi == 0:
-                fu = follow_pairs(args.pairs)
-                record(fu, gen.run_pairs(server, fu, args.duration), floor, TARGETS["Follow+Unfollow"])
-                vfloor = record({**health(), "name": "floor: Health/Check (ghz)"},
-                                vg.run(server, health(), args.duration), None)["rps"]
-                sc = send_requests(40_000 if args.quick else 150_000)
-                record(sc, vg.run(server, sc, args.duration), vfloor, TARGETS["SendConnectionRequest"])
-                sc = blocks_of_celebrity()
-                record(sc, vg.run(server, sc, args.duration), vfloor)
-            if wi == len(workers) - 1:
-                memory = memory_run(args, server, gen_name, data)
-            server.stop()
-    finally:
-        for s in servers:
-            s.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+            log(f"server: --workers {workers}")
+            with bench_server(args, workers) as server:
+                data = data or setup_data(args, server)
+                ctx = Context(args, server, data)
+                runner.rows([sc for sc in rows if i == 0 or sc.every_server], ctx)
+                if i == len(args.workers) - 1:
+                    memory = memory_run(args, server, rows[0], ctx)
+    write_report(args, rows, runner, memory, seeding, started, extras(args))
+    return 0 if all(r["verified"] for r in runner.results) else 1
 
-    summary = summarize(results, memory, workers)
-    out = {
+
+def write_report(args: Namespace, rows: list[Scenario], runner: Runner, memory: Row, seeding: Row,
+                 started: float, extra: Row) -> None:
+    results = runner.results
+    summary = summarize(rows, results, memory, args.workers)
+    out: Row = {
         "environment": {
-            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "git_commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                                          text=True).stdout.strip(),
             "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "generator": gen_name, "varying_body_generator": "ghz (" + vg.binary + ")",
+            "generator": "h2load", "varying_body_generator": "ghz (" + runner.ghz.binary + ")",
             "quick": args.quick, "duration_s": args.duration, "connections": args.connections,
-            "streams": args.streams, "server_threads": args.threads, "workers": workers,
+            "streams": args.streams, "server_threads": args.threads, "workers": args.workers,
             "database": args.sa_url, "redis": args.redis_url, "seeding": seeding,
             "seconds": round(time.monotonic() - started, 1),
             "method": __doc__.split("\n\n")[1:4],
         },
         "scenarios": results,
         "memory": memory,
+        "extras": extra,
         "checks": summary,
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
@@ -675,49 +555,45 @@ def main() -> int:
         json.dump(out, f, indent=2)
     print_table(results, memory, summary)
     log(f"wrote {args.json} ({out['environment']['seconds']}s in all)")
-    return 0 if all(r["verified"] for r in results) else 1
 
 
-def memory_run(args, server, gen_name, data) -> dict:
-    """GetRelationship for --memory-requests requests in two halves; RSS of
-    every worker after each half."""
-    sc = read_scenarios(data)[0]
+def memory_run(args: Namespace, server: ServerProcess, sc: Scenario, ctx: Context) -> Row:
+    """The first row (GetRelationship, h2load) for --memory-requests requests
+    in two halves; RSS of every worker after each half."""
+    message = sc.request(ctx)
+    assert isinstance(message, Message)
     half = args.memory_requests // 2
     log(f"memory: {args.memory_requests} GetRelationship requests on --workers {server.workers}")
     samples = {"start": server.rss_mb()}
     total = 0
     for label in ("middle", "end"):
-        if gen_name == "h2load":
-            bf = os.path.join(tempfile.gettempdir(), f"sgbench-mem-{os.getpid()}.bin")
-            with open(bf, "wb") as f:
-                f.write(sc["body"])
-            out = subprocess.run(H2load(args, "")._cmd(server.port, sc["paths"], bf, None, args.connections,
-                                                       args.streams, n=half), capture_output=True, text=True,
-                                 timeout=3600)
-            os.unlink(bf)
-            total += H2load._parse(out.stdout)["succeeded"]
-        else:
-            total += Ghz(args, tempfile.gettempdir())._run(server, sc["paths"][0].strip("/").replace("/", "."),
-                                                          sc["json"], n=half)["requests"]
+        bf = os.path.join(tempfile.gettempdir(), f"sgbench-mem-{os.getpid()}.bin")
+        with open(bf, "wb") as f:
+            f.write(frame(message))
+        out = subprocess.run(H2load(args, "")._cmd(server.port, sc.methods, bf, None, args.connections,
+                                                   args.streams, n=half), capture_output=True, text=True,
+                             timeout=3600)
+        os.unlink(bf)
+        total += H2load._parse(out.stdout)["succeeded"]
         samples[label] = server.rss_mb()
         log(f"  RSS after {label}: {samples[label]} MB")
-    workers_only = {k: v for k, v in samples["end"].items() if int(k) != server.proc.pid or server.workers == 1}
+    workers_only = {k: v for k, v in samples["end"].items() if int(k) != server.pid or server.workers == 1}
     growth = {pid: (samples["end"][pid] - samples["middle"].get(pid, 0)) / samples["middle"][pid]
               for pid in workers_only if samples["middle"].get(pid)}
     return {"workers": server.workers, "requests": args.memory_requests, "completed": total,
-            "rss_mb": samples, "parent_pid": server.proc.pid,
+            "rss_mb": samples, "parent_pid": server.pid,
             "max_worker_rss_mb": max(workers_only.values()) if workers_only else None,
             "max_growth_middle_to_end": max(growth.values()) if growth else None}
 
 
-def summarize(results, memory, workers) -> list[dict]:
+def summarize(table: list[Scenario], results: list[Row], memory: Row, workers: list[int]) -> list[Row]:
     checks = []
     by = {(r["name"], r["workers"]): r for r in results}
     w0 = workers[0]
-    for name, target in TARGETS.items():
-        r = by.get((name, w0))
-        if r:
-            checks.append({"check": f"{name} >= {target} x floor", "value": round(r["ratio"], 3),
+    for sc in table:
+        r = by.get((sc.name, w0))
+        if r and sc.target is not None:
+            checks.append({"check": f"{sc.name} >= {sc.target} x floor", "value": round(r["ratio"], 3),
                            "pass": r["pass"]})
     first, deep = by.get(("ListFollowers first page", w0)), by.get(("ListFollowers 100k deep", w0))
     if first and deep:
@@ -741,7 +617,7 @@ def summarize(results, memory, workers) -> list[dict]:
     return checks
 
 
-def print_table(results, memory, checks) -> None:
+def print_table(results: list[Row], memory: Row, checks: list[Row]) -> None:
     log("")
     log(f"{'scenario':<36} {'w':>2} {'generator':<10} {'req':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'ratio':>6} {'target':>7} {'result':>6}  verified")
@@ -766,17 +642,15 @@ def print_table(results, memory, checks) -> None:
         log(f"{'PASS' if c['pass'] else 'FAIL'}  {c['check']}: {c['value']}")
 
 
-def settle_database(args, limit: float = 180.0) -> None:
+def settle_database(args: Namespace, limit: float = 180.0) -> None:
     """Lets PostgreSQL finish the autovacuum the write scenarios set off, and
     checkpoints, so that work does not count against the next server."""
-    import psycopg
-
     start = time.monotonic()
     with psycopg.connect(args.pg_url, autocommit=True) as conn:
         while time.monotonic() - start < limit:
-            busy = conn.execute(
+            busy = one(conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
-            ).fetchone()[0]
+            ))[0]
             if not busy:
                 break
             time.sleep(1)
@@ -784,11 +658,9 @@ def settle_database(args, limit: float = 180.0) -> None:
     log(f"database: settled in {time.monotonic() - start:.0f}s (autovacuum done, checkpoint)")
 
 
-def _clear_redis(url: str) -> None:
+def clear_redis(url: str) -> None:
     """Deletes the server's own keys (fixed sg: prefix) in the bench's Redis
     database, so counters and limiter state start from the seeded graph."""
-    import redis
-
     r = redis.Redis.from_url(url)
     n = 0
     for key in r.scan_iter(match="sg:*", count=1000):

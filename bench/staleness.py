@@ -24,7 +24,8 @@ import time
 import grpc
 
 from socialgraph.v1 import social_graph_pb2 as pb
-from tests.support import Client, RedisServer, new_user, running_server, temporary_database
+from harness import RedisServer, running_server
+from tests.support import Client, new_user, temporary_database
 
 
 def measure(first: Client, second: Client, samples: int) -> list[float]:

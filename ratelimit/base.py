@@ -10,8 +10,9 @@ an attempt that ended up creating nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from prometheus_client import Counter
 
@@ -90,7 +91,7 @@ def decision_counters(backend: str) -> dict[bool, Counter]:
 
 
 class Limiter(Protocol):
-    windows: Sequence[Window]
+    windows: tuple[Window, ...]  # shortest first
 
     def acquire(self, key: str, token: str) -> Decision: ...
 

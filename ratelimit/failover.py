@@ -15,16 +15,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from prometheus_client import Counter
-from redis.exceptions import RedisClusterException, RedisError
+
+from cache.redis_client import REDIS_ERRORS
 
 from .base import Decision, Limiter
 
 log = logging.getLogger(__name__)
-
-REDIS_ERRORS = (RedisError, RedisClusterException)
 
 FALLBACKS = Counter(
     "socialgraph_limiter_fallbacks_total",

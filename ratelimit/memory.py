@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from .base import ALLOWED, Decision, Window, decision_counters, refusal
 

@@ -3,12 +3,14 @@ Redis (or Redis Cluster), with time taken from Redis itself."""
 
 from __future__ import annotations
 
-from importlib import resources
-from typing import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from cache.redis_client import lua_source, script
 
 from .base import ALLOWED, Decision, Window, decision_counters
 
-SCRIPT = resources.files(__package__).joinpath("lua/sliding_window.lua").read_text()
+SCRIPT = lua_source("ratelimit", "sliding_window.lua")
 
 
 def log_key(prefix: str, user_id: str) -> str:
@@ -16,17 +18,26 @@ def log_key(prefix: str, user_id: str) -> str:
     return f"{prefix}:rl:{{{user_id}}}"
 
 
+class RedisClient(Protocol):
+    """The calls the limiter makes, as ``redis.Redis`` and
+    ``redis.cluster.RedisCluster`` (or a wrapper of one) have them."""
+
+    def zrem(self, name: str, *values: str) -> object: ...
+    def zadd(self, name: str, mapping: Mapping[str, int], nx: bool = False) -> object: ...
+    def pexpire(self, name: str, time: int) -> object: ...
+
+
 class RedisLimiter:
     """Runs ``sliding_window.lua`` with EVALSHA (reloaded on NOSCRIPT).
     Redis errors propagate; ``FailoverLimiter`` handles outages."""
 
-    def __init__(self, client, windows: Sequence[Window], prefix: str = "sg") -> None:
+    def __init__(self, client: RedisClient, windows: Sequence[Window], prefix: str = "sg") -> None:
         if not windows:
             raise ValueError("at least one window is required")
         self.windows = tuple(sorted(windows, key=lambda w: w.seconds))
         self._client = client
         self._prefix = prefix
-        self._script = client.register_script(SCRIPT)
+        self._script = script(client, SCRIPT)
         self._decisions = decision_counters("redis")
         self._window_args = [
             value for w in self.windows for value in (w.limit, w.seconds * 1_000_000)

@@ -6,40 +6,39 @@ import logging
 import secrets
 import signal
 import threading
+from collections.abc import Iterable, Iterator
 from concurrent import futures
+from types import FrameType
 
 import grpc
-from redis import Redis
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+from opentelemetry.sdk.trace import TracerProvider
 
+from cache import build, redis_client
 from ratelimit.failover import FailoverLimiter
 from ratelimit.redis import RedisLimiter
 from socialgraph.v1 import admin_pb2, social_graph_pb2, watch_pb2
-from storage import SqlStorage, StorageUnavailable, open_storage
-from storage.cache import RedisCounterCache
-from storage.counters import InProcessCounterCache, SqlCounters
+from storage import SqlStorage, Storage, StorageUnavailable, open_storage
 from storage.feed import EventFeed
 from storage.limiter import SqlLimiter
-from storage.freshness import DEFAULT_MAX_STALENESS, Freshness
-from storage.near import CounterFeed, Near
-from storage.relationships import InProcessRelationshipCache, RedisRelationshipCache, SqlRelationships
 from storage.migrate import upgrade
 from storage.tracing import TracedStorage
 
-from . import redis_client
+from .auth import Authenticator, AuthInterceptor
+from .errors import status_for
 from .fairness import FairExecutor, ShedInterceptor
-from .auth import AuthInterceptor, Authenticator
 from .handlers import add_service
 from .logs import AccessLogInterceptor
-from .tracing import TracingInterceptor, tracer_provider as configured_tracer_provider
 from .metrics import MetricsInterceptor, serve_metrics
-from .errors import status_for
 from .rules import EventLog, Graph, PageTokens, Policy, TooManyStreams
 from .rules.graph import now_us
 from .servicers import AdminServicer, SocialGraphServicer, WatchServicer
 from .settings import Settings
 from .tls import CertificateFiles
+from .tracing import TracingInterceptor
+from .tracing import tracer_provider as configured_tracer_provider
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +60,15 @@ class _ReflectionServicer(reflection.ReflectionServicer):
     thread for as long as its client keeps it open, so idle ones must not
     take every thread; more are refused RESOURCE_EXHAUSTED / TOO_MANY_STREAMS."""
 
-    def __init__(self, service_names, max_streams: int) -> None:
+    def __init__(self, service_names: Iterable[str], max_streams: int) -> None:
         super().__init__(service_names)
         self._max_streams = max_streams
         self._slots = threading.BoundedSemaphore(max_streams)
 
-    def ServerReflectionInfo(self, request_iterator, context):
+    # Served by grpc.server only, never by grpc.aio, so the context is a synchronous one.
+    def ServerReflectionInfo(  # type: ignore[override]
+        self, request_iterator: Iterable[reflection_pb2.ServerReflectionRequest], context: grpc.ServicerContext
+    ) -> Iterator[reflection_pb2.ServerReflectionResponse]:
         if not self._slots.acquire(blocking=False):
             context.abort_with_status(status_for(TooManyStreams(self._max_streams)))
         try:
@@ -74,17 +76,20 @@ class _ReflectionServicer(reflection.ReflectionServicer):
         finally:
             self._slots.release()
 
-    def _file_containing_symbol(self, request, fully_qualified_name):
+    # Both private to grpcio-reflection, so its stubs leave them out.
+    def _file_containing_symbol(
+        self, request: reflection_pb2.ServerReflectionRequest, fully_qualified_name: str
+    ) -> reflection_pb2.ServerReflectionResponse:
         service, _, method = fully_qualified_name.rpartition(".")
         try:
-            if method in self._pool.FindServiceByName(service).methods_by_name:
+            if method in self._pool.FindServiceByName(service).methods_by_name:  # type: ignore[attr-defined]
                 fully_qualified_name = service
         except KeyError:
             pass
-        return super()._file_containing_symbol(request, fully_qualified_name)
+        return super()._file_containing_symbol(request, fully_qualified_name)  # type: ignore[misc, no-any-return]
 
 
-def enable_reflection(server: grpc.Server, service_names, max_streams: int) -> None:
+def enable_reflection(server: grpc.Server, service_names: Iterable[str], max_streams: int) -> None:
     """Server reflection as grpc.reflection.v1alpha and as v1, which newer
     grpcurl and ghz ask for first. grpcio-reflection serves only v1alpha; v1
     is the same protocol (same messages, same field numbers) under a new
@@ -96,7 +101,8 @@ def enable_reflection(server: grpc.Server, service_names, max_streams: int) -> N
         request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
         response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
     )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1}),))
+    v1_handler = grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1})
+    server.add_generic_rpc_handlers((v1_handler,))
 
 
 class PortInUse(RuntimeError):
@@ -117,82 +123,46 @@ def load_security(settings: Settings) -> tuple[Authenticator | None, Certificate
     return authenticator, certificates
 
 
-def make_graph(settings: Settings, storage: SqlStorage) -> Graph:
+def make_graph(settings: Settings, storage: Storage) -> Graph:
     """The rules over ``storage``, with the limiter and the counter and
-    relationship caches the settings ask for: Redis-backed with
-    ``redis_url`` (the limiter falling back to the database while Redis is
-    down), the database limiter and in-process caches without."""
+    relationship readers the settings ask for: the Redis limiter with
+    ``redis_url`` (falling back to the database while Redis is down), the
+    database limiter without; the cache layers of the deployment's shape
+    (``cache/build.py``)."""
     policy = Policy(
         connection_limit=settings.connection_limit,
         auto_follow=settings.auto_follow,
         avatar_schemes=("https", "http") if settings.allow_http_avatars else ("https",),
         page_bytes=settings.page_bytes,
         edge_batch=settings.edge_batch_size,
+        batch_seconds=settings.job_batch_ms / 1000,
+        inline_seconds=settings.job_inline_ms / 1000,
+        job_lease_seconds=settings.job_lease_ms / 1000,
     )
     # The database limiter is exact across every process on the database.
     sql_limiter = SqlLimiter(storage, settings.windows)
     tokens = page_tokens(settings, storage)
-    if settings.redis_url:
-        client = redis_client.connect(settings.redis_url, settings.redis_timeout)
-        limiter = FailoverLimiter(RedisLimiter(client, settings.windows), sql_limiter)
-        readers = cached_readers(storage, client, settings.counter_cache_ttl, max_staleness=settings.max_staleness)
-        return Graph(storage, limiter, policy, page_tokens=tokens, **readers)
-    if settings.workers == 1:
-        readers = cached_readers(storage, max_staleness=settings.max_staleness)
-        return Graph(storage, sql_limiter, policy, page_tokens=tokens, **readers)
-    # Several processes without Redis: an in-process cache would go stale
-    # across them, so counters and relationships come from SQL.
-    return Graph(storage, sql_limiter, policy, page_tokens=tokens)
+    client = redis_client.connect(settings.redis_url, settings.redis_timeout) if settings.redis_url else None
+    limiter = sql_limiter if client is None else FailoverLimiter(RedisLimiter(client, settings.windows), sql_limiter)
+    readers = build(
+        storage,
+        client,
+        workers=settings.workers,
+        ttl_seconds=settings.counter_cache_ttl,
+        max_staleness=settings.max_staleness,
+    )
+    return Graph(
+        storage, limiter, policy, page_tokens=tokens, counters=readers.counters, relationships=readers.relationships
+    )
 
 
-def page_tokens(settings: Settings, storage: SqlStorage) -> PageTokens:
+def page_tokens(settings: Settings, storage: Storage) -> PageTokens:
     """The configured keys; without any, the key kept in the database (made
     by the first process that asks), so every process accepts every token."""
     if settings.page_token_keys:
         return PageTokens(settings.page_token_keys)
     stored = storage.read_write(lambda tx: tx.service_key("page_tokens", secrets.token_hex(32)))
     return PageTokens([stored.encode()])
-
-
-def cached_readers(
-    storage: SqlStorage,
-    client=None,
-    ttl_seconds: int = 3600,
-    prefix: str = "sg",
-    max_staleness: float = DEFAULT_MAX_STALENESS,
-) -> dict:
-    """The counter and relationship caches over ``storage``, as ``Graph``
-    keyword arguments; every committed write publishes its counters to them.
-    Every entry is served at most ``max_staleness`` seconds after it was read
-    from SQL (storage/freshness.py).
-
-    Without ``client`` they are in-process. With a Redis server they live in
-    Redis, behind an in-process tier kept in step by the counter feed
-    (storage/near.py); with a Redis Cluster, in Redis alone."""
-    freshness = Freshness(max_staleness)
-    if client is None:
-        counters = InProcessCounterCache(SqlCounters(storage), freshness=freshness)
-        storage.on_counters_committed(counters.publish)
-        relationships = InProcessRelationshipCache(SqlRelationships(storage), counters, freshness=freshness)
-        return {"counters": counters, "relationships": relationships}
-    near = isinstance(client, Redis)
-    redis_counters = RedisCounterCache(
-        client, SqlCounters(storage), ttl_seconds=ttl_seconds, prefix=prefix, announce=near, freshness=freshness
-    )
-    redis_relationships = RedisRelationshipCache(
-        client, SqlRelationships(storage), redis_counters, ttl_seconds=ttl_seconds, freshness=freshness
-    )
-    storage.on_counters_committed(redis_counters.publish)
-    if not near:
-        return {"counters": redis_counters, "relationships": redis_relationships}
-    local_counters = InProcessCounterCache(redis_counters, freshness=freshness)
-    local_relationships = InProcessRelationshipCache(redis_relationships, local_counters, freshness=freshness)
-    storage.on_counters_committed(local_counters.publish)
-    feed = CounterFeed(client, redis_counters.channel, redis_counters.origin, local_counters, local_relationships).start()
-    return {
-        "counters": Near(feed, local_counters, redis_counters),
-        "relationships": Near(feed, local_relationships, redis_relationships),
-    }
 
 
 def connection_options(settings: Settings) -> list[tuple[str, int]]:
@@ -226,7 +196,7 @@ def add_services(
     server: grpc.Server,
     graph: Graph,
     watch: WatchServicer | None = None,
-    services=(GRAPH_SERVICE, ADMIN_SERVICE, WATCH_SERVICE),
+    services: Iterable[ServiceDescriptor] = (GRAPH_SERVICE, ADMIN_SERVICE, WATCH_SERVICE),
 ) -> None:
     """``services`` over ``graph``; without ``watch``, a Watch service with
     the default settings."""
@@ -236,7 +206,8 @@ def add_services(
             continue
         if watch is None:
             events = EventLog(graph.storage, now_us)
-            watch = WatchServicer(events, EventFeed(graph.storage, events.sequence))
+            # graph.storage is a SqlStorage, or a TracedStorage over one.
+            watch = WatchServicer(events, EventFeed(graph.storage, events.sequence))  # type: ignore[arg-type]
         add_service(server, watch, service)
 
 
@@ -278,7 +249,7 @@ class HealthMonitor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="health-monitor", daemon=True)
         self._prober = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="health-probe")
-        self._probe: futures.Future | None = None
+        self._probe: futures.Future[None] | None = None
         self._serving: bool | None = None
 
     def start(self) -> None:
@@ -288,6 +259,7 @@ class HealthMonitor:
     def check(self) -> bool:
         if self._probe is None or self._probe.done():
             self._probe = self._prober.submit(self._storage.ping)
+        reason: StorageUnavailable | str | None
         try:
             self._probe.result(timeout=max(self._interval, 1.0))
             serving, reason = True, None
@@ -309,7 +281,7 @@ class HealthMonitor:
         self._prober.shutdown(wait=False, cancel_futures=True)
         self._set(health_pb2.HealthCheckResponse.NOT_SERVING)
 
-    def _set(self, status) -> None:
+    def _set(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):
             self._servicer.set(name, status)
 
@@ -321,7 +293,9 @@ class HealthMonitor:
 class App:
     """A configured server: storage, rules, services, health and reflection."""
 
-    def __init__(self, settings: Settings, *, worker: bool = False, tracer_provider=None) -> None:
+    def __init__(
+        self, settings: Settings, *, worker: bool = False, tracer_provider: TracerProvider | None = None
+    ) -> None:
         """``worker``: one of several processes on one port (see server/workers.py),
         which share the port and leave migrations and metrics to their parent.
         ``tracer_provider``: an OpenTelemetry provider to use instead of the
@@ -369,11 +343,11 @@ class App:
             interceptors.append(AuthInterceptor(self.auth, open_reflection=self.settings.auth_open_reflection))
         return interceptors
 
-    def _server(self, services, address: str) -> tuple[grpc.Server, int]:
+    def _server(self, services: tuple[ServiceDescriptor, ...], address: str) -> tuple[grpc.Server, int]:
         """A gRPC server for ``services`` plus health and reflection, bound to ``address``; and its port."""
         settings = self.settings
         server = grpc.server(
-            self.executor,
+            self.executor,  # type: ignore[arg-type]  # grpc only calls submit(); its stubs ask for a ThreadPoolExecutor
             interceptors=self.interceptors(),
             options=[
                 # One process fails on a port that is already taken instead of
@@ -404,6 +378,7 @@ class App:
     def start(self) -> None:
         self.monitor.start()
         self.pruner.start()
+        self.graph.jobs.start()
         self.feed.start()
         if self.settings.metrics_listen and not self.worker:
             port = serve_metrics(self.settings.metrics_listen)
@@ -431,6 +406,7 @@ class App:
         in-flight RPCs finish within ``grace``, closes storage."""
         self.monitor.stop()
         self.pruner.stop()
+        self.graph.jobs.stop()
         self.feed.close()
         grace = self.settings.grace_period if grace is None else grace
         stopped = [server.stop(grace) for server in (self.server, self.admin_server) if server is not None]
@@ -460,7 +436,7 @@ def until_signalled(grace_period: float) -> threading.Event:
     """An event set by the first SIGTERM or SIGINT."""
     stopping = threading.Event()
 
-    def on_signal(signum, _frame):
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s; draining for up to %.0f s", signal.Signals(signum).name, grace_period)
         stopping.set()
 

@@ -24,19 +24,25 @@ import os
 import threading
 import time
 import tomllib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from .errors import status_for
-from .interceptors import KINDS, HandlerWrapper
+from .interceptors import KINDS, Behavior, Handler, HandlerWrapper
 from .logs import note_caller
 from .rules import GraphError, PermissionDenied, Reason, Unauthenticated
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from jwt.algorithms import AllowedPublicKeys
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,9 @@ JWT_ALGORITHMS = ("RS256", "ES256", "EdDSA")
 MAX_TOKEN_LENGTH = 8192
 _VERIFIED_CACHE_SIZE = 1024
 
+# A JWT signing key: (kid, algorithm, public key).
+JwtKey = tuple[str | None, str, "AllowedPublicKeys"]
+
 
 @dataclass(frozen=True)
 class Caller:
@@ -61,7 +70,7 @@ class Caller:
     scopes: frozenset[str]
 
 
-def _scopes(words, where: str) -> frozenset[str]:
+def _scopes(words: Iterable[str], where: str) -> frozenset[str]:
     scopes = frozenset(words)
     unknown = scopes - SCOPES
     if unknown:
@@ -81,7 +90,7 @@ class StaticTokens:
         self._entries = entries
 
     @classmethod
-    def load(cls, path: str) -> "StaticTokens":
+    def load(cls, path: str) -> StaticTokens:
         try:
             document = tomllib.loads(Path(path).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -117,14 +126,14 @@ class JwtVerifier:
     keys) or a JWKS document; RS256, ES256 or EdDSA, each key bound to the
     algorithm of its type. ``exp``, ``iss`` and ``aud`` are required."""
 
-    def __init__(self, keys: list[tuple[str | None, str, object]], issuer: str, audience: str, leeway: float) -> None:
+    def __init__(self, keys: list[JwtKey], issuer: str, audience: str, leeway: float) -> None:
         self._keys = keys  # (kid, algorithm, public key)
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway
 
     @classmethod
-    def load(cls, path: str, issuer: str, audience: str, leeway: float) -> "JwtVerifier":
+    def load(cls, path: str, issuer: str, audience: str, leeway: float) -> JwtVerifier:
         try:
             text = Path(path).read_text()
         except OSError as exc:
@@ -143,7 +152,9 @@ class JwtVerifier:
         algorithm, kid = header.get("alg"), header.get("kid")
         if algorithm not in JWT_ALGORITHMS:
             raise Unauthenticated(f"invalid bearer token: algorithm {str(algorithm)[:16]!r} is not accepted")
-        candidates = [key for key_id, alg, key in self._keys if alg == algorithm and (kid is None or key_id in (None, kid))]
+        candidates = [
+            key for key_id, alg, key in self._keys if alg == algorithm and (kid is None or key_id in (None, kid))
+        ]
         if not candidates:
             raise Unauthenticated("invalid bearer token: no key for its algorithm and key id")
         error: jwt.PyJWTError | None = None
@@ -171,19 +182,20 @@ class JwtVerifier:
         return caller, float(claims["exp"])
 
 
-def _pem_keys(text: str, path: str) -> list[tuple[str | None, str, object]]:
+def _pem_keys(text: str, path: str) -> list[JwtKey]:
     marker = "-----BEGIN PUBLIC KEY-----"
-    keys = []
+    keys: list[JwtKey] = []
     for block in text.split(marker)[1:]:
         try:
             key = load_pem_public_key((marker + block).encode())
         except ValueError as exc:
             raise ValueError(f"auth_jwt_keys {path}: {exc}") from None
-        keys.append((None, _algorithm_of(key, path), key))
+        # _algorithm_of refuses every other kind of key.
+        keys.append((None, _algorithm_of(key, path), cast("AllowedPublicKeys", key)))
     return keys
 
 
-def _algorithm_of(key, path: str) -> str:
+def _algorithm_of(key: PublicKeyTypes, path: str) -> str:
     if isinstance(key, rsa.RSAPublicKey):
         return "RS256"
     if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
@@ -193,10 +205,10 @@ def _algorithm_of(key, path: str) -> str:
     raise ValueError(f"auth_jwt_keys {path}: {type(key).__name__} is not an RSA, P-256 or Ed25519 public key")
 
 
-def _jwks_keys(text: str, path: str) -> list[tuple[str | None, str, object]]:
+def _jwks_keys(text: str, path: str) -> list[JwtKey]:
     try:
         document = json.loads(text)
-        keys = []
+        keys: list[JwtKey] = []
         for data in document.get("keys", []):
             if data.get("use", "sig") != "sig":
                 continue
@@ -261,7 +273,7 @@ class Authenticator:
         log.info("credentials reloaded")
         return True
 
-    def start(self) -> "Authenticator":
+    def start(self) -> Authenticator:
         if self._files and self._watcher is None:
             self._watcher = threading.Thread(target=self._watch, name="auth-reload", daemon=True)
             self._watcher.start()
@@ -280,7 +292,8 @@ class Authenticator:
         if token is not None:
             return self._from_token(token)
         if self._peers:
-            caller = self._from_peer(context.auth_context())
+            # grpc gives each property as a list of values; types-grpcio says one bytes value.
+            caller = self._from_peer(context.auth_context())  # type: ignore[arg-type]
             if caller is not None:
                 return caller
         raise Unauthenticated("this call needs a credential: an `authorization: Bearer` token or a client certificate")
@@ -301,7 +314,7 @@ class Authenticator:
         self._verified[token] = (caller, expires)
         return caller
 
-    def _from_peer(self, auth_context: dict) -> Caller | None:
+    def _from_peer(self, auth_context: Mapping[str, Iterable[bytes]]) -> Caller | None:
         for key in ("peer_spiffe_id", "peer_uri", "peer_dns"):
             for value in auth_context.get(key, ()):
                 identity = value.decode(errors="replace")
@@ -311,7 +324,7 @@ class Authenticator:
         return None
 
 
-def _stamp(path: str) -> tuple:
+def _stamp(path: str) -> tuple[int, ...]:
     try:
         info = os.stat(path)
     except OSError:
@@ -319,7 +332,7 @@ def _stamp(path: str) -> tuple:
     return (info.st_ino, info.st_mtime_ns, info.st_size)
 
 
-def _bearer(metadata) -> str | None:
+def _bearer(metadata: Iterable[tuple[str, str | bytes]]) -> str | None:
     values = [value for key, value in metadata if key == "authorization"]
     if not values:
         return None
@@ -349,16 +362,16 @@ class AuthInterceptor(HandlerWrapper):
         self._open = OPEN_SERVICES | (REFLECTION_SERVICES if open_reflection else frozenset())
         super().__init__()
 
-    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def wrap(self, method: str, handler: Handler) -> Handler:
         service = method.strip("/").partition("/")[0]
         if service in self._open:
             return handler
         return self._guard(handler, SERVICE_SCOPES.get(service))
 
-    def _guard(self, handler: grpc.RpcMethodHandler, scope: str | None) -> grpc.RpcMethodHandler:
+    def _guard(self, handler: Handler, scope: str | None) -> Handler:
         authenticate = self._authenticator.authenticate
 
-        def check(context) -> None:
+        def check(context: grpc.ServicerContext) -> None:
             try:
                 caller = authenticate(context)
                 note_caller(caller.name)
@@ -370,13 +383,14 @@ class AuthInterceptor(HandlerWrapper):
                 log.debug("refused %s from %s: %s", scope or "call", context.peer(), exc.message)
                 context.abort_with_status(status_for(exc))
 
-        return handler._replace(
+        # grpc's handlers are namedtuples; the stubs declare only the abstract class.
+        return handler._replace(  # type: ignore[attr-defined, no-any-return]
             **{kind: _checked(getattr(handler, kind), check) for kind in KINDS if getattr(handler, kind) is not None}
         )
 
 
-def _checked(behavior, check):
-    def checked(request, context):
+def _checked(behavior: Behavior, check: Callable[[grpc.ServicerContext], None]) -> Behavior:
+    def checked(request: Any, context: grpc.ServicerContext) -> Any:
         check(context)
         return behavior(request, context)
 

@@ -7,9 +7,24 @@ import json
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING, Protocol, cast
 
 from . import settings as config
 from .logs import configure as configure_logs
+
+if TYPE_CHECKING:
+    import grpc
+    from grpc_health.v1 import health_pb2
+
+    class _HealthStub(Protocol):
+        """The method ``HealthStub.__init__`` sets (its stubs leave it out)."""
+
+        Check: grpc.UnaryUnaryMultiCallable[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]
+
+# The bearer token ``events tail`` sends: a file (flag or variable), else the
+# token itself in a variable (never a flag, so it stays out of ``ps``).
+TOKEN_FILE_ENV = config.ENV_PREFIX + "TOKEN_FILE"
+TOKEN_ENV = config.ENV_PREFIX + "TOKEN"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,6 +54,13 @@ def _events_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kinds", default="", help="comma-separated kinds, e.g. FOLLOWED,BLOCKED (default: all)")
     parser.add_argument("--users", default="", help="comma-separated user ids, actor or subject (default: all)")
     parser.add_argument("--checkpoints", action="store_true", help="print checkpoints too")
+    parser.add_argument(
+        "--token-file",
+        default=os.environ.get(TOKEN_FILE_ENV, ""),
+        metavar=TOKEN_FILE_ENV,
+        help=f"file holding the bearer token sent as `authorization: Bearer ...` (default: the token in ${TOKEN_ENV}, "
+        "else none); with --tls-* the channel speaks the server's TLS",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +135,8 @@ def _health(settings: config.Settings) -> int:
         host = "127.0.0.1"
     with _health_channel(settings, f"{host}:{port}") as channel:
         try:
-            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=3)
+            stub = cast("_HealthStub", health_pb2_grpc.HealthStub(channel))
+            response = stub.Check(health_pb2.HealthCheckRequest(), timeout=3)
         except grpc.RpcError as exc:
             print(f"socialgraph: {host}:{port} did not answer: {exc.code().name}", file=sys.stderr)
             return 1
@@ -122,7 +145,7 @@ def _health(settings: config.Settings) -> int:
     return 0 if response.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
-def _health_channel(settings: config.Settings, target: str):
+def _health_channel(settings: config.Settings, target: str) -> grpc.Channel:
     """Plaintext, or with the server's own TLS settings: trusts the CA in
     ``tls_client_ca`` (else the chain in ``tls_cert``, which must then hold
     its root), presents the server's certificate when mutual TLS is on, and
@@ -140,11 +163,14 @@ def _health_channel(settings: config.Settings, target: str):
     identity = (Path(settings.tls_key).read_bytes(), chain) if settings.tls_client_ca else (None, None)
     leaf = x509.load_pem_x509_certificates(chain)[0]
     try:
-        names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+        names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.DNSName
+        )
     except x509.ExtensionNotFound:
         names = []
     credentials = grpc.ssl_channel_credentials(roots, *identity)
-    return grpc.secure_channel(target, credentials, options=[("grpc.ssl_target_name_override", names[0] if names else "localhost")])
+    override = ("grpc.ssl_target_name_override", names[0] if names else "localhost")
+    return grpc.secure_channel(target, credentials, options=[override])
 
 
 def _events_tail(settings: config.Settings, args: argparse.Namespace) -> int:
@@ -164,12 +190,20 @@ def _events_tail(settings: config.Settings, args: argparse.Namespace) -> int:
             print(f"socialgraph: unknown event kind {name!r}", file=sys.stderr)
             return 2
     users = [u.strip() for u in args.users.split(",") if u.strip()]
+    try:
+        token = _bearer_token(args.token_file)
+    except ValueError as exc:
+        print(f"socialgraph: {exc}", file=sys.stderr)
+        return 2
+    metadata = (("authorization", f"Bearer {token}"),) if token else None
     request = watch_pb2.WatchRequest(after_cursor=args.after, kinds=kinds, user_ids=users)
     last = args.after
     with _health_channel(settings, settings.listen) as channel:
         try:
-            for message in watch_pb2_grpc.WatchServiceStub(channel).Watch(request):
+            for message in watch_pb2_grpc.WatchServiceStub(channel).Watch(request, metadata=metadata):
                 which = message.WhichOneof("message")
+                if which is None:  # a kind of message newer than this client: nothing to print
+                    continue
                 item = getattr(message, which)
                 last = item.cursor
                 if which == "event" or args.checkpoints:
@@ -181,6 +215,21 @@ def _events_tail(settings: config.Settings, args: argparse.Namespace) -> int:
             print(f"socialgraph: {exc.code().name}: {exc.details()} (last cursor: {last or 'none'})", file=sys.stderr)
             return 1
     return 0
+
+
+def _bearer_token(token_file: str) -> str:
+    """The token in ``token_file`` (surrounding whitespace dropped), else
+    ``$SOCIALGRAPH_TOKEN``, else empty (no credential is sent)."""
+    if not token_file:
+        return os.environ.get(TOKEN_ENV, "").strip()
+    try:
+        with open(token_file, encoding="utf-8") as handle:
+            token = handle.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"token_file ({TOKEN_FILE_ENV} / --token-file): cannot read {token_file}: {exc}") from None
+    if not token or any(c.isspace() for c in token):
+        raise ValueError(f"token_file ({TOKEN_FILE_ENV} / --token-file): {token_file} must hold one token")
+    return token
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from socialgraph.v1 import common_pb2 as pb
 from socialgraph.v1 import watch_pb2
-
 from storage import types
 
 from .rules.events import encode_cursor
@@ -19,7 +19,7 @@ def timestamp(us: int) -> Timestamp:
 def user(record: types.User) -> pb.User:
     return pb.User(
         user_id=record.user_id,
-        role=int(record.role),
+        role=pb.Role.ValueType(record.role),
         display_name=record.display_name,
         avatar_url=record.avatar_url,
         created_at=timestamp(record.created_us),
@@ -81,9 +81,9 @@ def report(record: types.Report) -> pb.Report:
         report_id=record.report_id,
         reporter_id=record.reporter_id,
         reported_id=record.reported_id,
-        reason=int(record.reason),
+        reason=pb.ReportReason.ValueType(record.reason),
         details=record.details,
-        status=int(record.status),
+        status=pb.ReportStatus.ValueType(record.status),
         resolved_by=record.resolved_by,
         note=record.note,
         created_at=timestamp(record.created_us),
@@ -98,7 +98,7 @@ def event(record: types.Event, consistency_token: str = "") -> watch_pb2.Event:
     message = watch_pb2.Event(
         event_id=record.event_id,
         cursor=encode_cursor(record.seq),
-        kind=int(record.kind),
+        kind=watch_pb2.EventKind.ValueType(record.kind),
         actor_id=record.actor_id,
         subject_id=record.subject_id,
         occurred_at=timestamp(record.occurred_us),

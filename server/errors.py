@@ -8,11 +8,14 @@ import functools
 import inspect
 import logging
 import math
-from typing import NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from storage import StorageUnavailable
 
@@ -52,15 +55,19 @@ _CODES: dict[type[GraphError], grpc.StatusCode] = {
 }
 
 
-class Status(NamedTuple):
-    """A ``grpc.Status`` for ``ServicerContext.abort_with_status``."""
-
+class _StatusFields(NamedTuple):
     code: grpc.StatusCode
     details: str
     trailing_metadata: tuple[tuple[str, str | bytes], ...]
 
 
+class Status(_StatusFields, grpc.Status):
+    """A ``grpc.Status`` for ``ServicerContext.abort_with_status``: its three
+    fields as a tuple (the shape of grpc_status's own status)."""
+
+
 def status_for(exc: Exception) -> Status:
+    reason: str
     if isinstance(exc, GraphError):
         code, reason, message, metadata = _CODES[type(exc)], exc.reason, exc.message, exc.metadata
     elif isinstance(exc, StorageUnavailable):
@@ -71,16 +78,13 @@ def status_for(exc: Exception) -> Status:
     # Nothing a client sent may make the error too big to deliver.
     message = _clip(message)
     metadata = {key: _clip(value) for key, value in metadata.items()}
-    details = [error_details_pb2.ErrorInfo(reason=str(reason), domain=DOMAIN, metadata=metadata)]
+    details: list[Message] = [error_details_pb2.ErrorInfo(reason=str(reason), domain=DOMAIN, metadata=metadata)]
     trailing: list[tuple[str, str | bytes]] = []
     if isinstance(exc, (RateLimited, Overloaded)):
         delay = max(exc.retry_after, 0.0)
-        seconds = int(delay)
-        details.append(
-            error_details_pb2.RetryInfo(
-                retry_delay=duration_pb2.Duration(seconds=seconds, nanos=int((delay - seconds) * 1e9))
-            )
-        )
+        retry_delay = duration_pb2.Duration()
+        retry_delay.FromNanoseconds(round(delay * 1e9))
+        details.append(error_details_pb2.RetryInfo(retry_delay=retry_delay))
         trailing.append(("retry-after", str(max(1, math.ceil(delay)))))
     if isinstance(exc, RateLimited):
         details.append(
@@ -93,14 +97,16 @@ def status_for(exc: Exception) -> Status:
                 ]
             )
         )
-    packed = []
-    for detail in details:
-        any_detail = any_pb2.Any()
-        any_detail.Pack(detail)
-        packed.append(any_detail)
-    status = status_pb2.Status(code=code.value[0], message=message, details=packed)
-    trailing.insert(0, ("grpc-status-details-bin", status.SerializeToString()))
-    return Status(code, message, tuple(trailing))
+    status = status_pb2.Status(code=code.value[0], message=message, details=[_packed(d) for d in details])
+    # grpc-status-details-bin first, then the retry-after header.
+    rich = rpc_status.to_status(status)
+    return Status(rich.code, rich.details, (*rich.trailing_metadata, *trailing))
+
+
+def _packed(detail: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(detail)
+    return packed
 
 
 def _clip(text: str, limit: int = 256) -> str:
@@ -117,7 +123,7 @@ def translate_errors(cls: type) -> type:
     return cls
 
 
-def _abort(context, exc: Exception, name: str) -> None:
+def _abort(context: grpc.ServicerContext, exc: Exception, name: str) -> None:
     if isinstance(exc, grpc.RpcError):  # abort() raised inside the method
         raise exc
     if not isinstance(exc, (GraphError, StorageUnavailable)):
@@ -125,9 +131,9 @@ def _abort(context, exc: Exception, name: str) -> None:
     context.abort_with_status(status_for(exc))
 
 
-def _translating(method):
+def _translating(method: Callable[[Any, Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
     @functools.wraps(method)
-    def wrapper(self, request, context):
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return method(self, request, context)
         except (GraphError, StorageUnavailable) as exc:
@@ -141,9 +147,11 @@ def _translating(method):
     return wrapper
 
 
-def _translating_stream(method):
+def _translating_stream(
+    method: Callable[[Any, Any, grpc.ServicerContext], Iterator[Any]],
+) -> Callable[..., Iterator[Any]]:
     @functools.wraps(method)
-    def wrapper(self, request, context):
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
             yield from method(self, request, context)
         except Exception as exc:

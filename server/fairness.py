@@ -29,14 +29,15 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
 from concurrent import futures
-from typing import Callable
+from typing import Any, ParamSpec, TypeVar
 
 import grpc
 from prometheus_client import Counter, Gauge
 
 from .errors import status_for
-from .interceptors import UnaryWrapper
+from .interceptors import Behavior, UnaryWrapper
 from .rules import Overloaded
 
 _SHED: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("socialgraph_shed", default=None)
@@ -47,15 +48,21 @@ IN_FLIGHT = Gauge("socialgraph_rpcs_in_flight", "Calls running or queued in this
 # How long a shed caller is told to wait.
 RETRY_AFTER = 1.0
 
+P = ParamSpec("P")
+T = TypeVar("T")
+# A call to run: its future, function, arguments and keyword arguments.
+_Work = tuple[futures.Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
 
 class FairExecutor(futures.Executor):
     def __init__(self, max_workers: int, limit: int, thread_name_prefix: str = "rpc") -> None:
         self._limit = limit
         self._lock = threading.Condition()
-        self._queues: OrderedDict[object, deque] = OrderedDict()  # keys with queued work, in serving order
+        # Keys with queued work, in serving order.
+        self._queues: OrderedDict[object, deque[tuple[_Work, bool]]] = OrderedDict()
         self._in_flight: dict[object, int] = {}
         self._total = 0
-        self._shed: deque = deque()
+        self._shed: deque[_Work] = deque()
         self._shutdown = False
         self._threads = [
             threading.Thread(target=self._work, name=f"{thread_name_prefix}-{i}", daemon=True)
@@ -65,8 +72,8 @@ class FairExecutor(futures.Executor):
         for thread in self._threads:
             thread.start()
 
-    def submit(self, fn: Callable, /, *args, **kwargs) -> futures.Future:
-        future: futures.Future = futures.Future()
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> futures.Future[T]:
+        future: futures.Future[T] = futures.Future()
         key = _connection(args)
         context = getattr(fn, "__self__", None)
         counted = not _streaming(args)
@@ -75,8 +82,8 @@ class FairExecutor(futures.Executor):
                 raise RuntimeError("cannot schedule new calls after shutdown")
             mine = self._in_flight.get(key, 0)
             share = max(1, self._limit // max(1, len(self._in_flight)))
-            sheddable = counted and isinstance(context, contextvars.Context)
-            if sheddable and self._total >= self._limit and mine >= share:
+            sheddable = counted and self._total >= self._limit and mine >= share
+            if sheddable and isinstance(context, contextvars.Context):
                 context.run(_SHED.set, (self._total, self._limit))
                 SHED.inc()
                 self._shed.append((future, fn, args, kwargs))
@@ -85,7 +92,7 @@ class FairExecutor(futures.Executor):
                     self._in_flight[key] = mine + 1
                     self._total += 1
                     IN_FLIGHT.inc()
-                self._queues.setdefault(key, deque()).append((future, fn, args, kwargs, counted))
+                self._queues.setdefault(key, deque()).append(((future, fn, args, kwargs), counted))
             self._lock.notify_all()
         return future
 
@@ -97,7 +104,7 @@ class FairExecutor(futures.Executor):
             for thread in self._threads:
                 thread.join()
 
-    def _next(self):
+    def _next(self) -> tuple[object, tuple[_Work, bool]] | None:
         """The oldest call of the connection whose turn it is (None on shutdown)."""
         with self._lock:
             while not self._queues:
@@ -113,7 +120,7 @@ class FairExecutor(futures.Executor):
 
     def _work(self) -> None:
         while (item := self._next()) is not None:
-            key, (*work, counted) = item
+            key, (work, counted) = item
             # Hold no reference to a finished call: grpc frees its stream
             # when the call object goes.
             del item
@@ -146,7 +153,7 @@ class FairExecutor(futures.Executor):
             del work
 
 
-def _run(future: futures.Future, fn: Callable, args, kwargs) -> None:
+def _run(future: futures.Future[Any], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     if not future.set_running_or_notify_cancel():
         return
     try:
@@ -155,13 +162,13 @@ def _run(future: futures.Future, fn: Callable, args, kwargs) -> None:
         future.set_exception(exc)
 
 
-def _streaming(args) -> bool:
+def _streaming(args: Sequence[Any]) -> bool:
     """Whether a call grpc submits streams its response (grpc runs those
     through ``_stream_response_in_pool``)."""
     return getattr(args[0] if args else None, "__name__", "") == "_stream_response_in_pool"
 
 
-def _connection(args) -> object:
+def _connection(args: Sequence[Any]) -> object:
     """The client connection of a call grpc submits, or one shared key."""
     try:
         return args[1].call.peer()
@@ -172,12 +179,12 @@ def _connection(args) -> object:
 class ShedInterceptor(UnaryWrapper):
     """Makes a call the executor shed fail with OVERLOADED before it does any work."""
 
-    def wrap_unary(self, method: str, behavior):
+    def wrap_unary(self, method: str, behavior: Behavior) -> Behavior:
         return _sheddable(behavior)
 
 
-def _sheddable(behavior):
-    def sheddable(request, context):
+def _sheddable(behavior: Behavior) -> Behavior:
+    def sheddable(request: Any, context: grpc.ServicerContext) -> Any:
         shed = _SHED.get()
         if shed is not None:
             context.abort_with_status(status_for(Overloaded(shed[0], shed[1], RETRY_AFTER)))

@@ -7,11 +7,16 @@ INTERNAL."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import grpc
-from google.protobuf.message import DecodeError
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
 
 from .errors import status_for
+from .interceptors import Behavior, Handler
 from .rules import InvalidArgument, Reason
 
 
@@ -22,9 +27,9 @@ class _Malformed:
         self.error = error
 
 
-def add_service(server: grpc.Server, servicer, service) -> None:
+def add_service(server: grpc.Server, servicer: object, service: ServiceDescriptor) -> None:
     """Registers every method of ``service`` (a ServiceDescriptor) on ``servicer``."""
-    handlers = {}
+    handlers: dict[str, Handler] = {}
     for method in service.methods:
         request = GetMessageClass(method.input_type)
         response = GetMessageClass(method.output_type)
@@ -37,8 +42,8 @@ def add_service(server: grpc.Server, servicer, service) -> None:
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
 
 
-def _tolerant(parse):
-    def parse_or_mark(data: bytes):
+def _tolerant(parse: Callable[[bytes], Message]) -> Callable[[bytes], Message | _Malformed]:
+    def parse_or_mark(data: bytes) -> Message | _Malformed:
         try:
             return parse(data)
         except DecodeError as exc:
@@ -47,8 +52,8 @@ def _tolerant(parse):
     return parse_or_mark
 
 
-def _rejecting_malformed(behavior, type_name: str):
-    def call(request, context):
+def _rejecting_malformed(behavior: Behavior, type_name: str) -> Behavior:
+    def call(request: Any, context: grpc.ServicerContext) -> Any:
         if isinstance(request, _Malformed):
             error = InvalidArgument(Reason.MALFORMED_REQUEST, "request", f"not a valid {type_name}: {request.error}")
             context.abort_with_status(status_for(error))

@@ -8,11 +8,13 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
-from .interceptors import KINDS, HandlerWrapper
+from .interceptors import KINDS, Behavior, Handler, HandlerWrapper
 
 ACCESS = logging.getLogger("socialgraph.access")
 
@@ -40,7 +42,7 @@ class JsonFormatter(logging.Formatter):
         self._worker = worker
 
     def format(self, record: logging.LogRecord) -> str:
-        line = {
+        line: dict[str, object] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
@@ -80,8 +82,9 @@ class AccessLogInterceptor(HandlerWrapper):
     """Logs one line per RPC: method, code, reason, duration, caller, peer
     and request id (the caller's ``x-request-id``, or a new one)."""
 
-    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        return handler._replace(
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        # grpc's handlers are namedtuples; the stubs declare only the abstract class.
+        return handler._replace(  # type: ignore[attr-defined, no-any-return]
             **{
                 kind: _logged(method, getattr(handler, kind), streaming=kind.endswith("_stream"))
                 for kind in KINDS
@@ -90,10 +93,10 @@ class AccessLogInterceptor(HandlerWrapper):
         )
 
 
-def _logged(method: str, behavior, streaming: bool):
+def _logged(method: str, behavior: Behavior, streaming: bool) -> Behavior:
     if streaming:
 
-        def logged_stream(request, context):
+        def logged_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             start, failed = time.perf_counter(), False
             _take_caller()
             try:
@@ -106,7 +109,7 @@ def _logged(method: str, behavior, streaming: bool):
 
         return logged_stream
 
-    def logged(request, context):
+    def logged(request: Any, context: grpc.ServicerContext) -> Any:
         start, failed = time.perf_counter(), False
         _take_caller()
         try:
@@ -120,8 +123,8 @@ def _logged(method: str, behavior, streaming: bool):
     return logged
 
 
-def _log(method: str, context, seconds: float, failed: bool) -> None:
-    code = context.code() or (grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK)
+def _log(method: str, context: grpc.ServicerContext, seconds: float, failed: bool) -> None:
+    code = context.code() or (grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK)  # type: ignore[attr-defined]  # grpcio has it; its stubs lack it
     request_id = next((v for k, v in context.invocation_metadata() if k == "x-request-id"), None)
     fields = {
         "method": method,
@@ -136,13 +139,12 @@ def _log(method: str, context, seconds: float, failed: bool) -> None:
     ACCESS.info("rpc %s", text, extra={"rpc": fields})
 
 
-def _reason(context) -> str:
+def _reason(context: grpc.ServicerContext) -> str:
     for key, value in context.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
             status = status_pb2.Status.FromString(value)
             for detail in status.details:
-                if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                    info = error_details_pb2.ErrorInfo()
-                    detail.Unpack(info)
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):  # False for any other detail type
                     return info.reason
     return ""

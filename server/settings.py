@@ -7,8 +7,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, TypeVar
 
 from ratelimit import Window, parse_windows
 
@@ -19,7 +20,10 @@ TRACE_EXPORTERS = ("none", "otlp", "console")
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+cluster://", "rediss+cluster://", "unix://")
 
 
-def _setting(default, help: str, *, commands: tuple[str, ...] = ("serve",)):
+T = TypeVar("T")
+
+
+def _setting(default: T, help: str, *, commands: tuple[str, ...] = ("serve",)) -> T:
     return field(default=default, metadata={"help": help, "commands": commands})
 
 
@@ -49,7 +53,9 @@ class Settings:
     redis_timeout: float = _setting(
         0.025, "seconds a Redis call may take before the limiter and cache fall back", commands=("serve", "recount")
     )
-    counter_cache_ttl: int = _setting(3600, "seconds a cached counter lives without being refreshed", commands=("serve", "recount"))
+    counter_cache_ttl: int = _setting(
+        3600, "seconds a cached counter lives without being refreshed", commands=("serve", "recount")
+    )
     max_staleness: float = _setting(
         1.0, "seconds a default read may lag behind acknowledged writes; cached entries older than this are read again"
     )
@@ -59,11 +65,22 @@ class Settings:
     access_log: bool = _setting(False, "log one line per RPC: method, code, reason, duration, caller, peer, request id")
     trace_exporter: str = _setting("none", "OpenTelemetry span exporter: none, otlp (OTLP/HTTP) or console")
     trace_endpoint: str = _setting("", "OTLP/HTTP traces URL; empty uses OTEL_EXPORTER_OTLP_* or http://localhost:4318/v1/traces")
-    trace_sample_ratio: float = _setting(1.0, "share of new traces recorded; a caller's sampled traceparent is always followed")
+    trace_sample_ratio: float = _setting(
+        1.0, "share of new traces recorded; a caller's sampled traceparent is always followed"
+    )
     connection_limit: int = _setting(2000, "most connections a user may have (C6)")
     auto_follow: bool = _setting(True, "sending and accepting a request follow the other user (C4)")
     edge_batch_size: int = _setting(
-        1000, "most edges of each kind one transaction removes when deleting or promoting a user"
+        1000, "most edges one batch removes when deleting or promoting a user (batches are sized by time below it)"
+    )
+    job_batch_ms: float = _setting(
+        50.0, "milliseconds one batch of a deletion or promotion aims at (it holds the other users' locks that long)"
+    )
+    job_inline_ms: float = _setting(
+        200.0, "milliseconds DeleteUser and UpsertUser remove edges before leaving the rest to the background"
+    )
+    job_lease_ms: float = _setting(
+        10_000.0, "milliseconds a deletion or promotion job stays with a process that stopped working on it (crash)"
     )
     allow_http_avatars: bool = _setting(False, "accept http:// avatar URLs as well as https://")
     rate_limits: str = _setting(
@@ -76,7 +93,9 @@ class Settings:
     page_max_bytes: int = _setting(
         512 * 1024, "most bytes of items in one page (at most half of max_message_bytes); a page stops early instead"
     )
-    max_concurrent_streams: int = _setting(100, "most RPCs in flight on one client connection (HTTP/2 MAX_CONCURRENT_STREAMS)")
+    max_concurrent_streams: int = _setting(
+        100, "most RPCs in flight on one client connection (HTTP/2 MAX_CONCURRENT_STREAMS)"
+    )
     max_concurrent_rpcs: int = _setting(
         512,
         "RPCs in flight (running or queued) in one process from which callers over their share are refused "
@@ -96,7 +115,9 @@ class Settings:
     )
     keepalive_permit_without_calls: bool = _setting(True, "accept client pings on connections with no call in flight")
     max_connection_age: float = _setting(
-        300.0, "seconds (give or take a tenth) after which a connection is asked to move (GOAWAY), so clients rebalance; 0 never"
+        300.0,
+        "seconds (give or take a tenth) after which a connection is asked to move (GOAWAY), "
+        "so clients rebalance; 0 never",
     )
     max_connection_age_grace: float = _setting(30.0, "seconds calls in flight get after that GOAWAY")
     admin_listen: str = _setting(
@@ -121,7 +142,9 @@ class Settings:
     auth_open_reflection: bool = _setting(False, "serve reflection without a credential while auth is on")
 
     watch_checkpoint: float = _setting(5.0, "seconds an idle Watch stream waits at most before sending a checkpoint")
-    watch_streams: int = _setting(16, "most Watch streams per process (each holds a gRPC thread; at most half of --threads)")
+    watch_streams: int = _setting(
+        16, "most Watch streams per process (each holds a gRPC thread; at most half of --threads)"
+    )
     event_retention: float = _setting(
         7 * 86_400.0, "seconds events are kept for Watch; older ones are pruned in the background"
     )
@@ -149,7 +172,7 @@ class Settings:
         """Watch streams per process: at most half the threads, so unary calls always have threads."""
         return max(1, min(self.watch_streams, self.threads // 2))
 
-    def validate(self) -> "Settings":
+    def validate(self) -> Settings:
         """Raises ValueError naming the setting when a value is unusable."""
         try:
             self.windows  # noqa: B018 - parses
@@ -174,12 +197,16 @@ class Settings:
             raise ValueError("redis_timeout, counter_cache_ttl and database_timeout must be positive")
         if self.edge_batch_size < 1:
             raise ValueError("edge_batch_size must be at least 1")
+        if self.job_batch_ms <= 0 or self.job_inline_ms < 0 or self.job_lease_ms <= 0:
+            raise ValueError("job_batch_ms and job_lease_ms must be positive, job_inline_ms not negative")
         if self.max_staleness <= 0:
             raise ValueError(f"max_staleness must be positive, got {self.max_staleness!r}")
         if self.connection_limit < 1:
             raise ValueError("connection_limit must be at least 1")
         if min(self.max_message_bytes, self.page_max_bytes, self.max_concurrent_streams, self.max_concurrent_rpcs) < 1:
-            raise ValueError("max_message_bytes, page_max_bytes, max_concurrent_streams and max_concurrent_rpcs must be positive")
+            raise ValueError(
+                "max_message_bytes, page_max_bytes, max_concurrent_streams and max_concurrent_rpcs must be positive"
+            )
         if self.threads < 1 or self.workers < 1:
             raise ValueError("threads and workers must be at least 1")
         if min(self.keepalive_time, self.keepalive_timeout, self.keepalive_min_ping_interval) <= 0:
@@ -205,18 +232,20 @@ class Settings:
         if self.tls_client_ca and not self.tls_cert:
             raise ValueError("tls_client_ca needs tls_cert and tls_key")
         if self.tls_client_scopes and not self.tls_client_ca:
-            raise ValueError("tls_client_scopes needs tls_client_ca (identities come from verified client certificates)")
+            raise ValueError(
+                "tls_client_scopes needs tls_client_ca (identities come from verified client certificates)"
+            )
         if self.auth_jwt_keys and not (self.auth_jwt_issuer and self.auth_jwt_audience):
             raise ValueError("auth_jwt_keys needs auth_jwt_issuer and auth_jwt_audience")
         if not 0 <= self.auth_jwt_leeway <= 300:
             raise ValueError(f"auth_jwt_leeway must be between 0 and 300 seconds, got {self.auth_jwt_leeway}")
 
 
-def fields_for(command: str) -> list[dataclasses.Field]:
+def fields_for(command: str) -> list[dataclasses.Field[Any]]:
     return [f for f in dataclasses.fields(Settings) if command in f.metadata["commands"]]
 
 
-def env_name(f: dataclasses.Field) -> str:
+def env_name(f: dataclasses.Field[Any]) -> str:
     return ENV_PREFIX + f.name.upper()
 
 
@@ -229,8 +258,9 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def _parser_type(f: dataclasses.Field):
-    return {bool: _parse_bool, int: int, float: float}.get(type(f.default), str)
+def _parser_type(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
+    parsers: dict[type, Callable[[str], Any]] = {bool: _parse_bool, int: int, float: float}
+    return parsers.get(type(f.default), str)
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:

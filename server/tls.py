@@ -29,7 +29,7 @@ class CertificateFiles:
         self._configuration()  # fails early on unusable files
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "CertificateFiles | None":
+    def from_settings(cls, settings: Settings) -> CertificateFiles | None:
         if not settings.tls_cert:
             return None
         return cls(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
@@ -39,7 +39,7 @@ class CertificateFiles:
         stamp = self._stamp()
         initial = self._configuration()
 
-        def fetch():
+        def fetch() -> grpc.ServerCertificateConfiguration | None:
             nonlocal stamp
             current = self._stamp()
             if current == stamp:
@@ -53,10 +53,13 @@ class CertificateFiles:
             log.info("TLS certificate reloaded from %s", self._cert)
             return configuration
 
-        return grpc.dynamic_ssl_server_credentials(initial, fetch, require_client_authentication=bool(self._client_ca))
+        # fetch returns None for "unchanged", as grpc documents; types-grpcio leaves None out.
+        return grpc.dynamic_ssl_server_credentials(
+            initial, fetch, require_client_authentication=bool(self._client_ca)  # type: ignore[arg-type]
+        )
 
-    def _stamp(self) -> tuple:
-        stamps = []
+    def _stamp(self) -> tuple[tuple[int, ...], ...]:
+        stamps: list[tuple[int, ...]] = []
         for path in self._paths:
             try:
                 info = os.stat(path)

@@ -4,16 +4,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from .interceptors import UnaryWrapper
+from .interceptors import Behavior, UnaryWrapper
 from .settings import Settings
 
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -23,6 +25,7 @@ def tracer_provider(settings: Settings) -> TracerProvider | None:
     """The provider the settings ask for, exporting in batches; None when tracing is off."""
     if settings.trace_exporter == "none":
         return None
+    exporter: SpanExporter
     if settings.trace_exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -44,15 +47,15 @@ class TracingInterceptor(UnaryWrapper):
         self._tracer = tracer
         super().__init__()
 
-    def wrap_unary(self, method: str, behavior):
+    def wrap_unary(self, method: str, behavior: Behavior) -> Behavior:
         return _traced(self._tracer, method, behavior)
 
 
-def _traced(tracer: trace.Tracer, method: str, behavior):
+def _traced(tracer: trace.Tracer, method: str, behavior: Behavior) -> Behavior:
     service, _, name = method.strip("/").partition("/")
     attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
 
-    def traced(request, context):
+    def traced(request: Any, context: grpc.ServicerContext) -> Any:
         parent = _PROPAGATOR.extract(carrier=dict(context.invocation_metadata()))
         token = otel_context.attach(parent)
         try:
@@ -63,7 +66,7 @@ def _traced(tracer: trace.Tracer, method: str, behavior):
                 try:
                     return behavior(request, context)
                 finally:
-                    code = context.code() or grpc.StatusCode.OK
+                    code = context.code() or grpc.StatusCode.OK  # type: ignore[attr-defined]  # grpcio has it; its stubs lack it
                     span.set_attribute("rpc.grpc.status_code", code.value[0])
                     if code is not grpc.StatusCode.OK:
                         span.set_status(trace.Status(trace.StatusCode.ERROR, code.name))

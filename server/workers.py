@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import tempfile
+from types import FrameType
 
 from storage import open_storage
 from storage.migrate import upgrade
@@ -65,7 +66,7 @@ def _supervise(settings: Settings, metrics_dir: str) -> int:
         for index in range(settings.workers)
     ]
 
-    def forward_reload(_signum, _frame):
+    def forward_reload(_signum: int, _frame: FrameType | None) -> None:
         for worker in workers:
             if worker.pid is not None and worker.is_alive():
                 os.kill(worker.pid, signal.SIGHUP)
@@ -88,7 +89,7 @@ def _supervise(settings: Settings, metrics_dir: str) -> int:
             failed = True
             break
     for worker in workers:
-        if worker.is_alive():
+        if worker.is_alive() and worker.pid is not None:
             os.kill(worker.pid, signal.SIGTERM)
     for worker in workers:
         worker.join(settings.grace_period + 5)

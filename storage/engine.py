@@ -14,17 +14,22 @@ import random
 import sqlite3
 import threading
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from .errors import StorageConflict, StorageUnavailable
 from .positions import Positions, decode_token, encode_token
 from .sql import SqlTx
-from .types import CountersListener
+from .types import CountersListener, VersionedCounts
 from .watchdog import Watchdog
+
+if TYPE_CHECKING:
+    import psycopg
+    from sqlalchemy.engine.interfaces import DBAPIConnection
 
 T = TypeVar("T")
 
@@ -97,7 +102,7 @@ class SqlStorage:
     def close(self) -> None:
         self.engine.dispose()
 
-    def _notify(self, touched) -> None:
+    def _notify(self, touched: dict[str, VersionedCounts]) -> None:
         """The transaction has committed: whatever a listener does, the call succeeds."""
         for listener in self._listeners:
             try:
@@ -124,7 +129,7 @@ class SqlStorage:
                         if autocommit:
                             # PostgreSQL reads run in autocommit: no BEGIN/COMMIT
                             # round trips; each statement still sees one snapshot.
-                            conn.connection.dbapi_connection.autocommit = True
+                            _dbapi(conn).autocommit = True
                         with conn.begin():
                             result = fn(tx)
                             position = tx.bump_position() if write and not self._postgres else None
@@ -133,7 +138,8 @@ class SqlStorage:
                         if write:
                             position = self._committed_at(conn, tx, position)
                     finally:
-                        overran = ticket is not None and not self._watchdog.disarm(ticket)
+                        watchdog = self._watchdog
+                        overran = ticket is not None and watchdog is not None and not watchdog.disarm(ticket)
                         if autocommit:
                             _end_autocommit(conn)
             except DBAPIError as exc:
@@ -157,13 +163,13 @@ class SqlStorage:
             return result
         raise AssertionError("unreachable")
 
-    def _committed_at(self, conn, tx: SqlTx, position: int | None) -> int | None:
+    def _committed_at(self, conn: Connection, tx: SqlTx, position: int | None) -> int | None:
         """Records a committed write's position for ``last_token`` and
         ``positions``: SQLite's counter as bumped, PostgreSQL's WAL position
         read now. A failure to read it fails nothing: the write is committed."""
         if position is None:
             try:
-                conn.connection.dbapi_connection.autocommit = True
+                _dbapi(conn).autocommit = True
                 position = tx.position()
             except Exception as exc:
                 log.warning("could not read the commit position after a write: %s", exc)
@@ -174,20 +180,28 @@ class SqlStorage:
             self.positions.saw(position)
         return position
 
-    def _arm(self, conn) -> int | None:
-        if self._watchdog is None:
+    def _arm(self, conn: Connection) -> int | None:
+        if self._watchdog is None or self._deadline is None:
             return None
-        fileno = conn.connection.dbapi_connection.pgconn.socket
+        # The watchdog runs on PostgreSQL only, whose driver is psycopg.
+        fileno = cast("psycopg.Connection[Any]", conn.connection.driver_connection).pgconn.socket
         return self._watchdog.arm(fileno, self._deadline)
 
 
-def _end_autocommit(conn) -> None:
+def _dbapi(conn: Connection) -> DBAPIConnection:
+    """The driver's connection under ``conn`` (there while ``conn`` is open)."""
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    return dbapi
+
+
+def _end_autocommit(conn: Connection) -> None:
     """Puts a reader's connection back in transaction mode; one that cannot
     be (it broke during the read) is discarded instead of pooled."""
     if conn.invalidated:
         return
     try:
-        conn.connection.dbapi_connection.autocommit = False
+        _dbapi(conn).autocommit = False
     except Exception as exc:
         conn.invalidate(exc)
 
@@ -253,7 +267,7 @@ def open_storage(url: str, *, pool_size: int = 16, deadline: float | None = None
 
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
         # Let SQLAlchemy's "begin" event below issue BEGIN itself.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
@@ -263,6 +277,6 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn):
+    def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get(_WRITE, True)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

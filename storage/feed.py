@@ -8,28 +8,35 @@ cost one read of the log per change, not one each; a stream further behind
 reads the log itself.
 
 On PostgreSQL the feed also runs the sequencer (``sequence``, which gives
-committed events their positions; see ``SqlTx.sequence_events``): at once
-after a write of this process commits, and every ``fallback`` seconds for
-events whose writer died before sequencing them. A second thread waits on
-``LISTEN``: every sequencer run that gave positions, in any process, sends
-``NOTIFY`` at commit. On SQLite writers give positions themselves, and the
-feed re-reads the head every ``poll`` seconds (other processes' writes) and
-at once after a write of this process commits.
+committed events their positions and returns them; see
+``SqlTx.sequence_events``): at once after a write of this process commits
+(one run numbers every commit that arrived meanwhile), and every
+``fallback`` seconds for events whose writer died before sequencing them.
+The events a run numbered go into memory as it returned them when they
+follow the head at once; otherwise (another process numbered some in
+between) the feed reads the log. A second thread waits on ``LISTEN``: every
+sequencer run that gave positions, in any process, sends ``NOTIFY`` at
+commit with the new head; a notification the feed's head already covers
+(its own sequencer's, usually) is not read again. On SQLite writers give
+positions themselves, and the feed re-reads the head every ``poll`` seconds
+(other processes' writes) and at once after a write of this process
+commits.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
-from typing import Callable, Collection
+from collections.abc import Callable, Collection
 
 import psycopg
 
 from .engine import SqlStorage
 from .errors import StorageError
 from .sql import EVENTS_CHANNEL
-from .types import Event, EventRange
+from .types import Event, EventRange, Tx
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +45,7 @@ class EventFeed:
     def __init__(
         self,
         storage: SqlStorage,
-        sequence: Callable[[], None],
+        sequence: Callable[[], list[Event]],
         *,
         poll: float = 0.02,
         fallback: float = 1.0,
@@ -58,6 +65,8 @@ class EventFeed:
         self._reading = threading.Lock()
         self._closed = False
         self._poke = threading.Event()
+        self._sequencing = False  # the sequencer is between a run's start and its events in memory
+        self._read_at = 0.0  # time.monotonic() of the last read of the log
         self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
         storage.on_events_committed(self._poke.set)
@@ -66,7 +75,7 @@ class EventFeed:
     def closed(self) -> bool:
         return self._closed
 
-    def start(self) -> "EventFeed":
+    def start(self) -> EventFeed:
         """Starts the threads on first use; later calls do nothing."""
         with self._start_lock:
             if self._threads or self._closed:
@@ -132,20 +141,38 @@ class EventFeed:
                 if not self._closed:
                     log.exception("event feed: reading the log failed")
                 return
+            self._read_at = time.monotonic()
             if head <= self._head and horizon <= self._horizon:
                 return
-            low = self._low if fresh is not None else head
-            with self._changed:
-                if fresh is None:
-                    self._recent.clear()
-                self._recent.extend(fresh or ())
-                dropped = self._recent[0].seq - 1 if len(self._recent) == self._recent.maxlen else low
-                self._low = max(low, dropped)
-                self._head = max(head, self._head)
-                self._horizon = horizon
-                self._changed.notify_all()
+            self._publish(head, fresh, horizon)
 
-    def _read(self, tx) -> tuple[int, list[Event] | None, int]:
+    def _extend(self, numbered: list[Event]) -> bool:
+        """Puts the events a sequencer run numbered (dense, in order) in
+        memory when they follow the head; False when they do not (events
+        numbered elsewhere in between: read the log instead)."""
+        with self._reading:
+            fresh = [event for event in numbered if event.seq > self._head]
+            if not fresh:
+                return True
+            if fresh[0].seq != self._head + 1:
+                return False
+            self._publish(fresh[-1].seq, fresh, self._horizon)
+            return True
+
+    def _publish(self, head: int, fresh: list[Event] | None, horizon: int) -> None:
+        """Moves the head and the window (holding ``_reading``) and wakes every stream."""
+        low = self._low if fresh is not None else head
+        with self._changed:
+            if fresh is None:
+                self._recent.clear()
+            self._recent.extend(fresh or ())
+            dropped = self._recent[0].seq - 1 if len(self._recent) == self._recent.maxlen else low
+            self._low = max(low, dropped)
+            self._head = max(head, self._head)
+            self._horizon = horizon
+            self._changed.notify_all()
+
+    def _read(self, tx: Tx) -> tuple[int, list[Event] | None, int]:
         """The head, the events since the last read (None when more than
         the window holds), and the horizon, read after the events so that
         pruning while they were read is seen."""
@@ -164,15 +191,43 @@ class EventFeed:
     def _run_sequencer(self) -> None:
         while not self._closed:
             self._poke.clear()
+            self._set_sequencing(True)
+            numbered: list[Event] | None = None
             try:
-                self._sequence()
+                numbered = self._sequence()
             except StorageError as exc:
                 log.debug("event sequencer: %s", exc)
             except Exception:
                 if not self._closed:
                     log.exception("event sequencer failed; trying again in %.1f s", self._fallback)
-            self._refresh()
+            # A failed run reads the log, and so does one when the log was
+            # last read ``fallback`` seconds ago or more (the horizon, and
+            # whatever a lost notification would have announced).
+            stale = time.monotonic() - self._read_at >= self._fallback
+            if numbered is None or stale or not self._extend(numbered):
+                self._refresh()
+            self._set_sequencing(False)
             self._poke.wait(self._fallback)
+
+    def _set_sequencing(self, running: bool) -> None:
+        with self._changed:
+            self._sequencing = running
+            self._changed.notify_all()
+
+    def _covered(self, payload: str) -> bool:
+        """Whether the head already covers a notification's (the head
+        after the notifying sequencer's run). While this process's own
+        sequencer is running it is about to put the events it numbered in
+        memory: wait for it (at most ``poll`` seconds) rather than read
+        them too."""
+        try:
+            head = int(payload)
+        except ValueError:
+            return False  # no head given: read
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: self._head >= head or not self._sequencing or self._closed, timeout=self._poll
+            ) and self._head >= head
 
     def _listen(self) -> None:
         engine = self._storage.engine
@@ -184,9 +239,11 @@ class EventFeed:
                     conn.execute(f"LISTEN {EVENTS_CHANNEL}")
                     self._refresh()  # whatever was sequenced before LISTEN took effect
                     while not self._closed:
-                        for _ in conn.notifies(timeout=self._fallback, stop_after=1):
-                            pass
-                        self._refresh()
+                        covered = False
+                        for note in conn.notifies(timeout=self._fallback, stop_after=1):
+                            covered = self._covered(note.payload)
+                        if not covered:
+                            self._refresh()
             except psycopg.Error as exc:
                 if self._closed:
                     return
@@ -198,7 +255,7 @@ class EventFeed:
                     threading.Event().wait(self._poll)
 
 
-def _events_between(tx, after: int, through: int) -> list[Event]:
+def _events_between(tx: Tx, after: int, through: int) -> list[Event]:
     """Every event in (after, through]; positions are dense, so it is complete."""
     found: list[Event] = []
     while after < through:

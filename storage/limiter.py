@@ -7,11 +7,11 @@ window, and records the attempt when every window has room."""
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ratelimit.base import ALLOWED, Decision, Window, decision_counters, refusal
 
-from .types import Storage
+from .types import Storage, Tx
 
 # Every this many decisions, one batch of entries that left the longest
 # window is deleted, whoever they belong to.
@@ -41,7 +41,7 @@ class SqlLimiter:
     def acquire(self, key: str, token: str) -> Decision:
         now = self._clock()
 
-        def run(tx) -> Decision:
+        def run(tx: Tx) -> Decision:
             tx.lock_limiter_key(key)
             times = tx.limiter_times(key, now - self._horizon_us)
             refused = refusal(self.windows, [t / 1e6 for t in times], now / 1e6)

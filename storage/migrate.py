@@ -25,14 +25,13 @@ def _config() -> Config:
 def upgrade(storage: SqlStorage) -> tuple[str | None, str]:
     """Brings the schema to the newest revision; returns (before, after)."""
     config = _config()
-    with storage.engine.connect() as conn:
-        with conn.begin():
-            if storage.dialect == "postgresql":
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
-            before = MigrationContext.configure(conn).get_current_revision()
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
-            after = MigrationContext.configure(conn).get_current_revision()
+    with storage.engine.connect() as conn, conn.begin():
+        if storage.dialect == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
+        before = MigrationContext.configure(conn).get_current_revision()
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+        after = MigrationContext.configure(conn).get_current_revision()
     return before, after or ""
 
 

@@ -21,7 +21,7 @@ import bisect
 import struct
 import threading
 
-from .freshness import now_us
+from .clock import now_us
 
 _FORMAT = 1
 _LAYOUT = struct.Struct(">B16sQ")  # format, identity, position
@@ -39,6 +39,7 @@ def encode_token(identity: str, position: int) -> str:
 
 def decode_token(token: str, identity: str) -> int:
     """The position a token names; InvalidToken unless it is one of ours."""
+    position: int
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         version, named, position = _LAYOUT.unpack(raw)

@@ -12,6 +12,8 @@ allows at most one pending request per pair.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -38,7 +40,7 @@ metadata = MetaData(
 )
 
 
-def _user_id(name: str, **kw) -> Column:
+def _user_id(name: str, **kw: Any) -> Column[str]:
     return Column(name, String(UUID_LEN), nullable=False, **kw)
 
 
@@ -221,4 +223,20 @@ limiter_log = Table(
     Column("at_us", BigInteger, nullable=False),
     Index(None, "limiter_key", "at_us"),
     Index(None, "at_us"),
+)
+
+# Work on a big account that runs off the request path, one row per user and
+# kind (``storage/deletion.py``): a deletion (its row is also the user's
+# tombstone: from the commit that adds it the user reads as absent) or the
+# lifting of the blocks against a promoted user. Any server process may claim
+# a row whose lease has run out; each batch renews the lease.
+user_jobs = Table(
+    "user_jobs",
+    metadata,
+    _user_id("user_id", primary_key=True),
+    Column("kind", SmallInteger, primary_key=True),
+    Column("created_us", BigInteger, nullable=False),
+    Column("lease_owner", String(64), nullable=False, server_default=""),
+    Column("lease_until_us", BigInteger, nullable=False, server_default="0"),
+    Index(None, "lease_until_us"),
 )

@@ -13,9 +13,9 @@ from __future__ import annotations
 import enum
 import operator
 from dataclasses import dataclass, field, fields
-from typing import Callable, Iterable, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Protocol, Sequence, TypeVar
 
-from .freshness import now_us
+from .clock import now_us
 from .positions import Positions
 
 T = TypeVar("T")
@@ -112,7 +112,7 @@ class VersionedCounts:
     (each change sets ``max(version + 1, now in microseconds)``, so a user
     deleted and seen again still gets larger versions); a cache keeps the
     highest version it has seen. ``read_us``: when the SQL snapshot that
-    holds this state was taken at the latest (see ``storage/freshness.py``);
+    holds this state was taken at the latest (see ``cache/freshness.py``);
     entries made without one count as read now."""
 
     counts: Counts
@@ -273,7 +273,7 @@ class Change:
     actor_id: str
     subject_id: str
     occurred_us: int
-    payload: dict
+    payload: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +286,7 @@ class Event:
     actor_id: str
     subject_id: str
     occurred_us: int
-    payload: dict
+    payload: dict[str, Any]
     # A commit position at or after its transaction's commit (None: unknown).
     position: int | None = None
 
@@ -354,13 +354,25 @@ class Tx(Protocol):
     # Blocks.
     def insert_block(self, block: Block) -> None: ...
     def delete_block(self, blocker_id: str, blocked_id: str) -> bool: ...
-    def delete_blocks_against(self, blocked_id: str, limit: int | None = None) -> list[str]:
-        """Lifts the blocks against ``blocked_id`` (at most ``limit``); returns the blockers."""
 
-    # Accounts.
-    def delete_user_edges(self, user_id: str, limit: int) -> Cascade:
-        """Removes up to ``limit`` edges of each kind; the record stays."""
-    def delete_user(self, user_id: str) -> Cascade: ...
+    # Big accounts (storage/deletion.py): tombstones, jobs and their batches.
+    def deleting(self, user_ids: Iterable[str]) -> set[str]:
+        """The users among ``user_ids`` whose deletion is in progress."""
+    def start_deletion(self, user_id: str, now_us: int) -> tuple[Removed, bool] | None: ...
+    def delete_edges(self, user_id: str, limit: int) -> Cascade:
+        """Removes up to ``limit`` edges of a tombstoned user; fewer means none are left."""
+    def finish_deletion(self, user_id: str) -> None: ...
+    def zero_deleting_counters(self) -> list[str]: ...
+    def lift_blocks(self, blocked_id: str, limit: int) -> list[str]:
+        """Lifts up to ``limit`` blocks against ``blocked_id``; returns the blockers."""
+    def add_job(self, user_id: str, kind: int, now_us: int) -> None: ...
+    def claim_job(
+        self, owner: str, now_us: int, lease_us: int, job: tuple[str, int] | None = None
+    ) -> tuple[str, int] | None: ...
+    def renew_job(self, user_id: str, kind: int, owner: str, until_us: int) -> bool: ...
+    def release_jobs(self, owner: str, job: tuple[str, int] | None = None) -> int: ...
+    def finish_job(self, user_id: str, kind: int) -> None: ...
+    def pending_jobs(self) -> list[tuple[str, int]]: ...
 
     # Reports.
     def insert_report(self, report: Report) -> None: ...
@@ -386,9 +398,10 @@ class Tx(Protocol):
         """Appends ``change`` to the outbox when the transaction commits
         (with a position at once on SQLite, from ``sequence_events`` on
         PostgreSQL)."""
-    def sequence_events(self, limit: int) -> int:
+    def sequence_events(self, limit: int, numbered: list[Event] | None = None) -> int:
         """Gives up to ``limit`` committed events without a position their
-        positions, in commit order; returns how many."""
+        positions, in commit order; returns how many, and appends them (in
+        order) to ``numbered`` when it is given."""
     def event_head(self) -> int:
         """The position of the newest committed event (or of the retention horizon)."""
     def event_horizon(self) -> int:
@@ -441,22 +454,3 @@ class Storage(Protocol):
         """Reads the commit position now into ``positions``."""
     def ping(self) -> None: ...
     def close(self) -> None: ...
-
-
-class RelationshipReader(Protocol):
-    """Reads relationships; the relationship caches wrap one of these."""
-
-    def get(self, user_id: str, other_ids: Sequence[str]) -> dict[str, Relationship]:
-        """The relationship with every distinct id of ``other_ids``, from ``user_id``'s side."""
-
-    def interactable(self, user_id: str, other_ids: Sequence[str]) -> dict[str, bool]:
-        """Whether no block stands between ``user_id`` and each distinct id of
-        ``other_ids``: cached relationships where there are, and for the rest
-        only the blocks (cheaper than whole relationships, and not cached)."""
-
-
-class CounterReader(Protocol):
-    """Reads per-user counters; the counter caches wrap one of these."""
-
-    def get(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]:
-        """Counters of the users that have any; others are absent."""

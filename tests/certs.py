@@ -35,7 +35,7 @@ class Authority:
     def __init__(self, name: str = "SocialGraph test CA") -> None:
         self._key = _key()
         self._name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self._cert = (
             x509.CertificateBuilder()
             .subject_name(self._name)
@@ -61,8 +61,9 @@ class Authority:
               ips: tuple[str, ...] = (), client: bool = False, server: bool | None = None) -> Issued:
         """A certificate for a server, or with ``client`` for a client (both with ``server=True`` too)."""
         key = _key()
-        now = datetime.datetime.now(datetime.timezone.utc)
-        names = [x509.DNSName(d) for d in dns] + [x509.UniformResourceIdentifier(u) for u in uris]
+        now = datetime.datetime.now(datetime.UTC)
+        names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+        names += [x509.UniformResourceIdentifier(u) for u in uris]
         names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
         builder = (
             x509.CertificateBuilder()

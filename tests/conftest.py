@@ -8,13 +8,15 @@ import logging
 
 import pytest
 
+from cache import cached_readers
 from ratelimit import InProcessLimiter, parse_windows
-from server.app import add_services, cached_readers
+from server.app import add_services
 from server.rules import Graph, Policy
 from storage import open_storage
 from storage.migrate import upgrade
 
 from .support import BACKENDS, Client, new_user, temporary_database
+
 
 def pytest_addoption(parser):
     parser.addoption(

@@ -1,10 +1,10 @@
-"""Test support shared by every suite: databases, error decoding, a client."""
+"""Test support shared by every suite: databases, error decoding, a client;
+processes come from the harness package."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import uuid
 from dataclasses import dataclass
 from typing import Iterator
@@ -14,6 +14,15 @@ import psycopg
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
+# The process harness, shared with the bench; re-exported for the suites.
+from harness import (  # noqa: F401
+    RedisServer,
+    clean_env,
+    free_port,
+    running_server,
+    socialgraph_command,
+)
 
 from socialgraph.v1 import admin_pb2 as apb
 from socialgraph.v1 import admin_pb2_grpc, common_pb2
@@ -69,12 +78,6 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 def new_user() -> str:
     return str(uuid.uuid4())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --------------------------------------------------------------------- errors
@@ -216,71 +219,6 @@ def zero(**changes) -> dict:
     return {**ZERO, **changes}
 
 
-# ------------------------------------------------------------------- process
-
-
-def socialgraph_command() -> list[str]:
-    """The ``socialgraph`` console script of this environment."""
-    import sys
-    from pathlib import Path
-
-    script = Path(sys.executable).parent / "socialgraph"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "server.cli"]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The test's environment without any SOCIALGRAPH_* setting, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOCIALGRAPH_")}
-    env.update(extra)
-    return env
-
-
-@contextlib.contextmanager
-def running_server(*args: str, env: dict[str, str] | None = None, timeout: float = 20.0):
-    """Runs ``socialgraph serve`` as a real process on a free loopback port
-    until the block ends; yields (address, process)."""
-    import subprocess
-    import sys
-    import time
-
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    address = f"127.0.0.1:{free_port()}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--listen", address, *args],
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while True:
-                if process.poll() is not None:
-                    raise AssertionError(f"server exited early: {process.stdout.read()}")
-                try:
-                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
-                        break
-                except grpc.RpcError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"server not SERVING within {timeout} s")
-                time.sleep(0.1)
-        yield address, process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 # --------------------------------------------------------------------- redis
 
 
@@ -291,54 +229,3 @@ def redis_reachable(url: str = REDIS_URL) -> bool:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
     except redis.RedisError:
         return False
-
-
-class RedisServer:
-    """A private ``redis-server`` on a free loopback port that a test can
-    stop and start again (same port, empty data)."""
-
-    def __init__(self, directory, *extra: str) -> None:
-        self.port = free_port()
-        self.directory = str(directory)
-        self.extra = extra
-        self.process = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> "RedisServer":
-        import subprocess
-        import time
-
-        import redis
-
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.directory, *self.extra],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if client.ping():
-                    return self
-            except redis.RedisError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    self.stop()
-                    raise AssertionError(f"redis-server on port {self.port} did not start")
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
-
-    def __enter__(self) -> "RedisServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

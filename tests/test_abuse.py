@@ -11,6 +11,7 @@ import grpc
 import pytest
 from grpc import StatusCode
 
+from harness import rss_bytes
 from socialgraph.v1 import social_graph_pb2 as pb
 
 from .support import Client, error_info, new_user, running_server
@@ -146,7 +147,8 @@ def test_a_flood_of_expensive_calls_does_not_starve_another_connection(four_thre
 
     slots = [threading.Semaphore(FLOOD_DEPTH) for _ in attacker_channels]
     flooders = [
-        threading.Thread(target=flood, args=(channel, own), daemon=True) for channel, own in zip(attacker_channels, slots)
+        threading.Thread(target=flood, args=(channel, own), daemon=True)
+        for channel, own in zip(attacker_channels, slots, strict=True)
     ]
     for flooder in flooders:
         flooder.start()
@@ -161,7 +163,7 @@ def test_a_flood_of_expensive_calls_does_not_starve_another_connection(four_thre
             time.sleep(0.02)
     finally:
         stop.set()
-        for flooder, own in zip(flooders, slots):
+        for flooder, own in zip(flooders, slots, strict=True):
             flooder.join()
             for _ in range(FLOOD_DEPTH):
                 own.acquire(timeout=60)
@@ -227,7 +229,8 @@ def test_open_watch_streams_neither_count_toward_the_shed_limit_nor_are_shed(tmp
                 assert next(stream).WhichOneof("message") == "checkpoint"
             a, b = new_user(), new_user()
             for _ in range(3):
-                assert client.graph.CanInteract(pb.CanInteractRequest(user_id=a, other_user_id=b), timeout=10).can_interact
+                request = pb.CanInteractRequest(user_id=a, other_user_id=b)
+                assert client.graph.CanInteract(request, timeout=10).can_interact
         finally:
             for stream in streams:
                 stream.cancel()
@@ -243,14 +246,6 @@ def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
 def _literal(name: str, value: str) -> bytes:
     """An HPACK literal header field without indexing, new name, no Huffman."""
     return b"\x00" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
-
-
-def _rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 SLOW_STREAMS = 200
@@ -280,7 +275,7 @@ def test_a_reader_that_never_reads_holds_bounded_memory(tmp_path):
             client.upsert(fan, display_name=BIG_NAME, avatar_url=BIG_AVATAR)
             client.follow(fan, star)
         request = pb.ListFollowersRequest(user_id=star, page_size=1000).SerializeToString()
-        before = _rss_bytes(process.pid)
+        before = rss_bytes(process.pid)
         host, port = address.rsplit(":", 1)
         with socket.create_connection((host, int(port)), timeout=5) as sock:
             settings = (0x4).to_bytes(2, "big") + (0).to_bytes(4, "big")  # INITIAL_WINDOW_SIZE 0
@@ -303,7 +298,7 @@ def test_a_reader_that_never_reads_holds_bounded_memory(tmp_path):
                 out.append(_frame(0x0, 0x1, stream, body))  # DATA, END_STREAM
             sock.sendall(b"".join(out))
             time.sleep(3.0)  # every accepted stream has built its answer
-            grown = _rss_bytes(process.pid) - before
+            grown = rss_bytes(process.pid) - before
             # The server still answers others while the slow reader sits there.
             assert client.graph.GetCounts(pb.GetCountsRequest(user_ids=[star]), timeout=10).counts[0].followers == 200
         assert grown < RSS_GROWTH_BOUND, f"RSS grew by {grown / 2**20:.0f} MiB"

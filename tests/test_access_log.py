@@ -37,9 +37,12 @@ def test_each_rpc_gets_one_access_line_with_its_outcome_and_caller(tmp_path, cap
         assert stats(address, ADMIN_TOKEN).users == 0
     ok, invalid, missing, anonymous, admin = access_lines(caplog)
     follow, get_stats = "/socialgraph.v1.SocialGraphService/Follow", "/socialgraph.v1.AdminService/GetStats"
-    assert (ok["method"], ok["code"], ok["reason"], ok["caller"], ok["request_id"]) == (follow, "OK", "", "token:feed", "req-42")
+    fields = (ok["method"], ok["code"], ok["reason"], ok["caller"], ok["request_id"])
+    assert fields == (follow, "OK", "", "token:feed", "req-42")
     assert ok["peer"].startswith("ipv4:127.0.0.1:") and ok["duration_ms"] > 0
-    assert (invalid["code"], invalid["reason"], invalid["caller"]) == ("INVALID_ARGUMENT", "INVALID_USER_ID", "token:feed")
+    assert (invalid["code"], invalid["reason"], invalid["caller"]) == (
+        "INVALID_ARGUMENT", "INVALID_USER_ID", "token:feed"
+    )
     assert len(invalid["request_id"]) == 32 and invalid["request_id"] != ok["request_id"]
     assert (missing["method"], missing["code"], missing["reason"], missing["caller"]) == (
         get_stats, "PERMISSION_DENIED", "MISSING_SCOPE", "token:feed")
@@ -64,10 +67,13 @@ def test_json_format_writes_one_object_per_line(tmp_path):
         with raises(grpc.StatusCode.PERMISSION_DENIED, "MISSING_SCOPE"):
             stats(address, GRAPH_TOKEN)
         process.terminate()
-        output = process.communicate(timeout=30)[0]
+        process.wait(timeout=30)
+        output = process.output()
     lines = [json.loads(line) for line in output.splitlines()]
     assert {"time", "level", "logger", "message"} <= set(lines[0])
     rpcs = [line for line in lines if line["logger"] == "socialgraph.access" and "GetStats" in line["method"]]
-    assert [(line["code"], line["caller"]) for line in rpcs] == [("OK", "token:backoffice"), ("PERMISSION_DENIED", "token:feed")]
+    assert [(line["code"], line["caller"]) for line in rpcs] == [
+        ("OK", "token:backoffice"), ("PERMISSION_DENIED", "token:feed")
+    ]
     assert rpcs[1]["reason"] == "MISSING_SCOPE"
     assert GRAPH_TOKEN not in output and ADMIN_TOKEN not in output

@@ -86,7 +86,8 @@ def stats(address: str, token: str | None = None):
 def list_services(address: str, token: str | None = None) -> list[str]:
     with grpc.insecure_channel(address) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        responses = stub.ServerReflectionInfo(
+        # types-grpcio-reflection leaves the stub's methods untyped.
+        responses = stub.ServerReflectionInfo(  # type: ignore[operator]
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
             metadata=bearer(token) if token else None,
             timeout=5,
@@ -96,7 +97,9 @@ def list_services(address: str, token: str | None = None) -> list[str]:
 
 def health_check(address: str) -> int:
     with grpc.insecure_channel(address) as channel:
-        return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+        stub = health_pb2_grpc.HealthStub(channel)
+        # types-grpcio-health-checking declares no methods on HealthStub.
+        return stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -229,9 +232,8 @@ def wait_until(condition, timeout: float = 10.0) -> None:
 def test_an_unusable_tokens_file_stops_the_server_from_starting(tmp_path, text, complaint):
     path = tmp_path / "tokens.toml"
     path.write_text(text)
-    with pytest.raises(InvalidConfiguration, match=complaint):
-        with serving(tmp_path, auth_tokens_file=str(path)):
-            pass
+    with pytest.raises(InvalidConfiguration, match=complaint), serving(tmp_path, auth_tokens_file=str(path)):
+        pass
 
 
 # -------------------------------------------------------------------- JWTs
@@ -290,8 +292,12 @@ def test_bad_jwts_are_unauthenticated(tmp_path, jwt_settings, signing_keys):
         "wrong audience": make_jwt(rs, "RS256", aud="another-service"),
         "no expiry": make_jwt(rs, "RS256", exp=None),
         "no audience": make_jwt(rs, "RS256", aud=None),
-        "alg none": jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "exp": now + 60, "scope": "graph"}, None, algorithm="none"),
-        "HS256 with the public key": _hs256(public_pem, {"iss": ISSUER, "aud": AUDIENCE, "exp": now + 60, "scope": "graph"}),
+        "alg none": jwt.encode(
+            {"iss": ISSUER, "aud": AUDIENCE, "exp": now + 60, "scope": "graph"}, None, algorithm="none"
+        ),
+        "HS256 with the public key": _hs256(
+            public_pem, {"iss": ISSUER, "aud": AUDIENCE, "exp": now + 60, "scope": "graph"}
+        ),
         "another key": make_jwt(stranger, "ES256"),
         "tampered payload": f"{header}.{payload[:-2]}xx.{_}",
         "garbage": "a.b.c",
@@ -334,7 +340,8 @@ def test_a_jwks_document_selects_the_key_by_kid(tmp_path, signing_keys):
     for kid, key in (("rsa-1", rs), ("ed-1", ed), ("rsa-2", other)):
         jwk = json.loads(_to_jwk(key.public_key()))
         keys.append({**jwk, "kid": kid, "use": "sig"})
-    keys.append({"kty": "oct", "k": "c3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3M", "kid": "hmac"})  # never used: HS256 is not accepted
+    # Never used: HS256 is not accepted.
+    keys.append({"kty": "oct", "k": "c3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3M", "kid": "hmac"})
     path = tmp_path / "jwks.json"
     path.write_text(json.dumps({"keys": keys}))
     settings = {"auth_jwt_keys": str(path), "auth_jwt_issuer": ISSUER, "auth_jwt_audience": AUDIENCE}
@@ -390,7 +397,8 @@ def test_sighup_reloads_and_no_token_reaches_the_log(tmp_path, tokens_file):
         process.send_signal(signal.SIGHUP)
         wait_until(lambda: _accepted(address, fresh))
         process.terminate()
-        output = process.communicate(timeout=30)[0]
+        process.wait(timeout=30)
+        output = process.output()
     assert "credentials reloaded" in output
     assert "refused" in output  # DEBUG lines for the refusals exist...
     for token in (GRAPH_TOKEN, ADMIN_TOKEN, BOTH_TOKEN, fresh, GRAPH_TOKEN[:-1]):

@@ -4,7 +4,6 @@ refusing bad configuration."""
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,9 @@ from server.rules import Graph, Policy
 from storage import open_storage
 from storage.migrate import head, upgrade
 
-from .support import (
-    clean_env,
-    free_port,
-    new_user,
-    socialgraph_command,
-    temporary_database,
-)
+from harness import clean_env, free_port, run_socialgraph
+
+from .support import new_user, temporary_database
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 60  # seconds any one command may take
@@ -29,26 +24,8 @@ TABLES = {"users", "follows", "connections", "connection_requests", "blocks", "u
 
 
 def run(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = TIMEOUT):
-    """Runs ``socialgraph ARGS`` to completion (killed after ``timeout``)."""
-    proc = subprocess.Popen(
-        [*socialgraph_command(), *args],
-        cwd=cwd,
-        env=clean_env() if env is None else env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"socialgraph {' '.join(args)} did not finish in {timeout} s\n{out}\n{err}")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    """Runs ``socialgraph ARGS`` to completion in a clean environment (killed after ``timeout``)."""
+    return run_socialgraph(*args, cwd=cwd, env=clean_env() if env is None else env, timeout=timeout)
 
 
 def table_names(url: str) -> set[str]:

@@ -64,7 +64,9 @@ def test_reads_with_a_token_or_fully_consistent_see_the_write(client, user):
 
 OTHER_DATABASE = encode_token(uuid.uuid4().hex, 1)
 READS = [
-    lambda c, u, cons: c.graph.GetRelationship(pb.GetRelationshipRequest(user_id=u(), other_user_id=u(), consistency=cons)),
+    lambda c, u, cons: c.graph.GetRelationship(
+        pb.GetRelationshipRequest(user_id=u(), other_user_id=u(), consistency=cons)
+    ),
     lambda c, u, cons: c.graph.BatchGetRelationships(
         pb.BatchGetRelationshipsRequest(user_id=u(), other_user_ids=[u()], consistency=cons)
     ),
@@ -97,8 +99,8 @@ def test_safety_checks_answer_from_one_source_at_one_freshness(tmp_path):
     a long bound. After the second blocks, every safety check of the first
     gives the same answer for the same consistency: all from its cache by
     default, all from SQL with fully_consistent."""
+    from cache import cached_readers
     from ratelimit import InProcessLimiter, parse_windows
-    from server.app import cached_readers
     from server.rules import Consistency, Graph, GraphError, Policy
     from storage import open_storage
     from storage.migrate import upgrade

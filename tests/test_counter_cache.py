@@ -9,12 +9,13 @@ import uuid
 import pytest
 from sqlalchemy import text
 
+from cache import redis_client
+from cache.local import InProcessCounterCache
+from cache.redis_cache import RedisCounterCache, counts_key
+from cache.sql import SqlCounters
 from ratelimit import InProcessLimiter, parse_windows
-from server import redis_client
 from server.rules import Graph, Policy
 from storage import open_storage
-from storage.cache import RedisCounterCache, counts_key
-from storage.counters import InProcessCounterCache, SqlCounters
 from storage.migrate import upgrade
 from storage.types import Counts, VersionedCounts
 

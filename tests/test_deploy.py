@@ -41,22 +41,28 @@ def compose_config(directory: Path) -> subprocess.CompletedProcess:
     schema without a Docker engine (Debian's docker-compose, installed by
     scripts/services)."""
     require("docker-compose", shutil.which("docker-compose") is not None)
-    return subprocess.run(["docker-compose", "config", "--quiet"], cwd=directory, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["docker-compose", "config", "--quiet"], cwd=directory, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_the_compose_file_is_valid(tmp_path):
     checked = compose_config(ROOT)
     assert checked.returncode == 0, checked.stderr
     # The check can fail: a misspelt option is refused.
-    (tmp_path / "compose.yaml").write_text((ROOT / "compose.yaml").read_text().replace("    image: redis", "    imag: redis"))
+    misspelt = (ROOT / "compose.yaml").read_text().replace("    image: redis", "    imag: redis")
+    (tmp_path / "compose.yaml").write_text(misspelt)
     refused = compose_config(tmp_path)
     assert refused.returncode != 0 and "imag" in refused.stderr
 
 
 def test_the_compose_certificates_serve_mutual_tls_and_the_health_check(tmp_path):
     certs = tmp_path / "certs"
-    subprocess.run(["sh", str(ROOT / "deploy" / "make-certs.sh"), str(certs)], check=True, capture_output=True, timeout=60)
-    environment = dict(re.findall(r"^\s+(SOCIALGRAPH_TLS_[A-Z_]+): (\S+)$", (ROOT / "compose.yaml").read_text(), flags=re.M))
+    subprocess.run(
+        ["sh", str(ROOT / "deploy" / "make-certs.sh"), str(certs)], check=True, capture_output=True, timeout=60
+    )
+    compose = (ROOT / "compose.yaml").read_text()
+    environment = dict(re.findall(r"^\s+(SOCIALGRAPH_TLS_[A-Z_]+): (\S+)$", compose, flags=re.M))
     files = {name: str(certs / Path(value).name) for name, value in environment.items() if value.startswith("/certs/")}
     settings = {name.removeprefix("SOCIALGRAPH_").lower(): value for name, value in files.items()}
     scopes = environment["SOCIALGRAPH_TLS_CLIENT_SCOPES"]

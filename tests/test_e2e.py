@@ -6,11 +6,8 @@ are built from descriptors the server hands out over reflection."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -24,7 +21,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 from grpc_status import rpc_status
 
-from .support import clean_env, free_port, socialgraph_command
+from harness import ProcessFailed, ServerProcess, clean_env, free_port, run_socialgraph, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -41,90 +38,31 @@ REFLECTION = "grpc.reflection.v1alpha.ServerReflection"
 # ------------------------------------------------------------ the process
 
 
-@dataclass
-class Server:
-    """One ``socialgraph serve`` process; its stdout and stderr go to ``log``."""
+def start(directory: Path, database_url: str, *flags: str) -> ServerProcess:
+    """One ``socialgraph serve`` process, SERVING; its output also goes to a log file in ``directory``."""
+    return start_server(
+        "--database-url", database_url, *flags,
+        cwd=directory, env=clean_env(), log=directory / f"server-{uuid.uuid4().hex[:6]}.log", timeout=STARTUP_TIMEOUT,
+    )
 
-    address: str
-    database_url: str
-    log: Path
-    proc: subprocess.Popen | None = None
-    _log_file: object = field(default=None, repr=False)
 
-    @classmethod
-    def start(cls, directory: Path, database_url: str, port: int | None = None, *flags: str) -> "Server":
-        port = port or free_port()
-        server = cls(f"127.0.0.1:{port}", database_url, directory / f"server-{port}-{uuid.uuid4().hex[:6]}.log")
-        server._log_file = open(server.log, "wb")
-        server.proc = subprocess.Popen(
-            [*socialgraph_command(), "serve", "--listen", server.address, "--database-url", database_url, *flags],
-            cwd=directory,
-            env=clean_env(),
-            stdout=server._log_file,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            server.wait_serving()
-        except BaseException:
-            server.kill()
-            raise
-        return server
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_serving(self, timeout: float = STARTUP_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        last = "no answer"
-        with grpc.insecure_channel(self.address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    pytest.fail(f"server exited with {self.proc.returncode} while starting:\n{self.output()}")
-                try:
-                    status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
-                    if status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                    last = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
-                except grpc.RpcError as error:
-                    last = f"{error.code()}: {error.details()}"
-                time.sleep(0.1)
-        pytest.fail(f"server on {self.address} not SERVING after {timeout} s ({last}):\n{self.output()}")
-
-    def terminate(self, timeout: float = STOP_TIMEOUT) -> int:
-        """SIGTERM, then the exit code; kills and fails when it takes longer than ``timeout``."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"server did not exit within {timeout} s of SIGTERM:\n{self.output()}")
-        self._close_log()
-        return code
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        self._close_log()
-
-    def _close_log(self) -> None:
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
+def terminate(server: ServerProcess, timeout: float = STOP_TIMEOUT) -> int:
+    """SIGTERM, then the exit code; kills and fails when it takes longer than ``timeout``."""
+    server.terminate()
+    code = server.wait_for_exit(timeout)
+    if code is None:
+        server.kill()
+        pytest.fail(f"server did not exit within {timeout} s of SIGTERM:\n{server.output()}")
+    return code
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     directory = tmp_path_factory.mktemp("e2e")
-    srv = Server.start(directory, f"sqlite:///{directory}/e2e.db")
+    srv = start(directory, f"sqlite:///{directory}/e2e.db")
     try:
         yield srv
-        code = srv.terminate()
+        code = terminate(srv)
         assert code == 0, f"exit code {code} after SIGTERM:\n{srv.output()}"
     finally:
         srv.kill()
@@ -341,63 +279,42 @@ def test_health_of_an_unknown_service_is_not_found(channel):
 
 
 def test_health_command_reports_on_the_running_server(server, tmp_path):
-    ok = subprocess.run(
-        [*socialgraph_command(), "health", "--listen", server.address],
-        cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=30,
-    )
+    ok = run_socialgraph("health", "--listen", server.address, cwd=tmp_path, env=clean_env(), timeout=30)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == "SERVING"
     nobody = f"127.0.0.1:{free_port()}"
-    down = subprocess.run(
-        [*socialgraph_command(), "health", "--listen", nobody],
-        cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=30,
-    )
+    down = run_socialgraph("health", "--listen", nobody, cwd=tmp_path, env=clean_env(), timeout=30)
     assert down.returncode != 0
     assert nobody in down.stderr, down.stderr
 
 
 def test_a_second_server_on_the_same_port_exits_with_a_clear_message(server, tmp_path, channel):
-    proc = subprocess.Popen(
-        [
-            *socialgraph_command(), "serve",
-            "--listen", server.address,
-            "--database-url", f"sqlite:///{tmp_path}/second.db",
-        ],
-        cwd=tmp_path,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     try:
-        try:
-            out, err = proc.communicate(timeout=STARTUP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            pytest.fail(f"second server on {server.address} kept running (shares the port?):\n{err}")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode != 0
+        second = run_socialgraph(
+            "serve", "--listen", server.address, "--database-url", f"sqlite:///{tmp_path}/second.db",
+            cwd=tmp_path, env=clean_env(), timeout=STARTUP_TIMEOUT,
+        )
+    except ProcessFailed as kept_running:
+        pytest.fail(f"second server on {server.address} kept running (shares the port?):\n{kept_running}")
+    err = second.stderr
+    assert second.returncode != 0
     assert server.address in err, err
     assert "Traceback" not in err, err
     # The first server is untouched and still answers.
     stub = health_pb2_grpc.HealthStub(channel)
     status = stub.Check(health_pb2.HealthCheckRequest(), timeout=RPC_TIMEOUT).status
     assert status == health_pb2.HealthCheckResponse.SERVING
-    assert server.proc.poll() is None
+    assert server.poll() is None
 
 
 def test_sigterm_stops_the_server_cleanly(tmp_path):
-    srv = Server.start(tmp_path, f"sqlite:///{tmp_path}/stop.db")
+    srv = start(tmp_path, f"sqlite:///{tmp_path}/stop.db")
     try:
         with grpc.insecure_channel(srv.address) as channel:
             client = ReflectionClient(channel)
             assert client.graph("Follow", follower_id=new_id(), followee_id=new_id()).created
         started = time.monotonic()
-        code = srv.terminate()
+        code = terminate(srv)
         elapsed = time.monotonic() - started
     finally:
         srv.kill()
@@ -412,11 +329,11 @@ def test_sigterm_stops_the_server_cleanly(tmp_path):
 
 def test_sigterm_lets_an_idle_server_with_open_channels_exit(tmp_path):
     """A connected but idle client must not hold the server up past the grace period."""
-    srv = Server.start(tmp_path, f"sqlite:///{tmp_path}/idle.db", None, "--grace-period", "2")
+    srv = start(tmp_path, f"sqlite:///{tmp_path}/idle.db", "--grace-period", "2")
     try:
         with grpc.insecure_channel(srv.address) as channel:
             ReflectionClient(channel).graph("GetCounts", user_ids=[new_id()])
-            code = srv.terminate(timeout=10)
+            code = terminate(srv, timeout=10)
     finally:
         srv.kill()
     assert code == 0, srv.output()
@@ -426,7 +343,7 @@ def test_data_survives_a_restart(tmp_path):
     url = f"sqlite:///{tmp_path}/restart.db"
     a, b, c = new_id(), new_id(), new_id()
 
-    first = Server.start(tmp_path, url)
+    first = start(tmp_path, url)
     try:
         with grpc.insecure_channel(first.address) as channel:
             client = ReflectionClient(channel)
@@ -438,12 +355,12 @@ def test_data_survives_a_restart(tmp_path):
             assert client.graph("Follow", follower_id=a, followee_id=b).created
             client.graph("SendConnectionRequest", requester_id=c, recipient_id=a, message="hey")
             block_id = client.graph("Block", blocker_id=b, blocked_id=c).block.block_id
-        code = first.terminate()
+        code = terminate(first)
     finally:
         first.kill()
     assert code == 0, first.output()
 
-    second = Server.start(tmp_path, url)
+    second = start(tmp_path, url)
     try:
         with grpc.insecure_channel(second.address) as channel:
             client = ReflectionClient(channel)
@@ -460,7 +377,7 @@ def test_data_survives_a_restart(tmp_path):
             assert (ca.following, ca.incoming_requests, cb.followers, cb.blocked) == (1, 1, 1, 1)
             # And it still takes writes.
             assert not client.graph("Follow", follower_id=a, followee_id=b).created
-        code = second.terminate()
+        code = terminate(second)
     finally:
         second.kill()
     assert code == 0, second.output()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from google.rpc import error_details_pb2, status_pb2
-from socialgraph.v1 import error_reason_pb2
 
 from server import errors
 from server.rules import InvalidArgument, Reason
+from socialgraph.v1 import error_reason_pb2
 from storage import StorageUnavailable
 
 ErrorReason = error_reason_pb2.ErrorReason
@@ -36,6 +36,7 @@ def test_sent_reasons_are_enum_names():
 
 def _reason(status: errors.Status) -> str:
     [blob] = [value for key, value in status.trailing_metadata if key == "grpc-status-details-bin"]
+    assert isinstance(blob, bytes)
     info = error_details_pb2.ErrorInfo()
     status_pb2.Status.FromString(blob).details[0].Unpack(info)
     return info.reason

@@ -128,7 +128,8 @@ def test_every_kind_is_emitted_once_with_its_fields(client, user):
     client.upsert(m, role=1, display_name="Mo")  # repeat
     client.block(d, m)
     client.upsert(m, role=2, display_name="Mo")
-    report = client.graph.ReportUser(_pb().ReportUserRequest(reporter_id=a, reported_id=b, reason=1, details="x")).report
+    request = _pb().ReportUserRequest(reporter_id=a, reported_id=b, reason=1, details="x")
+    report = client.graph.ReportUser(request).report
     _resolve(client, report.report_id, m)
     _resolve(client, report.report_id, m)  # repeat
     client.send(a, c)
@@ -174,7 +175,11 @@ def test_every_kind_is_emitted_once_with_its_fields(client, user):
         ("FOLLOWED", a, c, AUTO_FOLLOW),
         # DeleteUser(a): a follows b and c, b follows a; the request to c.
         *sorted(
-            [("UNFOLLOWED", a, b, USER_DELETED), ("UNFOLLOWED", a, c, USER_DELETED), ("UNFOLLOWED", b, a, USER_DELETED)],
+            [
+                ("UNFOLLOWED", a, b, USER_DELETED),
+                ("UNFOLLOWED", a, c, USER_DELETED),
+                ("UNFOLLOWED", b, a, USER_DELETED),
+            ],
             key=lambda x: (x[1], x[2]),
         ),
         ("CONNECTION_REQUEST_CANCELLED", a, c, USER_DELETED),
@@ -184,7 +189,9 @@ def test_every_kind_is_emitted_once_with_its_fields(client, user):
     for x in events:
         by_kind.setdefault(x.kind, []).append(x)
     requested = by_kind[K.EVENT_KIND_CONNECTION_REQUESTED]
-    assert [(x.request.request_id, x.request.message) for x in requested[:3]] == [(first, "hi"), (second, ""), (third, "")]
+    assert [(x.request.request_id, x.request.message) for x in requested[:3]] == [
+        (first, "hi"), (second, ""), (third, "")
+    ]
     assert [x.request.request_id for x in by_kind[K.EVENT_KIND_CONNECTION_REQUEST_CANCELLED][:2]] == [first, pending]
     assert by_kind[K.EVENT_KIND_CONNECTION_REQUEST_DECLINED][0].request.request_id == second
     assert [(x.connected.via, x.connected.request_id) for x in by_kind[K.EVENT_KIND_CONNECTED]] == [
@@ -368,7 +375,8 @@ def test_filters_by_kind_and_by_actor_or_subject(client, user):
     assert [brief(x) for x in drain(client, start, users=(c,), kinds=(K.EVENT_KIND_BLOCKED,))] == [
         ("BLOCKED", b, c, REQUEST)
     ]
-    assert [brief(x) for x in drain(client, start, users=(a, b, c), kinds=(K.EVENT_KIND_BLOCKED, K.EVENT_KIND_FOLLOWED))] == [
+    kinds = (K.EVENT_KIND_BLOCKED, K.EVENT_KIND_FOLLOWED)
+    assert [brief(x) for x in drain(client, start, users=(a, b, c), kinds=kinds)] == [
         ("FOLLOWED", a, b, REQUEST),
         ("FOLLOWED", c, a, REQUEST),
         ("BLOCKED", b, c, REQUEST),

@@ -222,27 +222,30 @@ def _follow_request(follower: str, followee: str):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_retention_is_pruned_in_the_background(backend, tmp_path):
-    with temporary_database(backend, tmp_path) as url, serve(url, "--event-retention", "0.5") as (address, _):
-        with grpc.insecure_channel(address) as channel:
-            client = Client(channel)
-            start = head_cursor(address)
-            client.follow(new_user(), new_user())
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    drain(address, start)
-                except grpc.RpcError as error:
-                    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-                    break
-                assert time.monotonic() < deadline, "the event was never pruned"
-                time.sleep(0.1)
-            with raises(grpc.StatusCode.FAILED_PRECONDITION, "CURSOR_EXPIRED"):
-                next(iter(client.watch.Watch(wpb.WatchRequest(after_cursor=start), timeout=10)))
-            # A fresh cursor still works.
-            later = head_cursor(address)
-            pair = (new_user(), new_user())
-            client.follow(*pair)
-            assert follows(drain(address, later)) == [pair]
+    with (
+        temporary_database(backend, tmp_path) as url,
+        serve(url, "--event-retention", "0.5") as (address, _),
+        grpc.insecure_channel(address) as channel,
+    ):
+        client = Client(channel)
+        start = head_cursor(address)
+        client.follow(new_user(), new_user())
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                drain(address, start)
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+                break
+            assert time.monotonic() < deadline, "the event was never pruned"
+            time.sleep(0.1)
+        with raises(grpc.StatusCode.FAILED_PRECONDITION, "CURSOR_EXPIRED"):
+            next(iter(client.watch.Watch(wpb.WatchRequest(after_cursor=start), timeout=10)))
+        # A fresh cursor still works.
+        later = head_cursor(address)
+        pair = (new_user(), new_user())
+        client.follow(*pair)
+        assert follows(drain(address, later)) == [pair]
 
 
 def test_events_tail_prints_events_as_json_lines(tmp_path):
@@ -253,7 +256,8 @@ def test_events_tail_prints_events_as_json_lines(tmp_path):
         client.follow(a, b)
         client.block(a, b, "spam")
         tail = subprocess.Popen(
-            [*socialgraph_command(), "events", "tail", "--listen", address, "--after", start, "--kinds", "blocked,UNFOLLOWED"],
+            [*socialgraph_command(), "events", "tail", "--listen", address, "--after", start]
+            + ["--kinds", "blocked,UNFOLLOWED"],
             stdout=subprocess.PIPE,
             text=True,
             env=clean_env(),

@@ -15,7 +15,6 @@ import re
 import signal
 import socket
 import sqlite3
-import subprocess
 import threading
 import time
 import uuid
@@ -26,21 +25,21 @@ from dataclasses import dataclass, field
 import grpc
 import psycopg
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
 from socialgraph.v1 import social_graph_pb2 as pb
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from harness import ServerProcess, free_port, health_status, running_server
+
 from .support import (
     BACKENDS,
     POSTGRES_DSN,
     Client,
     error_info,
-    free_port,
     new_user,
-    running_server,
     temporary_database,
 )
 
@@ -62,21 +61,9 @@ def budget(long_run: bool, short: float, long: float) -> float:
 # ------------------------------------------------------------ the process
 
 
-@dataclass
-class Proc:
-    """A running server, with its output drained so a chatty log can never
-    fill the pipe and stall it."""
-
-    address: str
-    process: subprocess.Popen
-    lines: list[str] = field(default_factory=list)
-
-    def output(self) -> str:
-        return "".join(self.lines[-200:])
-
-
 @contextlib.contextmanager
-def server(database_url: str, *flags: str) -> Iterator[Proc]:
+def server(database_url: str, *flags: str) -> Iterator[ServerProcess]:
+    """The server under test (its output drained by the harness); killed at the end."""
     with running_server(
         "--database-url",
         database_url,
@@ -87,22 +74,13 @@ def server(database_url: str, *flags: str) -> Iterator[Proc]:
         "--threads",
         "16",
         *flags,
-    ) as (address, process):
-        proc = Proc(address, process)
-
-        def drain():
-            for line in process.stdout:
-                proc.lines.append(line)
-
-        reader = threading.Thread(target=drain, name="server-log", daemon=True)
-        reader.start()
+    ) as (_, srv):
         try:
-            yield proc
+            yield srv
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
-            reader.join(timeout=5)
+            if srv.poll() is None:
+                srv.kill()
+                srv.wait(timeout=10)
 
 
 @contextlib.contextmanager
@@ -112,19 +90,6 @@ def client_for(address: str) -> Iterator[Client]:
         yield Client(channel)
     finally:
         channel.close()
-
-
-def health(address: str, service: str = "") -> int | grpc.StatusCode:
-    """The health status, or the error code when the server did not answer."""
-    with grpc.insecure_channel(address) as channel:
-        try:
-            return (
-                health_pb2_grpc.HealthStub(channel)
-                .Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
-                .status
-            )
-        except grpc.RpcError as error:
-            return error.code()
 
 
 def wait_for(
@@ -142,7 +107,7 @@ def wait_health(address: str, status: int, timeout: float = HEALTH_BOUND) -> Non
         seen: list = []
 
         def reached(name=name, seen=seen):
-            seen.append(health(address, name))
+            seen.append(health_status(address, name))
             return seen[-1] == status
 
         try:
@@ -514,7 +479,7 @@ def test_connections_killed_mid_transaction(tmp_path, long_run):
         finally:
             stop_load(workers, channels, stop)
         assert killed > 0, "the test killed no server connection"
-        assert not ledger.unexpected, (ledger.unexpected[:10], srv.output())
+        assert not ledger.unexpected, (ledger.unexpected[:10], srv.output(last=200))
         assert ledger.codes["OK"] > 0, ledger.codes
 
         # Recovers by itself: health comes back and writes succeed, no restart.
@@ -524,7 +489,7 @@ def test_connections_killed_mid_transaction(tmp_path, long_run):
                 a, b = new_user(), new_user()
                 assert client.follow(a, b).created
                 ledger.follows.add((a, b))
-        assert srv.process.poll() is None
+        assert srv.poll() is None
 
         assert half_written(url) == []
         assert ledger.missing(url) == []
@@ -688,14 +653,14 @@ def needs_the_database(client: Client) -> list[tuple[str, Callable[[], object]]]
     ]
 
 
-def assert_recovers(srv: Proc, url: str) -> None:
+def assert_recovers(srv: ServerProcess, url: str) -> None:
     wait_health(srv.address, SERVING)
     with client_for(srv.address) as client:
         for _ in range(10):
             a, b = new_user(), new_user()
             assert client.follow(a, b).created
             assert client.relationship(a, b).following
-    assert srv.process.poll() is None, "the server restarted or died"
+    assert srv.poll() is None, "the server restarted or died"
     assert half_written(url) == []
 
 
@@ -715,7 +680,7 @@ def test_health_and_fast_failure_while_database_refuses(tmp_path, long_run):
             for what, call in needs_the_database(client):
                 assert_fails_fast(call, what)
             assert all(
-                health(srv.address, name) == NOT_SERVING for name in HEALTH_NAMES
+                health_status(srv.address, name) == NOT_SERVING for name in HEALTH_NAMES
             )
             proxy.up()
             assert_recovers(srv, url)
@@ -755,7 +720,7 @@ def test_health_and_fast_failure_while_database_hangs(tmp_path):
                 proxy.down()
             proxy.up()
             assert_recovers(srv, url)
-        assert not problems, "\n".join(problems) + "\n" + srv.output()[-3000:]
+        assert not problems, "\n".join(problems) + "\n" + srv.output(last=200)[-3000:]
 
 
 # ------------------------------------------------------------ 3. SIGKILL under load
@@ -777,8 +742,8 @@ def test_sigkill_under_write_load_loses_no_acknowledged_write(
                 try:
                     wait_for(lambda: ledger.codes["OK"] >= 30, 30, "writes under load")
                     time.sleep(random.uniform(0.1, budget(long_run, 1.0, 3.0)))
-                    srv.process.kill()
-                    srv.process.wait(timeout=10)
+                    srv.kill()
+                    srv.wait(timeout=10)
                     wait_for(
                         lambda workers=workers: not any(w.is_alive() for w in workers),
                         RPC_TIMEOUT + 5,
@@ -889,13 +854,6 @@ def new_rpc_refused(address: str) -> bool:
     return False
 
 
-def exits_within(process: subprocess.Popen, timeout: float) -> int | None:
-    try:
-        return process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None
-
-
 def slow_setup(client: Client) -> tuple[str, str]:
     """A user whose lock the test will hold, already with a counter row."""
     x, y = new_user(), new_user()
@@ -926,19 +884,19 @@ def test_sigterm_drains_in_flight_rpc(backend, tmp_path):
                 assert call.is_alive(), (call.result, call.error)
 
                 sent = time.monotonic()
-                srv.process.send_signal(signal.SIGTERM)
+                srv.send_signal(signal.SIGTERM)
                 wait_for(
                     lambda: new_rpc_refused(srv.address),
                     5,
                     "new RPCs refused after SIGTERM",
                     step=0.1,
                 )
-                assert health(srv.address) in (NOT_SERVING, grpc.StatusCode.UNAVAILABLE)
+                assert health_status(srv.address) in (NOT_SERVING, grpc.StatusCode.UNAVAILABLE)
                 assert call.is_alive(), (
                     "the in-flight RPC ended before the lock was released: "
-                    f"{call.result!r} {call.error!r}\n{srv.output()[-3000:]}"
+                    f"{call.result!r} {call.error!r}\n{srv.output(last=200)[-3000:]}"
                 )
-                assert srv.process.poll() is None, (
+                assert srv.poll() is None, (
                     "the server exited with an RPC in flight"
                 )
 
@@ -946,12 +904,12 @@ def test_sigterm_drains_in_flight_rpc(backend, tmp_path):
                 call.join(timeout=15)
                 assert not call.is_alive()
                 assert call.error is None, (
-                    f"{call.error.code()}: {call.error.details()}\n{srv.output()}"
+                    f"{call.error.code()}: {call.error.details()}\n{srv.output(last=200)}"
                 )
                 assert call.result.created
 
-            code = exits_within(srv.process, 10 - (time.monotonic() - sent) + 3)
-            assert code == 0, f"exit {code}\n{srv.output()}"
+            code = srv.wait_for_exit(10 - (time.monotonic() - sent) + 3)
+            assert code == 0, f"exit {code}\n{srv.output(last=200)}"
         follows, _, _ = stored_edges(url)
         assert (x, y) in follows
         assert half_written(url) == []
@@ -980,7 +938,7 @@ def test_sigterm_cancels_rpc_still_blocked_after_grace_period(backend, tmp_path)
                 )
                 call.start()
                 wait_for(held.in_flight, 10, "the Block waiting on the lock")
-                srv.process.send_signal(signal.SIGTERM)
+                srv.send_signal(signal.SIGTERM)
                 # The lock stays held: the RPC cannot finish in the grace period.
                 call.join(timeout=grace + 5)
                 assert not call.is_alive(), (
@@ -991,10 +949,10 @@ def test_sigterm_cancels_rpc_still_blocked_after_grace_period(backend, tmp_path)
                     grpc.StatusCode.CANCELLED,
                     grpc.StatusCode.UNAVAILABLE,
                 ), (call.error.code(), call.error.details())
-                code = exits_within(srv.process, grace + 8)
+                code = srv.wait_for_exit(grace + 8)
                 assert code is not None, (
                     f"the server did not exit within {grace + 8} s of SIGTERM while an RPC was "
-                    f"still blocked\n{srv.output()}"
+                    f"still blocked\n{srv.output(last=200)}"
                 )
         # Whatever became of the Block, it is whole or absent.
         wait_for(

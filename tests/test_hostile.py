@@ -39,11 +39,11 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+
+from server.rules.ids import CANONICAL_UUID
 from socialgraph.v1 import admin_pb2 as apb
 from socialgraph.v1 import common_pb2 as cpb
 from socialgraph.v1 import social_graph_pb2 as pb
-
-from server.rules.ids import CANONICAL_UUID
 
 from .support import Client, error_info, running_server
 
@@ -264,6 +264,7 @@ def ints(low: int, high: int) -> st.SearchStrategy[int]:
 
 def enums(field: FieldDescriptor) -> st.SearchStrategy[int]:
     # Enums are open in proto3: any int32 goes on the wire.
+    assert field.enum_type is not None
     known = [value.number for value in field.enum_type.values]
     return st.sampled_from(known + [max(known) + 1, -1, 99, 2**31 - 1, -(2**31)]) | st.integers(-(2**31), 2**31 - 1)
 
@@ -279,6 +280,7 @@ def oversized(elements: st.SearchStrategy) -> st.SearchStrategy[list]:
 
 def field_values(field: FieldDescriptor, depth: int) -> st.SearchStrategy:
     if field.type == FieldDescriptor.TYPE_MESSAGE:
+        assert field.message_type is not None
         single = messages(field.message_type, depth + 1)
     elif field.type == FieldDescriptor.TYPE_STRING:
         single = list_strings if field.is_repeated else strings
@@ -306,6 +308,7 @@ def tame_values(field: FieldDescriptor, depth: int) -> st.SearchStrategy:
     """Plausible values, so that a tame request gets past validation and
     reaches the rules and the database."""
     if field.type == FieldDescriptor.TYPE_MESSAGE:
+        assert field.message_type is not None
         single = messages(field.message_type, depth + 1, tame=True)
     elif field.type == FieldDescriptor.TYPE_STRING:
         if field.name.startswith("moderator"):
@@ -319,6 +322,7 @@ def tame_values(field: FieldDescriptor, depth: int) -> st.SearchStrategy:
         else:
             single = tame_text
     elif field.type == FieldDescriptor.TYPE_ENUM:
+        assert field.enum_type is not None
         single = st.sampled_from([value.number for value in field.enum_type.values if value.number])
     elif field.type in INT_EDGES:
         single = st.integers(0, 100)
@@ -372,9 +376,11 @@ def check_error(error: grpc.RpcError, what: str) -> tuple[grpc.StatusCode, str]:
     try:
         info = error_info(error)
     except ValueError as mismatch:  # grpc-status-details-bin says another code
-        raise AssertionError(f"{what} -> {code.name}: {error.details()[:300]} ({mismatch})") from None
+        raise AssertionError(f"{what} -> {code.name}: {(error.details() or '')[:300]} ({mismatch})") from None
     except AssertionError as missing:
-        raise AssertionError(f"{what} -> {code.name} without ErrorInfo: {error.details()[:300]} ({missing})") from None
+        raise AssertionError(
+            f"{what} -> {code.name} without ErrorInfo: {(error.details() or '')[:300]} ({missing})"
+        ) from None
     assert info.domain == DOMAIN, f"{what} -> {code.name} ErrorInfo domain {info.domain!r}: {info}"
     assert info.reason in ALLOWED[code], f"{what} -> {code.name} with reason {info.reason!r} outside the SPEC"
     return code, info.reason
@@ -391,7 +397,9 @@ def check_canonical_ids(message, where: str = "") -> None:
             items = value if field.is_repeated else [value]
             for i, item in enumerate(items):
                 check_canonical_ids(item, f"{path}[{i}].")
-        elif field.type == FieldDescriptor.TYPE_STRING and (field.name.endswith(ID_FIELDS) or field.name == "resolved_by"):
+        elif field.type == FieldDescriptor.TYPE_STRING and (
+            field.name.endswith(ID_FIELDS) or field.name == "resolved_by"
+        ):
             items = value if field.is_repeated else [value]
             for item in items:
                 assert item == "" or CANONICAL_UUID.fullmatch(item), f"{path} = {item!r} is not canonical"
@@ -489,6 +497,7 @@ def test_hostile_requests_fail_cleanly_and_change_nothing(seeded, grpc_channel, 
             code, reason = check_error(error, repr(rpc))
             seen[(rpc.name, reason)] = seen.get((rpc.name, reason), 0) + 1
             if rpc.is_write:
+                assert before is not None
                 after = snapshot(client)
                 assert after == before, f"failed {rpc!r} ({code.name}/{reason}) changed data:\n{diff(before, after)}"
                 known["state"] = after
@@ -559,7 +568,10 @@ def bad_utf8(descriptor: Descriptor) -> list[tuple[str, bytes]]:
     for field in descriptor.fields:
         if field.type == FieldDescriptor.TYPE_STRING:
             payloads.append((field.name, _key(field.number, 2) + b"\x02\xff\xfe"))
-        elif field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name.startswith("socialgraph."):
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            assert field.message_type is not None
+            if not field.message_type.full_name.startswith("socialgraph."):
+                continue
             for name, inner in bad_utf8(field.message_type):
                 payloads.append((f"{field.name}.{name}", _key(field.number, 2) + bytes([len(inner)]) + inner))
     return payloads
@@ -592,7 +604,9 @@ def send_raw_everywhere(channel: grpc.Channel) -> list[str]:
     """Sends every invalid payload to every RPC; returns what went wrong."""
     problems = []
     for rpc in RPCS:
-        call = channel.unary_unary(rpc.path, request_serializer=None, response_deserializer=None)
+        call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            rpc.path, request_serializer=None, response_deserializer=None
+        )
         for label, raw in invalid_payloads(rpc):
             what = f"{rpc!r} <- {label}"
             try:

@@ -11,9 +11,9 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
+from cache import redis_client
 from ratelimit import InProcessLimiter, Window, parse_windows
 from ratelimit.redis import RedisLimiter
-from server import redis_client
 from server.rules import Graph, Policy
 from socialgraph.v1 import social_graph_pb2 as pb
 from storage import open_storage
@@ -313,9 +313,10 @@ def test_in_process_memory_follows_active_requesters_only(clock):
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_the_database_limiter_deletes_entries_that_left_the_longest_window(backend, tmp_path, clock):
     """Every PRUNE_EVERY decisions, a batch of expired entries goes, whoever's they are."""
+    from sqlalchemy import func, select
+
     from storage import limiter as sql_limiter
     from storage.schema import limiter_log
-    from sqlalchemy import func, select
 
     with temporary_database(backend, tmp_path) as url:
         storage = open_storage(url, pool_size=2)

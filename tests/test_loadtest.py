@@ -40,9 +40,11 @@ def address(tmp_path_factory):
     """A server on PostgreSQL, as the configs are meant for (SQLite's one
     writer at a time can time out under 16 concurrent writes)."""
     require("ghz", os.access(GHZ, os.X_OK))
-    with temporary_database("postgres", tmp_path_factory.mktemp("ghz")) as url:
-        with running_server("--database-url", url) as (address, _):
-            yield address
+    with (
+        temporary_database("postgres", tmp_path_factory.mktemp("ghz")) as url,
+        running_server("--database-url", url) as (address, _),
+    ):
+        yield address
 
 
 def smoke(argv: list[str], address: str) -> dict:

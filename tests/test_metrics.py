@@ -3,26 +3,15 @@ and cache report their decisions."""
 
 from __future__ import annotations
 
-import re
-import urllib.request
-
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from harness import Metrics
+
 from .support import Client, free_port, new_user, running_server
 
 pytestmark = pytest.mark.e2e
-
-
-def scrape(port: int) -> dict[str, float]:
-    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    samples = {}
-    for line in body.splitlines():
-        match = re.fullmatch(r"([a-z_]+(?:\{.*\})?) ([0-9.e+-]+)", line)
-        if match:
-            samples[match[1]] = float(match[2])
-    return samples
 
 
 def test_metrics_count_rpcs_by_method_and_code(tmp_path):
@@ -39,7 +28,7 @@ def test_metrics_count_rpcs_by_method_and_code(tmp_path):
         client.counts(a)
         client.counts(a)
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
-        samples = scrape(port)
+        samples = Metrics(port).samples()
 
     def rpcs(method: str, code: str) -> float:
         return samples.get(f'socialgraph_rpcs_total{{code="{code}",method="{method}"}}', 0)

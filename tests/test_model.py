@@ -7,6 +7,7 @@ graph."""
 from __future__ import annotations
 
 import contextlib
+import uuid
 
 import grpc
 import pytest
@@ -14,18 +15,15 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-import uuid
-
+from cache import cached_readers, redis_client
 from ratelimit import InProcessLimiter, parse_windows
-from server import redis_client
-from server.app import cached_readers
 from server.rules import EventLog, Graph, Policy
 from server.rules.graph import now_us
-from storage.types import EventKind
 from socialgraph.v1 import admin_pb2 as apb
 from socialgraph.v1 import common_pb2
 from socialgraph.v1 import social_graph_pb2 as pb
 from storage import open_storage
+from storage.types import EventKind
 
 from .model import ADMIN, MEMBER, MODERATOR, Model
 from .support import REDIS_URL, error_info, new_user, redis_reachable, require, serving
@@ -235,7 +233,7 @@ def make_machine(storage, *clients):
                     response = client.graph.BatchGetRelationships(
                         pb.BatchGetRelationshipsRequest(user_id=me, other_user_ids=others, consistency=self.consistency)
                     )
-                    for them, rel in zip(others, response.relationships):
+                    for them, rel in zip(others, response.relationships, strict=False):
                         actual = {name: getattr(rel, name) for name in self.model.relationship(me, them)}
                         assert actual == self.model.relationship(me, them), (me, them)
                 counted = client.graph.GetCounts(

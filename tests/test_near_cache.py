@@ -1,4 +1,4 @@
-"""The in-process tier in front of Redis (storage/near.py): several processes
+"""The in-process tier in front of Redis (cache/near.py): several processes
 sharing one Redis each keep what they read in memory, see each other's writes
 through the counter feed, and read through to Redis and SQL whenever they
 are not subscribed. Two sets of caches over one database and one Redis play
@@ -11,9 +11,8 @@ import uuid
 
 import pytest
 
+from cache import cached_readers, redis_client
 from ratelimit import InProcessLimiter, parse_windows
-from server import redis_client
-from server.app import cached_readers
 from server.rules import Graph, Policy
 from storage import open_storage
 from storage.migrate import upgrade
@@ -56,7 +55,7 @@ def process(database, url: str, prefix: str) -> Graph:
 
 
 def feed(graph: Graph):
-    return graph.relationships._feed
+    return graph.relationships._feed  # type: ignore[attr-defined]  # a Near: cached_readers with a Redis server
 
 
 def test_a_write_in_one_process_reaches_the_memory_of_another(database):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from socialgraph.client import (
     SERVICE_CONFIG,
     Error,
@@ -26,9 +27,8 @@ from socialgraph.client import (
     decode_error,
     pages,
 )
-from socialgraph.v1 import common_pb2, error_reason_pb2
+from socialgraph.v1 import common_pb2, error_reason_pb2, social_graph_pb2_grpc
 from socialgraph.v1 import social_graph_pb2 as pb
-from socialgraph.v1 import social_graph_pb2_grpc
 
 from .support import new_user, running_server
 
@@ -103,7 +103,9 @@ def test_an_asyncio_error_decodes_the_same(address):
 def test_a_rate_limit_refusal_decodes_into_its_retry_after(client):
     requester = new_user()
     for _ in range(2):
-        client.graph.SendConnectionRequest(pb.SendConnectionRequestRequest(requester_id=requester, recipient_id=new_user()))
+        client.graph.SendConnectionRequest(
+            pb.SendConnectionRequestRequest(requester_id=requester, recipient_id=new_user())
+        )
     error = failure(
         lambda: client.graph.SendConnectionRequest(
             pb.SendConnectionRequestRequest(requester_id=requester, recipient_id=new_user())
@@ -238,7 +240,8 @@ def test_retry_after_falls_back_to_the_trailer():
 
 def test_the_distribution_is_the_client_alone(tmp_path):
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(CLIENT_DIR)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
+        + ["-q", "-w", str(tmp_path), str(CLIENT_DIR)],
         check=True,
         capture_output=True,
     )

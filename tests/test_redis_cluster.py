@@ -18,13 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
+from cache import redis_client
+from cache.redis_cache import RedisCounterCache, counts_key
+from cache.sql import SqlCounters
 from ratelimit import InProcessLimiter, parse_windows
 from ratelimit.redis import RedisLimiter, log_key
-from server import redis_client
 from server.rules import Graph, Policy
 from storage import open_storage
-from storage.cache import RedisCounterCache, counts_key
-from storage.counters import SqlCounters
 from storage.migrate import upgrade
 from storage.types import Counts, VersionedCounts
 

@@ -16,18 +16,18 @@ from dataclasses import dataclass, field
 import grpc
 import pytest
 import redis
-from socialgraph.v1 import social_graph_pb2 as pb
 
+from cache import redis_client
+from cache.redis_cache import RedisCounterCache, counts_key
+from cache.sql import SqlCounters
 from ratelimit import parse_windows
 from ratelimit.failover import FailoverLimiter
 from ratelimit.redis import RedisLimiter, log_key
-from server import redis_client
 from server.app import make_graph
 from server.rules import ConnectionState, Graph, Policy
 from server.settings import Settings
+from socialgraph.v1 import social_graph_pb2 as pb
 from storage import open_storage
-from storage.cache import RedisCounterCache, counts_key
-from storage.counters import SqlCounters
 from storage.limiter import SqlLimiter
 from storage.migrate import upgrade
 from storage.types import Counts
@@ -167,7 +167,7 @@ class Driver:
             chunk = users[i : i + 100]
             got = self._call("GetCounts", self.client.counts, *chunk)
             assert [c.user_id for c in got] == chunk
-            for user, counts in zip(chunk, got):
+            for user, counts in zip(chunk, got, strict=True):
                 assert as_tuple(counts) == self.model.counts(user), f"counts of {user}"
 
     def check_relationships(self, users):
@@ -181,7 +181,7 @@ class Driver:
                     self.client.graph.BatchGetRelationships,
                     pb.BatchGetRelationshipsRequest(user_id=user, other_user_ids=chunk),
                 ).relationships
-                for other, rel in zip(chunk, got):
+                for other, rel in zip(chunk, got, strict=False):
                     assert rel.other_user_id == other
                     assert rel_tuple(rel) == self.model.relationship(user, other), (user, other)
 
@@ -488,7 +488,8 @@ def test_an_outage_admits_exactly_the_limit_across_processes(private_redis, limi
     direct.close()
 
     private_redis.stop()
-    during = [limiter.acquire(user, f"during-{name}-{i}").allowed for i in range(4) for name, limiter in (("a", a), ("b", b))]
+    limiters = (("a", a), ("b", b))
+    during = [limiter.acquire(user, f"during-{name}-{i}").allowed for i in range(4) for name, limiter in limiters]
     assert during.count(True) == 3, during
     assert a.degraded and b.degraded
     a.release(user, "during-a-0")  # given back in the database: one more fits
@@ -497,7 +498,7 @@ def test_an_outage_admits_exactly_the_limit_across_processes(private_redis, limi
 
     private_redis.start()  # empty
     assert wait_until(lambda: not a.degraded and not b.degraded, timeout=2.0)
-    after = [limiter.acquire(user, f"after-{name}-{i}").allowed for i in range(3) for name, limiter in (("a", a), ("b", b))]
+    after = [limiter.acquire(user, f"after-{name}-{i}").allowed for i in range(3) for name, limiter in limiters]
     assert after == [False] * 6, "Redis restarted empty, yet admitted past the limit"
     assert not a.degraded, "Redis answered, but the limiter fell back again"
     direct = redis.Redis(port=private_redis.port, socket_timeout=2)

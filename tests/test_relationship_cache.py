@@ -10,15 +10,14 @@ import uuid
 
 import pytest
 
+from cache import cached_readers, redis_client
+from cache.redis_cache import RedisCounterCache, RedisRelationshipCache
+from cache.sql import SqlCounters, SqlRelationships
+from cache.versions import decode, encode
 from ratelimit import InProcessLimiter, parse_windows
-from server import redis_client
-from server.app import cached_readers
 from server.rules import Graph, Policy
 from storage import open_storage
 from storage.migrate import upgrade
-from storage.cache import RedisCounterCache
-from storage.counters import SqlCounters
-from storage.relationships import RedisRelationshipCache, SqlRelationships, decode, encode
 
 from .support import REDIS_URL, new_user, redis_reachable, require
 
@@ -58,7 +57,11 @@ def tiers(reader) -> list:
 
 
 @pytest.fixture(
-    params=["in-process", pytest.param("redis", marks=pytest.mark.redis), pytest.param("redis only", marks=pytest.mark.redis)]
+    params=[
+        "in-process",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("redis only", marks=pytest.mark.redis),
+    ]
 )
 def world(request, storage):
     """A graph whose relationships come through fresh caches over counted SQL reads:
@@ -172,7 +175,9 @@ def test_batches_mix_hits_and_misses_in_request_order(world):
     reader.asked.clear()
     found = graph.batch_get_relationships(me, [y, x, z, x])
     assert [r.other_user_id for r in found] == [y, x, z, x]
-    assert [(r.following, r.followed_by) for r in found] == [(False, False), (True, False), (False, True), (True, False)]
+    assert [(r.following, r.followed_by) for r in found] == [
+        (False, False), (True, False), (False, True), (True, False)
+    ]
     assert sorted(reader.asked) == sorted([(me, y), (me, z)])
 
 

@@ -4,14 +4,13 @@ what it retries, and a client using it riding through a server restart."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from importlib import resources
 
 import grpc
 
+from harness import ServerProcess
 from socialgraph.v1 import admin_pb2, social_graph_pb2, watch_pb2
 
 from .support import Client, free_port, new_user
@@ -68,12 +67,9 @@ def test_every_rpc_has_a_deadline_and_only_idempotent_ones_retry():
         assert set(policy["retryableStatusCodes"]) <= {"UNAVAILABLE", "ABORTED"}  # never RESOURCE_EXHAUSTED
 
 
-def start(address: str, database: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--listen", address, "--database-url", database,
-         "--grace-period", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+def start(address: str, database: str) -> ServerProcess:
+    """Not waited for: the client's calls meet the server while it starts."""
+    return ServerProcess("--database-url", database, "--grace-period", "1", address=address)
 
 
 def run_through_restart(tmp_path, options) -> tuple[int, list[grpc.StatusCode], int]:

@@ -108,7 +108,18 @@ def test_every_field_can_be_set_through_its_environment_variable():
     for f in dataclasses.fields(Settings):
         text, value = {"trace_sample_ratio": ("0.5", 0.5)}.get(f.name) or samples.get(type(f.default), (None, None))
         if text is None:
-            text = value = {"listen": "127.0.0.1:7", "rate_limits": "5/1s", "log_level": "DEBUG", "database_url": "sqlite:///elsewhere.db", "redis_url": "redis://127.0.0.1:6390/0", "metrics_listen": "127.0.0.1:9464", "admin_listen": "127.0.0.1:8", "tls_client_scopes": "admin.internal=admin", "log_format": "json", "trace_exporter": "console"}.get(f.name, "some-value")
+            text = value = {
+                "listen": "127.0.0.1:7",
+                "rate_limits": "5/1s",
+                "log_level": "DEBUG",
+                "database_url": "sqlite:///elsewhere.db",
+                "redis_url": "redis://127.0.0.1:6390/0",
+                "metrics_listen": "127.0.0.1:9464",
+                "admin_listen": "127.0.0.1:8",
+                "tls_client_scopes": "admin.internal=admin",
+                "log_format": "json",
+                "trace_exporter": "console",
+            }.get(f.name, "some-value")
         settings = load(None, environ={**COMPANIONS.get(f.name, {}), f"SOCIALGRAPH_{f.name.upper()}": text})
         assert getattr(settings, f.name) == value, f.name
 

@@ -53,11 +53,10 @@ def test_database_refuses_a_second_pending_request_for_a_pair(fresh):
 def test_database_refuses_self_edges(fresh):
     upgrade(fresh)
     a = new_user()
-    with fresh.engine.connect() as conn:
-        with pytest.raises(Exception, match="(?i)check"):
-            conn.execute(
-                text("INSERT INTO follows (follower_id, followee_id, created_us) VALUES (:a, :a, 1)"), {"a": a}
-            )
+    with fresh.engine.connect() as conn, pytest.raises(Exception, match="(?i)check"):
+        conn.execute(
+            text("INSERT INTO follows (follower_id, followee_id, created_us) VALUES (:a, :a, 1)"), {"a": a}
+        )
 
 
 def _graph(storage) -> Graph:
@@ -86,7 +85,9 @@ def test_recount_fixes_drifted_counters(fresh):
     graph.follow(a, b)
     graph.block(a, new_user(), "")
     with fresh.engine.begin() as conn:
-        conn.execute(text("UPDATE user_counters SET followers = 7, blocked = 0 WHERE user_id IN (:a, :b)"), {"a": a, "b": b})
+        conn.execute(
+            text("UPDATE user_counters SET followers = 7, blocked = 0 WHERE user_id IN (:a, :b)"), {"a": a, "b": b}
+        )
     fixes = {(f.user_id, f.column): (f.stored, f.actual) for f in graph.recount()}
     assert fixes == {(a, "followers"): (7, 0), (b, "followers"): (7, 1), (a, "blocked"): (0, 1)}
     assert graph.recount() == []

@@ -20,8 +20,6 @@ import contextlib
 import itertools
 import os
 import random
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +32,8 @@ from socialgraph.v1 import social_graph_pb2 as pb
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from harness import ServerProcess, run_socialgraph, running_server
+
 from .support import (
     REDIS_URL,
     Client,
@@ -41,7 +41,6 @@ from .support import (
     new_user,
     redis_reachable,
     require,
-    running_server,
     temporary_database,
 )
 
@@ -77,9 +76,8 @@ def rounds(long_run: bool, short: int, long: int) -> int:
 @dataclass
 class Cluster:
     url: str
-    processes: list[subprocess.Popen]
+    servers: list[ServerProcess]
     clients: list[Client]
-    logs: list[list[str]]
     engine: object
     groups: list[list[str]] = field(default_factory=list)
 
@@ -89,9 +87,9 @@ class Cluster:
     def server_errors(self) -> list[str]:
         """The servers' ERROR lines and the exception ending each traceback."""
         found = []
-        for server, log in enumerate(self.logs):
+        for server, process in enumerate(self.servers):
             in_traceback = False
-            for line in list(log):
+            for line in list(process.lines):
                 if " ERROR " in line:
                     found.append(f"server {server}: {line}")
                 elif line.startswith("Traceback"):
@@ -104,17 +102,18 @@ class Cluster:
     def server_warnings(self) -> collections.Counter:
         """WARNING lines by message (timestamps cut), e.g. Redis fallbacks."""
         return collections.Counter(
-            line.split(" WARNING ", 1)[1][:120] for log in self.logs for line in list(log) if " WARNING " in line
+            line.split(" WARNING ", 1)[1][:120]
+            for process in self.servers
+            for line in list(process.lines)
+            if " WARNING " in line
         )
 
     def stop_servers(self) -> None:
-        for process in self.processes:
+        for process in self.servers:
             if process.poll() is None:
                 process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
+        for process in self.servers:
+            if process.wait_for_exit(20) is None:
                 process.kill()
                 process.wait()
                 raise AssertionError(f"server {process.pid} did not stop within 20 s of SIGTERM")
@@ -138,12 +137,6 @@ class _Deadline(grpc.UnaryUnaryClientInterceptor):
         return continuation(details, request)
 
 
-def _drain(process: subprocess.Popen, lines: list[str]) -> None:
-    """Reads a server's output so a full pipe never stalls it."""
-    for line in process.stdout:
-        lines.append(line.rstrip("\n"))
-
-
 @pytest.fixture
 def cluster(tmp_path):
     require("Redis", redis_reachable())
@@ -155,19 +148,16 @@ def cluster(tmp_path):
             "--rate-limits", "100000/1h",
             "--redis-url", REDIS_URL,
         )
-        processes, clients, logs = [], [], []
+        servers, clients = [], []
         # One after the other: each applies the migrations before SERVING.
         for _ in range(PROCESSES):
             address, process = stack.enter_context(running_server(*args))
-            lines: list[str] = []
-            threading.Thread(target=_drain, args=(process, lines), daemon=True).start()
             channel = stack.enter_context(grpc.insecure_channel(address))
-            processes.append(process)
+            servers.append(process)
             clients.append(Client(grpc.intercept_channel(channel, _Deadline())))
-            logs.append(lines)
         engine = create_engine(url, poolclass=NullPool)
         stack.callback(engine.dispose)
-        yield Cluster(url, processes, clients, logs, engine)
+        yield Cluster(url, servers, clients, engine)
 
 
 # ------------------------------------------------------------------ outcomes
@@ -458,15 +448,7 @@ def check_api(cluster: Cluster, snap: Snapshot) -> int:
 
 def stop_and_recount(cluster: Cluster) -> None:
     cluster.stop_servers()
-    result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "recount", "--database-url", cluster.url],
-        check=False,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ},
-    )
+    result = run_socialgraph("recount", "--database-url", cluster.url, cwd=REPO, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "recount: 0 counter(s) fixed" in result.stdout, result.stdout + result.stderr
 

@@ -84,31 +84,30 @@ def test_tls_serves_and_a_plaintext_client_is_refused(tmp_path, ca, tls_files):
 
 def test_a_rotated_certificate_is_served_to_new_connections_without_a_restart(tmp_path, ca, tls_files):
     successor = Authority("successor CA")
-    with serving(tmp_path, **tls_files) as (_, address):
-        with secure_client(address, ca.pem) as held:
-            assert follow(held).created
+    with serving(tmp_path, **tls_files) as (_, address), secure_client(address, ca.pem) as held:
+        assert follow(held).created
+        with secure_client(address, successor.pem) as client:
+            refused_handshake(lambda: follow(client))
+        # A key that does not match the certificate yet (mid-rotation) is not taken.
+        new = server_cert(successor)
+        with open(tls_files["tls_key"], "wb") as handle:
+            handle.write(new.key)
+        with secure_client(address, ca.pem) as client:
+            assert follow(client).created
+        with open(tls_files["tls_cert"], "wb") as handle:
+            handle.write(new.cert)
+
+        def successor_accepted() -> bool:
             with secure_client(address, successor.pem) as client:
-                refused_handshake(lambda: follow(client))
-            # A key that does not match the certificate yet (mid-rotation) is not taken.
-            new = server_cert(successor)
-            with open(tls_files["tls_key"], "wb") as handle:
-                handle.write(new.key)
-            with secure_client(address, ca.pem) as client:
-                assert follow(client).created
-            with open(tls_files["tls_cert"], "wb") as handle:
-                handle.write(new.cert)
+                try:
+                    return follow(client).created
+                except grpc.RpcError:
+                    return False
 
-            def successor_accepted() -> bool:
-                with secure_client(address, successor.pem) as client:
-                    try:
-                        return follow(client).created
-                    except grpc.RpcError:
-                        return False
-
-            wait_until(successor_accepted)
-            with secure_client(address, ca.pem) as client:
-                refused_handshake(lambda: follow(client))
-            assert follow(held).created  # the connection made before the rotation stays up
+        wait_until(successor_accepted)
+        with secure_client(address, ca.pem) as client:
+            refused_handshake(lambda: follow(client))
+        assert follow(held).created  # the connection made before the rotation stays up
 
 
 @pytest.fixture
@@ -152,9 +151,11 @@ def test_mtls_identities_are_granted_scopes_by_configuration(tmp_path, ca, mtls)
             assert follow(client, metadata=(("authorization", f"Bearer {GRAPH_TOKEN}"),)).created
             with raises(grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED"):
                 follow(client, metadata=(("authorization", f"Bearer {secrets.token_urlsafe(32)}"),))
-        with secure_client(address, ca.pem, nobody) as client:
-            with raises(grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED"):
-                follow(client)
+        with (
+            secure_client(address, ca.pem, nobody) as client,
+            raises(grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED"),
+        ):
+            follow(client)
 
 
 def test_unusable_tls_files_stop_the_server_from_starting(tmp_path, ca):
@@ -162,12 +163,16 @@ def test_unusable_tls_files_stop_the_server_from_starting(tmp_path, ca):
 
     cert, _ = write_pair(tmp_path, server_cert(ca), "one")
     _, other_key = write_pair(tmp_path, server_cert(ca), "two")
-    with pytest.raises(InvalidConfiguration, match="does not belong"):
-        with serving(tmp_path, tls_cert=cert, tls_key=other_key):
-            pass
-    with pytest.raises(InvalidConfiguration, match="tls_cert"):
-        with serving(tmp_path, tls_cert=other_key, tls_key=other_key):
-            pass
+    with (
+        pytest.raises(InvalidConfiguration, match="does not belong"),
+        serving(tmp_path, tls_cert=cert, tls_key=other_key),
+    ):
+        pass
+    with (
+        pytest.raises(InvalidConfiguration, match="tls_cert"),
+        serving(tmp_path, tls_cert=other_key, tls_key=other_key),
+    ):
+        pass
 
 
 @pytest.mark.e2e

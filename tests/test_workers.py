@@ -3,29 +3,21 @@ the port still exclusive to this server, and a clean SIGTERM."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import grpc
 import pytest
 
-from .support import Client, free_port, new_user, running_server
-from .test_metrics import scrape
+from harness import run_socialgraph
+
+from .support import Client, new_user, running_server
 
 pytestmark = pytest.mark.e2e
 
 
-def children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
-
-
 def test_workers_share_the_port_and_the_metrics(tmp_path):
-    metrics = free_port()
-    args = ("--workers", "2", "--database-url", f"sqlite:///{tmp_path}/w.db", "--metrics-listen", f"127.0.0.1:{metrics}")
-    with running_server(*args) as (address, process):
-        workers = [pid for pid in children(process.pid) if "spawn" in Path(f"/proc/{pid}/cmdline").read_text()]
+    with running_server("--database-url", f"sqlite:///{tmp_path}/w.db", workers=2, metrics=True) as (address, process):
+        workers = process.worker_pids()
         assert len(workers) == 2
         star = new_user()
         fans = [new_user() for _ in range(40)]
@@ -35,18 +27,15 @@ def test_workers_share_the_port_and_the_metrics(tmp_path):
                 assert Client(channel).follow(fan, star).created
         with grpc.insecure_channel(address) as channel:
             assert Client(channel).counts(star)[0].followers == 40
-        samples = scrape(metrics)
+        samples = process.metrics.samples()
         assert samples['socialgraph_rpcs_total{code="OK",method="/socialgraph.v1.SocialGraphService/Follow"}'] == 40
 
-        second = subprocess.run(
-            [sys.executable, "-m", "server.cli", "serve", "--listen", address, "--database-url", f"sqlite:///{tmp_path}/x.db"],
-            capture_output=True, text=True, timeout=30,
+        second = run_socialgraph(
+            "serve", "--listen", address, "--database-url", f"sqlite:///{tmp_path}/x.db", timeout=30
         )
         assert second.returncode == 1 and address in second.stderr
-        again = subprocess.run(
-            [sys.executable, "-m", "server.cli", "serve", "--workers", "2", "--listen", address,
-             "--database-url", f"sqlite:///{tmp_path}/x.db"],
-            capture_output=True, text=True, timeout=30,
+        again = run_socialgraph(
+            "serve", "--workers", "2", "--listen", address, "--database-url", f"sqlite:///{tmp_path}/x.db", timeout=30
         )
         assert again.returncode == 1 and address in again.stderr
 

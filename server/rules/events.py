@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import zlib
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from storage.types import Event, EventRange, Storage, Tx
 
@@ -70,7 +70,9 @@ class EventLog:
 
         def run(tx: Tx) -> int:
             if position > tx.event_head():
-                raise InvalidArgument(Reason.INVALID_CURSOR, "after_cursor", "names a position this log has not reached")
+                raise InvalidArgument(
+                    Reason.INVALID_CURSOR, "after_cursor", "names a position this log has not reached"
+                )
             _refuse_if_pruned(tx, position)
             return position
 
@@ -93,10 +95,20 @@ class EventLog:
 
         return self.storage.read_only(run)
 
-    def sequence(self) -> None:
-        """Gives every committed event without a position its position."""
-        while self.storage.read_write(lambda tx: tx.sequence_events(SEQUENCE_BATCH)) == SEQUENCE_BATCH:
+    def sequence(self) -> list[Event]:
+        """Gives every committed event without a position its position, one
+        transaction per ``SEQUENCE_BATCH``; returns the events the last
+        transaction numbered, in order (dense positions: after the head that
+        transaction saw), so the caller need not read them back."""
+
+        def run(tx: Tx) -> list[Event]:
+            numbered: list[Event] = []  # one list per attempt: a rerun starts afresh
+            tx.sequence_events(SEQUENCE_BATCH, numbered)
+            return numbered
+
+        while len(numbered := self.storage.read_write(run)) == SEQUENCE_BATCH:
             pass
+        return numbered
 
     def prune(self, retention_us: int) -> int:
         """Removes one batch of events older than the retention; returns how many."""

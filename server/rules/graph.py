@@ -13,16 +13,18 @@ no follow, request or connection slips in beside a block (I1).
 from __future__ import annotations
 
 import enum
+import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from uuid6 import uuid7
 
+from cache.readers import CounterReader, RelationshipReader
+from cache.sql import SqlCounters, SqlRelationships
 from ratelimit import Limiter
-from storage.counters import SqlCounters
+from storage.deletion import JobKind
 from storage.positions import InvalidToken
-from storage.relationships import SqlRelationships
 from storage.types import (
     Block,
     Cascade,
@@ -30,7 +32,6 @@ from storage.types import (
     Change,
     ConnectionRequest,
     CounterFix,
-    CounterReader,
     Counts,
     Cursor,
     EventKind,
@@ -38,7 +39,6 @@ from storage.types import (
     Pair,
     RelatedUser,
     Relationship,
-    RelationshipReader,
     Removed,
     Report,
     ReportReason,
@@ -58,8 +58,10 @@ from .errors import (
     RateLimited,
     Reason,
 )
+from .jobs import Jobs, JobSettings
 
 DAY_US = 86_400 * 1_000_000
+log = logging.getLogger(__name__)
 
 
 def now_us() -> int:
@@ -91,9 +93,15 @@ class Policy:
     avatar_schemes: tuple[str, ...] = ("https",)
     # Most bytes of items in one page; a page stops early rather than pass it.
     page_bytes: int = 512 * 1024
-    # Most edges of each kind one transaction of a big account's deletion or
-    # promotion removes.
+    # Most edges one transaction of a big account's deletion or promotion
+    # removes; batches are sized to ``batch_seconds`` below that.
     edge_batch: int = 1000
+    batch_seconds: float = 0.05
+    # How long DeleteUser and UpsertUser run their own big-account job
+    # before leaving it to the background runner; None: to the end.
+    inline_seconds: float | None = None
+    # How long a claimed job stays with a process that stops renewing it.
+    job_lease_seconds: float = 10.0
 
 
 class ConnectionState(enum.IntEnum):
@@ -162,6 +170,16 @@ class Graph:
         self.counters = counters if counters is not None else self._sql_counters
         self.relationships = relationships if relationships is not None else self._sql_relationships
         self.page_tokens = page_tokens if page_tokens is not None else paging.PageTokens.random()
+        self.jobs = Jobs(
+            storage,
+            {JobKind.DELETE: self._delete_batch, JobKind.LIFT_BLOCKS: self._lift_batch},
+            JobSettings(
+                max_batch=policy.edge_batch,
+                batch_seconds=policy.batch_seconds,
+                inline_seconds=policy.inline_seconds,
+                lease_seconds=policy.job_lease_seconds,
+            ),
+        )
 
     # ------------------------------------------------------------ consistency
 
@@ -217,7 +235,7 @@ class Graph:
         _distinct("followee_id", follower_id, followee_id)
 
         def run(tx: Tx) -> tuple[bool, int]:
-            tx.lock_users((follower_id, followee_id))
+            _lock_present(tx, (follower_id, followee_id))
             pair = tx.pair(follower_id, followee_id)
             if pair.following_since is not None:
                 return False, pair.following_since
@@ -263,7 +281,7 @@ class Graph:
             raise RateLimited(requester_id, decision.window, decision.retry_after)
 
         def run(tx: Tx) -> SendResult:
-            counts = tx.lock_users((requester_id, recipient_id))
+            counts = _lock_present(tx, (requester_id, recipient_id))
             pair = tx.pair(requester_id, recipient_id)
             _refuse_if_blocked(pair)
             if pair.connected_since is not None:
@@ -303,7 +321,8 @@ class Graph:
 
         def run(tx: Tx) -> int:
             counts = tx.lock_users((recipient_id, requester_id))
-            pair = tx.pair(requester_id, recipient_id)
+            # A user being deleted has no request to accept.
+            pair = tx.pair(requester_id, recipient_id) if not tx.deleting(counts) else _NO_PAIR
             if pair.connected_since is not None:
                 return pair.connected_since
             if pair.outgoing is None:
@@ -382,7 +401,7 @@ class Graph:
         _distinct("blocked_id", blocker_id, blocked_id)
 
         def run(tx: Tx) -> BlockResult:
-            tx.lock_users((blocker_id, blocked_id))
+            _lock_present(tx, (blocker_id, blocked_id))
             pair = tx.pair(blocker_id, blocked_id)
             if pair.blocking is not None:
                 return BlockResult(pair.blocking, False, Removed())
@@ -434,14 +453,19 @@ class Graph:
     # ------------------------------------------------------- users, reports
 
     def upsert_user(self, user: User) -> User:
-        """R3; B3: a moderator or admin is blocked by nobody."""
+        """R3; B3: a moderator or admin is blocked by nobody. The first batch
+        of blocks against a promoted user is lifted with the role; when more
+        are left, a job lifts them (see ``Jobs``)."""
+        size = self.jobs.batch_size()
 
-        def run(tx: Tx) -> tuple[User, int]:
-            tx.lock_users((user.user_id,))
+        def run(tx: Tx) -> tuple[User, bool]:
+            _lock_present(tx, (user.user_id,))
             before = tx.get_user(user.user_id)
             now = self._now()
             stored = tx.upsert_user(user, now)
-            lifted = self._lift_blocks(tx, stored.user_id, now) if stored.role.is_staff else 0
+            more = stored.role.is_staff and self._lift_blocks(tx, stored.user_id, size, now) == size
+            if more:
+                tx.add_job(stored.user_id, JobKind.LIFT_BLOCKS, now)
             if before is None or (before.role, before.display_name, before.avatar_url) != (
                 stored.role, stored.display_name, stored.avatar_url
             ):
@@ -454,13 +478,11 @@ class Graph:
                         "avatar_url": stored.avatar_url,
                     },
                 )
-            return stored, lifted
+            return stored, more
 
-        stored, lifted = self.storage.read_write(run)
-        # Blocks against the user beyond the first batch go in batches of
-        # their own: no block can be added meanwhile, the role is committed.
-        while lifted == self.policy.edge_batch:
-            lifted = self._locked((user.user_id,), lambda tx: self._lift_blocks(tx, user.user_id, self._now()))
+        stored, more = self.storage.read_write(run)
+        if more:
+            self._run_job(user.user_id, JobKind.LIFT_BLOCKS)
         return stored
 
     def get_user(self, user_id: str, consistency: Consistency = MINIMIZE_LATENCY) -> User:
@@ -471,28 +493,57 @@ class Graph:
         return user
 
     def delete_user(self, user_id: str) -> Removed:
-        """R4: one event for each edge removed, then USER_DELETED. The
-        edges go in transactions of at most ``edge_batch`` per kind, each
-        keeping every counter exact and appending the events of the edges it
-        removed, so no transaction holds other users' counter rows for long;
-        the last one removes whatever is left (edges added meanwhile
-        included), the counters and the record, and appends USER_DELETED."""
-        batch = self.policy.edge_batch
-        total = Removed()
-        while True:
-            part = self._locked((user_id,), lambda tx: self._cascade(tx, tx.delete_user_edges(user_id, batch)))
-            total = _sum(total, part)
-            if max(part.follows, part.connections, part.requests, part.blocks) < batch:
-                break
+        """R4: one short transaction tombstones the user (record gone, own
+        counters zero, absent for every read and write from its commit on)
+        and adds the job that removes their edges in batches, one event per
+        edge, then USER_DELETED (``_delete_batch``). Returns what the job
+        removes; a deletion already in progress returns zeros."""
 
-        def last(tx: Tx) -> Removed:
-            cascade = tx.delete_user(user_id)
-            removed = self._cascade(tx, cascade)
-            if cascade.user_existed or _sum(total, removed) != Removed():
-                _emit(tx, EventKind.USER_DELETED, user_id, user_id, self._now())
-            return removed
+        def start(tx: Tx) -> tuple[Removed, bool] | None:
+            tx.lock_users((user_id,))
+            return tx.start_deletion(user_id, self._now())
 
-        return _sum(total, self._locked((user_id,), last))
+        started = self.storage.read_write(start)
+        if started is None:
+            return Removed()
+        removed, job = started
+        if job:
+            self._run_job(user_id, JobKind.DELETE)
+        return removed
+
+    def _run_job(self, user_id: str, kind: JobKind) -> None:
+        """Runs the job for the request's budget; its commit stands either
+        way, and whatever is left the runner finishes."""
+        try:
+            self.jobs.run(user_id, kind, self.policy.inline_seconds)
+        except Exception:
+            if self.policy.inline_seconds is None:
+                raise
+            log.exception("big-account job of %s left to the background runner", user_id)
+
+    def _delete_batch(self, tx: Tx, user_id: str, size: int) -> bool:
+        """One batch of a deletion; the last one (fewer edges than ``size``
+        were left) also drops the counters and the tombstone and appends
+        USER_DELETED."""
+        cascade = tx.delete_edges(user_id, size)
+        removed = self._cascade(tx, cascade)
+        if removed.follows + removed.connections + removed.requests + removed.blocks >= size:
+            return False
+        tx.finish_deletion(user_id)
+        _emit(tx, EventKind.USER_DELETED, user_id, user_id, self._now())
+        return True
+
+    def _lift_batch(self, tx: Tx, user_id: str, size: int) -> bool:
+        """One batch of lifting the blocks against a promoted user. It stops
+        when the user is no longer staff (blocks made after a demotion
+        stand) or is being deleted (the deletion removes them)."""
+        if not tx.role_of(user_id).is_staff or tx.deleting((user_id,)):
+            tx.finish_job(user_id, JobKind.LIFT_BLOCKS)
+            return True
+        if self._lift_blocks(tx, user_id, size, self._now()) == size:
+            return False
+        tx.finish_job(user_id, JobKind.LIFT_BLOCKS)
+        return True
 
     def report_user(self, reporter_id: str, reported_id: str, reason: ReportReason, details: str) -> Report:
         """R1."""
@@ -602,7 +653,9 @@ class Graph:
     ) -> tuple[int, list[RelatedUser]]:
         _distinct("other_user_id", user_id, other_id)
         self._refuse_if_blocked(user_id, other_id, consistency)
-        count, users = self.storage.read_only(lambda tx: tx.mutual_connections(user_id, other_id, limit))
+        count, users = self.storage.read_only(
+            lambda tx: (0, []) if tx.deleting((user_id, other_id)) else tx.mutual_connections(user_id, other_id, limit)
+        )
         return count, paging.within(users, self.policy.page_bytes)
 
     def list_followers(
@@ -639,7 +692,9 @@ class Graph:
             viewer_id = None
         if viewer_id is not None:
             self._refuse_if_blocked(viewer_id, user_id, consistency)
-        rows = self.storage.read_only(lambda tx: getattr(tx, query)(user_id, after, size + 1, viewer_id))
+        rows = self.storage.read_only(
+            lambda tx: _unless_deleting(tx, user_id, getattr(tx, query), after, size + 1, viewer_id)
+        )
         return self._page(kind, user_id, rows, size, lambda u: Cursor(u.since_us, u.user_id))
 
     def _refuse_if_blocked(self, user_id: str, other_id: str, consistency: Consistency) -> None:
@@ -652,13 +707,15 @@ class Graph:
         kind = "incoming" if incoming else "outgoing"
         after = self.page_tokens.decode(token, kind, user_id)
         self._token_position(consistency)
-        rows = self.storage.read_only(lambda tx: tx.list_requests(user_id, incoming, after, size + 1))
+        rows = self.storage.read_only(
+            lambda tx: _unless_deleting(tx, user_id, tx.list_requests, incoming, after, size + 1)
+        )
         return self._page(kind, user_id, rows, size, lambda r: Cursor(r.created_us, r.request_id))
 
     def list_blocked(self, user_id: str, size: int, token: str, consistency: Consistency = MINIMIZE_LATENCY) -> Page:
         after = self.page_tokens.decode(token, "blocked", user_id)
         self._token_position(consistency)
-        rows = self.storage.read_only(lambda tx: tx.list_blocked(user_id, after, size + 1))
+        rows = self.storage.read_only(lambda tx: _unless_deleting(tx, user_id, tx.list_blocked, after, size + 1))
         return self._page("blocked", user_id, rows, size, lambda b: Cursor(b.created_us, b.blocked_id))
 
     def list_feed_sources(self, user_id: str, size: int, token: str, consistency: Consistency = MINIMIZE_LATENCY) -> Page:
@@ -666,7 +723,7 @@ class Graph:
         after = self.page_tokens.decode(token, "feed", user_id)
         self._token_position(consistency)
         rows: list[FeedSource] = self.storage.read_only(
-            lambda tx: tx.list_feed_sources(user_id, after, size + 1)
+            lambda tx: _unless_deleting(tx, user_id, tx.list_feed_sources, after, size + 1)
         )
         return self._page("feed", user_id, rows, size, lambda s: Cursor(s.since_us, s.author_id))
 
@@ -676,20 +733,21 @@ class Graph:
         return self.storage.read_only(lambda tx: Stats(tx.totals(None), tx.totals(since)))
 
     def recount(self) -> list[CounterFix]:
-        return self.storage.read_write(lambda tx: tx.recount())
+        """Counters as the rows say, except that users being deleted keep
+        zero: their job has yet to remove the rows."""
+
+        def run(tx: Tx) -> list[CounterFix]:
+            fixes = tx.recount()
+            deleting = set(tx.zero_deleting_counters())
+            return [fix for fix in fixes if fix.user_id not in deleting]
+
+        return self.storage.read_write(run)
 
     # ---------------------------------------------------------------- helpers
 
     def _page(self, kind: str, scope: str, rows: list, size: int, position: Callable[[object], Cursor]) -> Page:
         items, token = self.page_tokens.paginate(kind, scope, rows, size, position, self.policy.page_bytes)
         return Page(items, token)
-
-    def _locked(self, user_ids: tuple[str, ...], write: Callable[[Tx], object]):
-        def run(tx: Tx):
-            tx.lock_users(user_ids)
-            return write(tx)
-
-        return self.storage.read_write(run)
 
     def _cascade(self, tx: Tx, cascade: Cascade) -> Removed:
         """One event for each edge a user deletion removed."""
@@ -708,10 +766,10 @@ class Graph:
             _emit(tx, EventKind.UNBLOCKED, blocker, blocked, now, gone)
         return cascade.removed
 
-    def _lift_blocks(self, tx: Tx, user_id: str, now: int) -> int:
-        """Lifts up to ``edge_batch`` blocks against a staff user, one
-        UNBLOCKED event each; returns how many."""
-        blockers = tx.delete_blocks_against(user_id, self.policy.edge_batch)
+    def _lift_blocks(self, tx: Tx, user_id: str, size: int, now: int) -> int:
+        """Lifts up to ``size`` blocks against a staff user, one UNBLOCKED
+        event each; returns how many."""
+        blockers = tx.lift_blocks(user_id, size)
         for blocker_id in blockers:
             _emit(tx, EventKind.UNBLOCKED, blocker_id, user_id, now, Cause.PROMOTION)
         return len(blockers)
@@ -722,8 +780,8 @@ class Graph:
         """Locks the users, removes one edge; an event when there was one."""
 
         def run(tx: Tx) -> bool:
-            tx.lock_users(user_ids)
-            if not remove(tx):
+            # A user being deleted has no edge left to remove: its job removes them.
+            if tx.deleting(tx.lock_users(user_ids)) or not remove(tx):
                 return False
             _emit(tx, kind, actor, subject, self._now())
             return True
@@ -737,7 +795,8 @@ class Graph:
         )
 
         def run(tx: Tx) -> bool:
-            tx.lock_users(user_ids)
+            if tx.deleting(tx.lock_users(user_ids)):
+                return False
             request_id = tx.delete_request(requester_id, recipient_id)
             if request_id is None:
                 return False
@@ -748,6 +807,7 @@ class Graph:
 
 
 _ACCEPTED, _CROSSING = 1, 2  # socialgraph.v1.ConnectedVia
+_NO_PAIR = Pair(None, None, None, None, None, None, False)
 
 
 def _emit(
@@ -764,6 +824,20 @@ def _sum(a: Removed, b: Removed) -> Removed:
 def _distinct(field: str, user_id: str, other_id: str) -> None:
     if user_id == other_id:
         raise InvalidArgument(Reason.SELF_RELATIONSHIP, field, "a user cannot relate to themself")
+
+
+def _lock_present(tx: Tx, user_ids: tuple[str, ...]) -> dict[str, Counts]:
+    """Locks the users of a write that creates something; a user whose
+    deletion is in progress is USER_NOT_FOUND until it finishes."""
+    counts = tx.lock_users(user_ids)
+    for gone in sorted(tx.deleting(user_ids)):
+        raise NotFound(Reason.USER_NOT_FOUND, f"user {gone} is being deleted; retry once the deletion has finished")
+    return counts
+
+
+def _unless_deleting(tx: Tx, user_id: str, read: Callable[..., list[Any]], *args: object) -> list[Any]:
+    """A list of ``user_id``'s: empty while their deletion is in progress."""
+    return [] if tx.deleting((user_id,)) else read(user_id, *args)
 
 
 def _refuse_if_blocked(pair: Pair) -> None:

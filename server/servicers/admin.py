@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+import grpc
+
 from socialgraph.v1 import admin_pb2 as pb
 from socialgraph.v1 import admin_pb2_grpc as pb_grpc
 from storage.types import ReportStatus, Role, Totals, User
@@ -31,7 +33,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     def __init__(self, graph: Graph) -> None:
         self._graph = graph
 
-    def UpsertUser(self, request, context):
+    def UpsertUser(self, request: pb.UpsertUserRequest, context: grpc.ServicerContext) -> pb.UpsertUserResponse:
         if not request.HasField("user"):
             raise InvalidArgument(Reason.MISSING_FIELD, "user", "is required")
         user = request.user
@@ -46,11 +48,11 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         )
         return pb.UpsertUserResponse(user=convert.user(stored), consistency_token=self._graph.consistency_token())
 
-    def GetUser(self, request, context):
+    def GetUser(self, request: pb.GetUserRequest, context: grpc.ServicerContext) -> pb.GetUserResponse:
         user = self._graph.get_user(v.user_id(request.user_id, "user_id"), v.consistency(request.consistency))
         return pb.GetUserResponse(user=convert.user(user))
 
-    def DeleteUser(self, request, context):
+    def DeleteUser(self, request: pb.DeleteUserRequest, context: grpc.ServicerContext) -> pb.DeleteUserResponse:
         removed = self._graph.delete_user(v.user_id(request.user_id, "user_id"))
         return pb.DeleteUserResponse(
             removed_follows=removed.follows,
@@ -60,7 +62,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             consistency_token=self._graph.consistency_token(),
         )
 
-    def ListReports(self, request, context):
+    def ListReports(self, request: pb.ListReportsRequest, context: grpc.ServicerContext) -> pb.ListReportsResponse:
         page = self._graph.list_reports(
             v.user_id(request.moderator_id, "moderator_id"),
             v.enum_value(request.status, "status", ReportStatus),
@@ -72,7 +74,9 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             reports=[convert.report(r) for r in page.items], next_page_token=page.next_page_token
         )
 
-    def ResolveReport(self, request, context):
+    def ResolveReport(
+        self, request: pb.ResolveReportRequest, context: grpc.ServicerContext
+    ) -> pb.ResolveReportResponse:
         moderator_id = v.user_id(request.moderator_id, "moderator_id")
         resolution = v.enum_value(request.resolution, "resolution", _Resolution)
         note = v.text(request.note, "note", self._graph.policy.note_max)
@@ -80,9 +84,11 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         if report_id is None:
             raise NotFound(Reason.REPORT_NOT_FOUND, "report_id names no report")
         report = self._graph.resolve_report(report_id, moderator_id, resolution.status, note)
-        return pb.ResolveReportResponse(report=convert.report(report), consistency_token=self._graph.consistency_token())
+        return pb.ResolveReportResponse(
+            report=convert.report(report), consistency_token=self._graph.consistency_token()
+        )
 
-    def GetStats(self, request, context):
+    def GetStats(self, request: pb.GetStatsRequest, context: grpc.ServicerContext) -> pb.GetStatsResponse:
         stats = self._graph.stats(v.consistency(request.consistency))
         return pb.GetStatsResponse(**_totals(stats.total), created_last_24h=pb.GraphTotals(**_totals(stats.last_24h)))
 

@@ -3,6 +3,11 @@ layer, encode. No business rule lives here."""
 
 from __future__ import annotations
 
+from typing import TypedDict
+
+import grpc
+
+from socialgraph.v1 import common_pb2
 from socialgraph.v1 import social_graph_pb2 as pb
 from socialgraph.v1 import social_graph_pb2_grpc as pb_grpc
 from storage.types import ReportReason
@@ -10,7 +15,7 @@ from storage.types import ReportReason
 from .. import convert
 from .. import validate as v
 from ..errors import translate_errors
-from ..rules import Graph, Page
+from ..rules import Consistency, Graph, Page
 from ..rules.paging import page_size
 
 
@@ -21,84 +26,116 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
 
     # Follows
 
-    def Follow(self, request, context):
+    def Follow(self, request: pb.FollowRequest, context: grpc.ServicerContext) -> pb.FollowResponse:
         created, since = self._graph.follow(
             v.user_id(request.follower_id, "follower_id"), v.user_id(request.followee_id, "followee_id")
         )
-        return pb.FollowResponse(created=created, since=convert.timestamp(since), consistency_token=self._graph.consistency_token())
+        return pb.FollowResponse(
+            created=created, since=convert.timestamp(since), consistency_token=self._graph.consistency_token()
+        )
 
-    def Unfollow(self, request, context):
+    def Unfollow(self, request: pb.UnfollowRequest, context: grpc.ServicerContext) -> pb.UnfollowResponse:
         removed = self._graph.unfollow(
             v.user_id(request.follower_id, "follower_id"), v.user_id(request.followee_id, "followee_id")
         )
         return pb.UnfollowResponse(removed=removed, consistency_token=self._graph.consistency_token())
 
-    def RemoveFollower(self, request, context):
+    def RemoveFollower(
+        self, request: pb.RemoveFollowerRequest, context: grpc.ServicerContext
+    ) -> pb.RemoveFollowerResponse:
         removed = self._graph.remove_follower(
             v.user_id(request.user_id, "user_id"), v.user_id(request.follower_id, "follower_id")
         )
         return pb.RemoveFollowerResponse(removed=removed, consistency_token=self._graph.consistency_token())
 
-    def ListFollowers(self, request, context):
+    def ListFollowers(
+        self, request: pb.ListFollowersRequest, context: grpc.ServicerContext
+    ) -> pb.ListFollowersResponse:
         page = self._graph.list_followers(*_user_list_args(request))
         return pb.ListFollowersResponse(**_users(page))
 
-    def ListFollowing(self, request, context):
+    def ListFollowing(
+        self, request: pb.ListFollowingRequest, context: grpc.ServicerContext
+    ) -> pb.ListFollowingResponse:
         page = self._graph.list_following(*_user_list_args(request))
         return pb.ListFollowingResponse(**_users(page))
 
     # Connections
 
-    def SendConnectionRequest(self, request, context):
+    def SendConnectionRequest(
+        self, request: pb.SendConnectionRequestRequest, context: grpc.ServicerContext
+    ) -> pb.SendConnectionRequestResponse:
         result = self._graph.send_connection_request(
             v.user_id(request.requester_id, "requester_id"),
             v.user_id(request.recipient_id, "recipient_id"),
             v.text(request.message, "message", self._graph.policy.message_max),
         )
-        response = pb.SendConnectionRequestResponse(state=int(result.state), created=result.created, consistency_token=self._graph.consistency_token())
+        response = pb.SendConnectionRequestResponse(
+            state=pb.ConnectionState.ValueType(result.state),
+            created=result.created,
+            consistency_token=self._graph.consistency_token(),
+        )
         if result.request is not None:
             response.request.CopyFrom(convert.connection_request(result.request))
         if result.connected_us is not None:
             response.connected_at.CopyFrom(convert.timestamp(result.connected_us))
         return response
 
-    def AcceptConnectionRequest(self, request, context):
+    def AcceptConnectionRequest(
+        self, request: pb.AcceptConnectionRequestRequest, context: grpc.ServicerContext
+    ) -> pb.AcceptConnectionRequestResponse:
         connected = self._graph.accept_connection_request(
             v.user_id(request.recipient_id, "recipient_id"), v.user_id(request.requester_id, "requester_id")
         )
-        return pb.AcceptConnectionRequestResponse(connected_at=convert.timestamp(connected), consistency_token=self._graph.consistency_token())
+        return pb.AcceptConnectionRequestResponse(
+            connected_at=convert.timestamp(connected), consistency_token=self._graph.consistency_token()
+        )
 
-    def DeclineConnectionRequest(self, request, context):
+    def DeclineConnectionRequest(
+        self, request: pb.DeclineConnectionRequestRequest, context: grpc.ServicerContext
+    ) -> pb.DeclineConnectionRequestResponse:
         removed = self._graph.decline_connection_request(
             v.user_id(request.recipient_id, "recipient_id"), v.user_id(request.requester_id, "requester_id")
         )
         return pb.DeclineConnectionRequestResponse(removed=removed, consistency_token=self._graph.consistency_token())
 
-    def CancelConnectionRequest(self, request, context):
+    def CancelConnectionRequest(
+        self, request: pb.CancelConnectionRequestRequest, context: grpc.ServicerContext
+    ) -> pb.CancelConnectionRequestResponse:
         removed = self._graph.cancel_connection_request(
             v.user_id(request.requester_id, "requester_id"), v.user_id(request.recipient_id, "recipient_id")
         )
         return pb.CancelConnectionRequestResponse(removed=removed, consistency_token=self._graph.consistency_token())
 
-    def RemoveConnection(self, request, context):
+    def RemoveConnection(
+        self, request: pb.RemoveConnectionRequest, context: grpc.ServicerContext
+    ) -> pb.RemoveConnectionResponse:
         removed = self._graph.remove_connection(
             v.user_id(request.user_id, "user_id"), v.user_id(request.other_user_id, "other_user_id")
         )
         return pb.RemoveConnectionResponse(removed=removed, consistency_token=self._graph.consistency_token())
 
-    def ListConnections(self, request, context):
+    def ListConnections(
+        self, request: pb.ListConnectionsRequest, context: grpc.ServicerContext
+    ) -> pb.ListConnectionsResponse:
         page = self._graph.list_connections(*_user_list_args(request))
         return pb.ListConnectionsResponse(**_users(page))
 
-    def ListIncomingConnectionRequests(self, request, context):
+    def ListIncomingConnectionRequests(
+        self, request: pb.ListIncomingConnectionRequestsRequest, context: grpc.ServicerContext
+    ) -> pb.ListIncomingConnectionRequestsResponse:
         page = self._graph.list_requests(*_request_list_args(request, incoming=True))
         return pb.ListIncomingConnectionRequestsResponse(**_requests(page))
 
-    def ListOutgoingConnectionRequests(self, request, context):
+    def ListOutgoingConnectionRequests(
+        self, request: pb.ListOutgoingConnectionRequestsRequest, context: grpc.ServicerContext
+    ) -> pb.ListOutgoingConnectionRequestsResponse:
         page = self._graph.list_requests(*_request_list_args(request, incoming=False))
         return pb.ListOutgoingConnectionRequestsResponse(**_requests(page))
 
-    def GetMutualConnections(self, request, context):
+    def GetMutualConnections(
+        self, request: pb.GetMutualConnectionsRequest, context: grpc.ServicerContext
+    ) -> pb.GetMutualConnectionsResponse:
         count, users = self._graph.mutual_connections(
             v.user_id(request.user_id, "user_id"),
             v.user_id(request.other_user_id, "other_user_id"),
@@ -111,7 +148,7 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
 
     # Blocks
 
-    def Block(self, request, context):
+    def Block(self, request: pb.BlockRequest, context: grpc.ServicerContext) -> pb.BlockResponse:
         result = self._graph.block(
             v.user_id(request.blocker_id, "blocker_id"),
             v.user_id(request.blocked_id, "blocked_id"),
@@ -126,13 +163,13 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
             consistency_token=self._graph.consistency_token(),
         )
 
-    def Unblock(self, request, context):
+    def Unblock(self, request: pb.UnblockRequest, context: grpc.ServicerContext) -> pb.UnblockResponse:
         removed = self._graph.unblock(
             v.user_id(request.blocker_id, "blocker_id"), v.user_id(request.blocked_id, "blocked_id")
         )
         return pb.UnblockResponse(removed=removed, consistency_token=self._graph.consistency_token())
 
-    def ListBlocked(self, request, context):
+    def ListBlocked(self, request: pb.ListBlockedRequest, context: grpc.ServicerContext) -> pb.ListBlockedResponse:
         page = self._graph.list_blocked(
             v.user_id(request.user_id, "user_id"),
             page_size(request.page_size),
@@ -145,7 +182,9 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
 
     # Reads
 
-    def GetRelationship(self, request, context):
+    def GetRelationship(
+        self, request: pb.GetRelationshipRequest, context: grpc.ServicerContext
+    ) -> pb.GetRelationshipResponse:
         relationship = self._graph.get_relationship(
             v.user_id(request.user_id, "user_id"),
             v.user_id(request.other_user_id, "other_user_id"),
@@ -153,7 +192,9 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
         )
         return pb.GetRelationshipResponse(relationship=convert.relationship(relationship))
 
-    def BatchGetRelationships(self, request, context):
+    def BatchGetRelationships(
+        self, request: pb.BatchGetRelationshipsRequest, context: grpc.ServicerContext
+    ) -> pb.BatchGetRelationshipsResponse:
         relationships = self._graph.batch_get_relationships(
             v.user_id(request.user_id, "user_id"),
             v.user_ids(request.other_user_ids, "other_user_ids"),
@@ -163,11 +204,11 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
             relationships=[convert.relationship(r) for r in relationships]
         )
 
-    def GetCounts(self, request, context):
+    def GetCounts(self, request: pb.GetCountsRequest, context: grpc.ServicerContext) -> pb.GetCountsResponse:
         counts = self._graph.get_counts(v.user_ids(request.user_ids, "user_ids"), v.consistency(request.consistency))
         return pb.GetCountsResponse(counts=[convert.counts(c) for c in counts])
 
-    def CanInteract(self, request, context):
+    def CanInteract(self, request: pb.CanInteractRequest, context: grpc.ServicerContext) -> pb.CanInteractResponse:
         allowed = self._graph.can_interact(
             v.user_id(request.user_id, "user_id"),
             v.user_id(request.other_user_id, "other_user_id"),
@@ -175,7 +216,9 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
         )
         return pb.CanInteractResponse(can_interact=allowed)
 
-    def FilterInteractable(self, request, context):
+    def FilterInteractable(
+        self, request: pb.FilterInteractableRequest, context: grpc.ServicerContext
+    ) -> pb.FilterInteractableResponse:
         allowed = self._graph.filter_interactable(
             v.user_id(request.user_id, "user_id"),
             v.user_ids(request.candidate_ids, "candidate_ids", v.MAX_FILTER_BATCH, required=False),
@@ -183,7 +226,9 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
         )
         return pb.FilterInteractableResponse(allowed_ids=allowed)
 
-    def ListFeedSources(self, request, context):
+    def ListFeedSources(
+        self, request: pb.ListFeedSourcesRequest, context: grpc.ServicerContext
+    ) -> pb.ListFeedSourcesResponse:
         page = self._graph.list_feed_sources(
             v.user_id(request.user_id, "user_id"),
             page_size(request.page_size),
@@ -197,7 +242,7 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
 
     # Reports
 
-    def ReportUser(self, request, context):
+    def ReportUser(self, request: pb.ReportUserRequest, context: grpc.ServicerContext) -> pb.ReportUserResponse:
         report = self._graph.report_user(
             v.user_id(request.reporter_id, "reporter_id"),
             v.user_id(request.reported_id, "reported_id"),
@@ -207,7 +252,9 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
         return pb.ReportUserResponse(report=convert.report(report), consistency_token=self._graph.consistency_token())
 
 
-def _user_list_args(request) -> tuple:
+def _user_list_args(
+    request: pb.ListFollowersRequest | pb.ListFollowingRequest | pb.ListConnectionsRequest,
+) -> tuple[str, int, str, str | None, Consistency]:
     return (
         v.user_id(request.user_id, "user_id"),
         page_size(request.page_size),
@@ -217,7 +264,9 @@ def _user_list_args(request) -> tuple:
     )
 
 
-def _request_list_args(request, *, incoming: bool) -> tuple:
+def _request_list_args(
+    request: pb.ListIncomingConnectionRequestsRequest | pb.ListOutgoingConnectionRequestsRequest, *, incoming: bool
+) -> tuple[str, bool, int, str, Consistency]:
     return (
         v.user_id(request.user_id, "user_id"),
         incoming,
@@ -227,14 +276,24 @@ def _request_list_args(request, *, incoming: bool) -> tuple:
     )
 
 
-def _users(page: Page) -> dict:
+class _UserPage(TypedDict):
+    users: list[common_pb2.RelatedUser]
+    next_page_token: str
+
+
+class _RequestPage(TypedDict):
+    requests: list[common_pb2.ConnectionRequest]
+    next_page_token: str
+
+
+def _users(page: Page) -> _UserPage:
     return {
         "users": [convert.related_user(u) for u in page.items],
         "next_page_token": page.next_page_token,
     }
 
 
-def _requests(page: Page) -> dict:
+def _requests(page: Page) -> _RequestPage:
     return {
         "requests": [convert.connection_request(r) for r in page.items],
         "next_page_token": page.next_page_token,

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
+import grpc
 from prometheus_client import Counter, Gauge
 
 from socialgraph.v1 import watch_pb2 as pb
@@ -25,7 +27,6 @@ from .. import validate as v
 from ..errors import translate_errors
 from ..rules import EventLog, ShuttingDown, TooManyStreams
 from ..rules.events import READ_LIMIT, encode_cursor
-
 
 STREAMS = Gauge("socialgraph_watch_streams", "Watch streams open in this process.")
 DELIVERED = Counter("socialgraph_events_delivered_total", "Events sent on Watch streams.")
@@ -40,7 +41,7 @@ class WatchServicer(pb_grpc.WatchServiceServicer):
         self._max_streams = max_streams
         self._slots = threading.BoundedSemaphore(max_streams)
 
-    def Watch(self, request, context):
+    def Watch(self, request: pb.WatchRequest, context: grpc.ServicerContext) -> Iterator[pb.WatchResponse]:
         kinds = [int(v.enum_value(kind, f"kinds[{i}]", EventKind)) for i, kind in enumerate(request.kinds)]
         user_ids = v.user_ids(request.user_ids, "user_ids", required=False)
         kind_set, user_set = frozenset(kinds), frozenset(user_ids)
@@ -51,7 +52,12 @@ class WatchServicer(pb_grpc.WatchServiceServicer):
         try:
             self._feed.start()
             ended = threading.Event()
-            context.add_callback(lambda: (ended.set(), self._feed.wake()))
+
+            def on_end() -> None:
+                ended.set()
+                self._feed.wake()
+
+            context.add_callback(on_end)
             yield _checkpoint(position)
             quiet_since = time.monotonic()
             while not ended.is_set():

@@ -13,18 +13,20 @@ One module per concern, each a part of ``SqlTx``:
     reads.py        a pair's edges, relationships, counters, blocks, positions
     lists.py        keyset pages, totals, the event log
     maintenance.py  event sequencing and retention, recount, limiter logs, service keys
-    accounts.py     a user deletion's and a promotion's cascades
+
+A user deletion's and a promotion's batches (tombstones, jobs, the edges
+they remove) are ``storage/deletion.py``'s ``DeletionTx``, mixed in last.
 """
 
 from __future__ import annotations
 
-from .accounts import Accounts
+from ..deletion import DeletionTx
 from .lists import Lists
 from .maintenance import EVENTS_CHANNEL, Maintenance
 from .writes import Writes
 
 
-class SqlTx(Writes, Lists, Maintenance, Accounts):
+class SqlTx(Writes, Lists, Maintenance, DeletionTx):
     """One transaction on one connection (see ``base.TxBase``)."""
 
 

@@ -11,9 +11,9 @@ from sqlalchemy import BindParameter, ColumnElement, Connection, bindparam, case
 from sqlalchemy.dialects import postgresql, sqlite
 from uuid6 import uuid7
 
-from ..freshness import now_us
+from ..clock import now_us
 from ..schema import COUNTER_COLUMNS, events, user_counters
-from ..types import Change, VersionedCounts
+from ..types import Change, Event, VersionedCounts
 from . import parts
 from .run import Runner, Statement
 
@@ -126,7 +126,7 @@ class TxBase:
             self.sequence_events(len(changes))
         self.emitted = True
 
-    def sequence_events(self, limit: int) -> int:
+    def sequence_events(self, limit: int, numbered: list[Event] | None = None) -> int:
         raise NotImplementedError  # maintenance.py
 
 

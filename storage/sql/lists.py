@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import BindParameter, ColumnElement, Select, Table, bindparam, func, literal, or_, select
 
+from ..deletion import not_deleting
 from ..schema import blocks, connection_requests, connections, events, follows, reports, users
 from ..types import (
     Block,
@@ -32,12 +33,24 @@ _USER_LISTS: dict[str, tuple[Table, Any, Any]] = {
     "following": (follows, follows.c.follower_id, follows.c.followee_id),
     "connections": (connections, connections.c.user_id, connections.c.other_id),
 }
-# The records a list of each kind returns: (table, owner column, key column).
-_RECORD_LISTS: dict[str, tuple[Table, Any, Any]] = {
-    "incoming": (connection_requests, connection_requests.c.recipient_id, connection_requests.c.request_id),
-    "outgoing": (connection_requests, connection_requests.c.requester_id, connection_requests.c.request_id),
-    "blocked": (blocks, blocks.c.blocker_id, blocks.c.blocked_id),
-    "reports": (reports, reports.c.status, reports.c.report_id),
+# The records a list of each kind returns: (table, owner column, key column,
+# the other user's column: a record naming a user whose deletion is in
+# progress is left out).
+_RECORD_LISTS: dict[str, tuple[Table, Any, Any, Any]] = {
+    "incoming": (
+        connection_requests,
+        connection_requests.c.recipient_id,
+        connection_requests.c.request_id,
+        connection_requests.c.requester_id,
+    ),
+    "outgoing": (
+        connection_requests,
+        connection_requests.c.requester_id,
+        connection_requests.c.request_id,
+        connection_requests.c.recipient_id,
+    ),
+    "blocked": (blocks, blocks.c.blocker_id, blocks.c.blocked_id, blocks.c.blocked_id),
+    "reports": (reports, reports.c.status, reports.c.report_id, None),
 }
 
 
@@ -115,7 +128,7 @@ def _page(params: dict[str, Any], after: Cursor | None, limit: int) -> dict[str,
 def _users_page(kind: str, viewer: bool, after: bool) -> Statement:
     table, owner, listed = _USER_LISTS[kind]
     created = table.c.created_us
-    query = parts.related(listed, created, table).where(owner == bindparam("user_id"))
+    query = parts.related(listed, created, table).where(owner == bindparam("user_id"), not_deleting(listed))
     if viewer:
         query = query.where(~parts.block_between(bindparam("viewer_id"), listed))
     return Statement(parts.keyset(query, created, listed, after))
@@ -124,8 +137,10 @@ def _users_page(kind: str, viewer: bool, after: bool) -> Statement:
 @cache
 def _records_page(kind: str, after: bool) -> Statement:
     """Whole rows of one owner (``:owner``), keyed as ``_RECORD_LISTS`` says."""
-    table, owner, key = _RECORD_LISTS[kind]
+    table, owner, key, other = _RECORD_LISTS[kind]
     query = select(table).where(owner == bindparam("owner"))
+    if other is not None:
+        query = query.where(not_deleting(other))
     return Statement(parts.keyset(query, table.c.created_us, key, after))
 
 
@@ -134,7 +149,9 @@ def _feed_page(after: bool) -> Statement:
     f, c = follows.c, connections.c
     user_id: BindParameter[str] = bindparam("user_id")
     connected = select(literal(1)).where(c.user_id == user_id, c.other_id == f.followee_id).exists()
-    query = select(f.followee_id, connected.label("connected"), f.created_us).where(f.follower_id == user_id)
+    query = select(f.followee_id, connected.label("connected"), f.created_us).where(
+        f.follower_id == user_id, not_deleting(f.followee_id)
+    )
     return Statement(parts.keyset(query, f.created_us, f.followee_id, after))
 
 

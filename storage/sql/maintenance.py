@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, literal, literal_column, select, text, tuple_, update
+from sqlalchemy import Update, bindparam, case, delete, func, literal, literal_column, select, text, tuple_, update
 
 from ..schema import (
     COUNTER_COLUMNS,
@@ -20,9 +20,9 @@ from ..schema import (
     service_keys,
     user_counters,
 )
-from ..types import CounterFix
+from ..types import CounterFix, Event
 from . import parts
-from .reads import WAL_POSITION_QUERY, Reads
+from .reads import EVENT_HORIZON_QUERY, WAL_POSITION_QUERY, Reads
 from .run import Statement
 
 # Any fixed number: keeps the limiter's advisory locks apart from others.
@@ -34,24 +34,34 @@ EVENTS_CHANNEL = "socialgraph_events"
 class Maintenance(Reads):
     # ----------------------------------------------------------------- events
 
-    def sequence_events(self, limit: int) -> int:
+    def sequence_events(self, limit: int, numbered: list[Event] | None = None) -> int:
         """Gives up to ``limit`` committed events without a position the next
-        positions, in insertion order; returns how many.
+        positions, in insertion order; returns how many, and appends them
+        (with their positions, in order) to ``numbered`` when it is given.
 
         On PostgreSQL sequencers are serialised by a transaction-level
         advisory lock (one per events table) held to COMMIT, and a NOTIFY
-        wakes every watching process at COMMIT: a
-        reader that sees a position sees every smaller one, and positions
-        follow commit order. Insertion order within one batch keeps the
-        order of writes that touched the same users: the later one inserted
-        its events after the earlier one committed."""
-        if self._pg:
+        whose payload is the new head wakes every watching process at
+        COMMIT: a reader that sees a position sees every smaller one, and
+        positions follow commit order. The head is read by the numbering
+        statement itself, which starts after the lock is held, so its
+        snapshot sees every earlier sequencer's commit. Insertion order
+        within one batch keeps the order of writes that touched the same
+        users: the later one inserted its events after the earlier one
+        committed."""
+        params = {"limit": limit}
+        if not self._pg:
+            if numbered is None:
+                return self._d.run(_SEQUENCE_EVENTS, params)
+            rows = self._d.rows(_SEQUENCE_EVENTS_RETURNING, params)
+        else:
             self._d.value(_SEQUENCER_LOCK)
-        params = {"base": self.event_head(), "limit": limit}
-        count = self._d.run(_SEQUENCE_WAL if self._pg else _SEQUENCE, params)
-        if count and self._pg:
-            self._d.value(_NOTIFY_EVENTS)
-        return count
+            rows = self._d.rows(_SEQUENCE_EVENTS_PG, params)
+            if rows:
+                self._d.value(_NOTIFY_EVENTS, {"head": str(max(row.seq for row in rows))})
+        if numbered is not None:
+            numbered.extend(sorted((parts.event(row) for row in rows), key=lambda event: event.seq))
+        return len(rows)
 
     def prune_events(self, before_us: int, limit: int) -> int:
         oldest = self._d.rows(_OLDEST_EVENTS, {"limit": limit})
@@ -138,8 +148,13 @@ class Maintenance(Reads):
         return fixes
 
 
-def _sequence(position: bool) -> Any:
-    e = events.c
+def _sequence_statement(*, postgres: bool) -> Update:
+    """Numbers up to ``:limit`` events without a position, in insertion
+    order, after the head (``event_head()``, read by the statement itself:
+    the newest position, or the horizon once pruning removed every event);
+    on PostgreSQL it also records the WAL position, read after the writers
+    committed, so at or after each commit."""
+    e, older = events.c, events.alias("older").c
     pending = (
         select(e.id, func.row_number().over(order_by=e.id).label("n"))
         .where(e.seq.is_(None))
@@ -147,9 +162,10 @@ def _sequence(position: bool) -> Any:
         .limit(bindparam("limit"))
         .subquery()
     )
-    values: dict[str, Any] = {"seq": bindparam("base") + pending.c.n}
-    if position:
-        # Read after the writers committed: a position at or after each commit.
+    newest = func.coalesce(select(func.max(older.seq)).scalar_subquery(), 0)
+    pruned = func.coalesce(EVENT_HORIZON_QUERY.scalar_subquery(), 0)
+    values: dict[str, Any] = {"seq": case((newest > pruned, newest), else_=pruned) + pending.c.n}
+    if postgres:
         values["position"] = WAL_POSITION_QUERY.scalar_subquery()
     return update(events).where(e.id == pending.c.id).values(values)
 
@@ -170,14 +186,17 @@ def _actual_counts() -> dict[str, Statement]:
     }
 
 
-_SEQUENCE = Statement(_sequence(position=False))
-_SEQUENCE_WAL = Statement(_sequence(position=True))
+_SEQUENCE_EVENTS = Statement(_sequence_statement(postgres=False))
+_SEQUENCE_EVENTS_RETURNING = Statement(_sequence_statement(postgres=False).returning(*events.c))
+_SEQUENCE_EVENTS_PG = Statement(_sequence_statement(postgres=True).returning(*events.c))
 # Keyed by the events table's oid, so databases sharing a server (or schemas
 # sharing a database) do not wait on each other.
 _SEQUENCER_LOCK = Statement(
     select(func.pg_advisory_xact_lock(literal(0x5E7E47), literal_column("'events'::regclass::oid::int")))
 )
-_NOTIFY_EVENTS = Statement(select(func.pg_notify(EVENTS_CHANNEL, "")))
+# The payload is the head after the sequencer's batch: a process whose feed
+# already holds it has nothing to read.
+_NOTIFY_EVENTS = Statement(select(func.pg_notify(EVENTS_CHANNEL, bindparam("head"))))
 _OLDEST_EVENTS = Statement(
     select(events.c.seq, events.c.occurred_us)
     .where(events.c.seq.is_not(None))

@@ -30,7 +30,17 @@ from sqlalchemy import (
     union_all,
 )
 
-from ..schema import COUNTER_COLUMNS, blocks, connection_requests, connections, follows, user_counters, users
+from ..deletion import JobKind, not_deleting
+from ..schema import (
+    COUNTER_COLUMNS,
+    blocks,
+    connection_requests,
+    connections,
+    follows,
+    user_counters,
+    user_jobs,
+    users,
+)
 from ..types import (
     FLAGS,
     Block,
@@ -88,27 +98,36 @@ def _matches(column: Column[Any], value: ColumnElement[Any] | BindParameter[Any]
 
 
 def block_between(user_id: ColumnElement[Any], other_id: ColumnElement[Any]) -> ColumnElement[bool]:
-    """Whether a block stands between two users, in either direction."""
+    """Whether a block stands between two users, in either direction (none
+    does while ``user_id``'s deletion is in progress)."""
     return (
         select(literal(1))
-        .where(or_(*(and_(e.mine == user_id, _matches(e.other, other_id)) for e in _BLOCKS_EITHER_WAY)))
+        .where(
+            or_(*(and_(e.mine == user_id, _matches(e.other, other_id)) for e in _BLOCKS_EITHER_WAY)),
+            not_deleting(user_id),
+        )
         .exists()
     )
 
 
 def blocked_among_query() -> Select[Any]:
-    """The candidates a block stands between ``me`` and, in either direction."""
+    """The candidates a block stands between ``me`` and, in either direction;
+    none of them, or no one while ``me``'s, has a deletion in progress."""
     me: BindParameter[str] = bindparam("me")
     candidates: BindParameter[list[str]] = bindparam("candidates", expanding=True)
     return union_all(  # type: ignore[return-value]
-        *(select(e.other).where(e.mine == me, e.other.in_(candidates)) for e in _BLOCKS_EITHER_WAY)
+        *(
+            select(e.other).where(e.mine == me, e.other.in_(candidates), not_deleting(e.other), not_deleting(me))
+            for e in _BLOCKS_EITHER_WAY
+        )
     )
 
 
 def relationships_query() -> Select[Any]:
     """(tag, other, n) rows: a flag's name for each stored edge between
-    ``me`` and ``others``, the mutual-connection counts, and the counter
-    versions of all of them."""
+    ``me`` and ``others``, the mutual-connection counts (of connections
+    without a deletion in progress), the counter versions of all of them,
+    and ``deleting`` for each of them whose deletion is in progress."""
     me: BindParameter[str] = bindparam("me")
     others: BindParameter[list[str]] = bindparam("others", expanding=True)
     c, uc = connections.c, user_counters.c
@@ -124,12 +143,17 @@ def relationships_query() -> Select[Any]:
         tagged(
             "mutual",
             c2.c.user_id,
-            [c.user_id == me, c2.c.other_id == c.other_id, c2.c.user_id.in_(others)],
+            [c.user_id == me, c2.c.other_id == c.other_id, c2.c.user_id.in_(others), not_deleting(c.other_id)],
             func.count(),
         )
         .select_from(connections.join(c2, c2.c.other_id == c.other_id))
         .group_by(c2.c.user_id),
         tagged("version", uc.user_id, [or_(uc.user_id == me, uc.user_id.in_(others))], uc.version),
+        tagged(
+            "deleting",
+            user_jobs.c.user_id,
+            [user_jobs.c.kind == int(JobKind.DELETE), or_(user_jobs.c.user_id == me, user_jobs.c.user_id.in_(others))],
+        ),
     )
 
 

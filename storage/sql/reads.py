@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, literal, select, text, update
 
+from ..deletion import not_deleting
 from ..schema import commit_position, connections, event_horizon, events, reports, user_counters, users
 from ..types import (
     FLAGS,
@@ -92,11 +93,17 @@ class Reads(TxBase):
         counter versions of all of them, in one statement (one snapshot)."""
         found: dict[str, dict[str, Any]] = defaultdict(dict)
         versions = dict.fromkeys((user_id, *other_ids), 0)
+        deleting: set[str] = set()
         for tag, other, n in self._d.rows(_RELATIONSHIPS, {"me": user_id, "others": list(set(other_ids))}):
             if tag == "version":
                 versions[other] = int(n)
+            elif tag == "deleting":
+                deleting.add(other)
             else:
                 found[other][tag] = n
+        # A user whose deletion is in progress relates to nobody.
+        for other in set(other_ids) if user_id in deleting else deleting & set(other_ids):
+            found.pop(other, None)
         relationships = {
             other: Relationship.of(other, [flag in found[other] for flag in FLAGS], int(found[other].get("mutual", 0)))
             for other in set(other_ids)
@@ -123,7 +130,7 @@ class Reads(TxBase):
 def _mutual() -> tuple[Any, Any]:
     c = connections.c
     c2 = connections.alias("c2")
-    shared = (c.user_id == bindparam("user_id"), c2.c.user_id == bindparam("other_id"))
+    shared = (c.user_id == bindparam("user_id"), c2.c.user_id == bindparam("other_id"), not_deleting(c.other_id))
     joined = connections.join(c2, c2.c.other_id == c.other_id)
     count = select(func.count()).select_from(joined).where(*shared)
     page = (
@@ -154,11 +161,11 @@ WAL_POSITION_QUERY = select(text("pg_current_wal_lsn() - '0/0'::pg_lsn"))
 WAL_POSITION = Statement(WAL_POSITION_QUERY)
 _PING = Statement(select(literal(1)))
 _MUTUAL_COUNT, _MUTUAL = (Statement(stmt) for stmt in _mutual())
-_EVENT_HORIZON_QUERY = select(event_horizon.c.pruned_through).where(event_horizon.c.id == 1)
-_EVENT_HORIZON = Statement(_EVENT_HORIZON_QUERY)
+EVENT_HORIZON_QUERY = select(event_horizon.c.pruned_through).where(event_horizon.c.id == 1)
+_EVENT_HORIZON = Statement(EVENT_HORIZON_QUERY)
 EVENT_HEAD = Statement(
     select(
         select(func.max(events.c.seq)).scalar_subquery().label("newest"),
-        _EVENT_HORIZON_QUERY.scalar_subquery().label("pruned"),
+        EVENT_HORIZON_QUERY.scalar_subquery().label("pruned"),
     )
 )

@@ -1,0 +1,184 @@
+#!/usr/bin/env python
+"""Big-account benchmark: DeleteUser of a user with 300k followers.
+
+Not a test: it measures once and prints (and returns) the figures. A
+``socialgraph serve`` process runs on loopback over a fresh PostgreSQL
+schema (dropped at the end), the followers seeded with bulk SQL.
+
+- Unrelated writes: 8 threads send Follow+Unfollow pairs between fresh
+  users, and 2 threads the same from the big account's followers (whose
+  counter rows the deletion's batches lock), for ``--baseline`` seconds
+  without a deletion, then while the deletion runs; p50/p99 of each call.
+- The deletion: how long DeleteUser's response took, and how long until its
+  job was done (the tombstone's row gone); the longest batch the server ran
+  (``socialgraph_big_account_longest_batch_seconds``).
+
+Usage::
+
+    python -m bench.big_account [--quick] [--database-url DSN] [--followers N] [--json PATH]
+
+``make bench`` runs it after bench/run.py (with ``--quick``: 100k followers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psycopg
+from socialgraph.v1 import admin_pb2 as apb
+from socialgraph.v1 import admin_pb2_grpc, social_graph_pb2_grpc
+from socialgraph.v1 import social_graph_pb2 as pb
+
+from bench.events import schema
+from storage import open_storage
+from storage.migrate import upgrade
+from harness import Metrics, free_port, running_server
+from tests.test_deletion import seed_followers
+
+ROOT = Path(__file__).resolve().parent.parent
+DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _pct(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+
+class Writers:
+    """Threads sending Follow+Unfollow pairs; latencies per phase, in ms."""
+
+    def __init__(self, address: str, followers: list[str]) -> None:
+        self._channel = grpc.insecure_channel(address)
+        self._graph = social_graph_pb2_grpc.SocialGraphServiceStub(self._channel)
+        self._followers = followers
+        self.phase = "baseline"
+        self.latencies: dict[tuple[str, str], list[float]] = {}
+        self.errors = 0
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._loop, args=(group,), daemon=True)
+            for group in ["unrelated"] * 8 + ["followers"] * 2
+        ]
+
+    def start(self) -> Writers:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        self._channel.close()
+
+    def _loop(self, group: str) -> None:
+        while not self._stop.is_set():
+            a = random.choice(self._followers) if group == "followers" else str(uuid.uuid4())
+            b = str(uuid.uuid4())
+            for call, request in (
+                (self._graph.Follow, pb.FollowRequest(follower_id=a, followee_id=b)),
+                (self._graph.Unfollow, pb.UnfollowRequest(follower_id=a, followee_id=b)),
+            ):
+                started = time.perf_counter()
+                try:
+                    call(request, timeout=30)
+                except grpc.RpcError:
+                    self.errors += 1
+                    continue
+                self.latencies.setdefault((self.phase, group), []).append((time.perf_counter() - started) * 1000)
+
+
+def run(
+    dsn: str = DSN, followers: int = 300_000, baseline: float = 5.0, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Seeds, measures, returns the figures (see the module docstring)."""
+    with schema(dsn) as url:
+        storage = open_storage(url, pool_size=2)
+        upgrade(storage)
+        big = str(uuid.uuid4())
+        started = time.monotonic()
+        seed_followers(storage, big, followers)
+        log(f"big account: seeded {followers} followers in {time.monotonic() - started:.1f} s")
+        storage.close()
+        with psycopg.connect(dsn, options=f"-csearch_path={url.rpartition('%3D')[2]}") as conn:
+            sample = [row[0] for row in conn.execute(
+                "SELECT follower_id FROM follows WHERE followee_id = %s ORDER BY random() LIMIT 2000", (big,)
+            )]
+        metrics = free_port()
+        flags = ("--database-url", url, "--metrics-listen", f"127.0.0.1:{metrics}", "--rate-limits", "1000000/1h")
+        with running_server(*flags) as (address, _process):
+            writers = Writers(address, sample).start()
+            time.sleep(baseline)
+            writers.phase = "deleting"
+            with grpc.insecure_channel(address) as channel:
+                started = time.monotonic()
+                admin_pb2_grpc.AdminServiceStub(channel).DeleteUser(apb.DeleteUserRequest(user_id=big), timeout=60)
+                response_s = time.monotonic() - started
+            with psycopg.connect(dsn, options=f"-csearch_path={url.rpartition('%3D')[2]}") as conn:
+                while (conn.execute("SELECT count(*) FROM user_jobs WHERE user_id = %s", (big,)).fetchone() or (0,))[0]:
+                    time.sleep(0.1)
+            finish_s = time.monotonic() - started
+            writers.stop()
+            longest = Metrics(metrics).value("socialgraph_big_account_longest_batch_seconds")
+    figures: dict[str, Any] = {
+        "followers": followers,
+        "delete_user_response_ms": round(response_s * 1000, 1),
+        "deletion_finished_s": round(finish_s, 1),
+        "longest_batch_ms": None if longest is None else round(longest * 1000, 1),
+        "write_errors": writers.errors,
+    }
+    for (phase, group), values in sorted(writers.latencies.items()):
+        figures[f"{group}_writes_{phase}"] = {
+            "calls": len(values),
+            "p50_ms": round(_pct(values, 0.5) or 0, 2),
+            "p99_ms": round(_pct(values, 0.99) or 0, 2),
+        }
+    for line in report_lines(figures):
+        log(line)
+    return figures
+
+
+def report_lines(figures: dict[str, Any]) -> list[str]:
+    lines = [
+        f"DeleteUser of {figures['followers']} followers: response {figures['delete_user_response_ms']} ms, "
+        f"every edge gone after {figures['deletion_finished_s']} s, longest batch {figures['longest_batch_ms']} ms",
+    ]
+    for group in ("unrelated", "followers"):
+        before, during = figures.get(f"{group}_writes_baseline"), figures.get(f"{group}_writes_deleting")
+        if before and during:
+            lines.append(
+                f"{group} Follow/Unfollow p99: {before['p99_ms']} ms without, {during['p99_ms']} ms during "
+                f"(x{during['p99_ms'] / before['p99_ms']:.2f}; p50 {before['p50_ms']} -> {during['p50_ms']} ms)"
+            )
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", default=DSN, help="PostgreSQL server for a fresh schema (psycopg DSN)")
+    parser.add_argument("--followers", type=int, default=None, help="default 300k, 100k with --quick")
+    parser.add_argument("--quick", action="store_true", help="100k followers unless --followers")
+    parser.add_argument("--baseline", type=float, default=5.0, help="seconds of writes before the deletion")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "big_account.json")
+    args = parser.parse_args()
+    followers = args.followers or (100_000 if args.quick else 300_000)
+    figures = run(args.database_url, followers, args.baseline)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
