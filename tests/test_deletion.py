@@ -22,8 +22,8 @@ import grpc
 import pytest
 from sqlalchemy import text
 
+from cache import cached_readers
 from ratelimit import InProcessLimiter, Limiter, parse_windows
-from server.app import cached_readers
 from server.rules import Graph, NotFound, Policy
 from server.rules.events import EventLog
 from socialgraph.v1 import admin_pb2 as apb

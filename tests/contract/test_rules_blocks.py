@@ -4,13 +4,17 @@ it leaves and the events it appends."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar, cast
 
 import pytest
 
 from server.rules import Graph, InvalidArgument, PermissionDenied, Policy, Reason
-from storage.types import Cause, EventKind, Removed, Role, Storage, User
+from storage.deletion import JobKind
+from storage.types import Cause, EventKind, Removed, Role, Storage, Tx, User
 
 from .domain import events, every, limiter, refused
+
+T = TypeVar("T")
 
 
 def promote(graph: Graph, user_id: str, role: Role = Role.MODERATOR) -> User:
@@ -108,28 +112,51 @@ def test_b3_promotion_lifts_the_blocks_against_them(graph: Graph, storage: Stora
 
 
 def test_b3_promotion_lifts_many_blocks_in_batches(storage: Storage, user: Callable[[], str]) -> None:
-    writes = 0
+    lifted: list[int] = []  # blocks lifted by each committed write transaction
+
+    class CountingTx:
+        """A ``Tx`` counting the blocks it lifted."""
+
+        def __init__(self, tx: Tx) -> None:
+            self.tx, self.lifted = tx, 0
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.tx, name)
+
+        def lift_blocks(self, blocked_id: str, limit: int) -> list[str]:
+            blockers = self.tx.lift_blocks(blocked_id, limit)
+            self.lifted += len(blockers)
+            return blockers
 
     class Counting:
-        """``storage`` counting its write transactions."""
+        """``storage`` recording what each of its write transactions lifted."""
 
         def __getattr__(self, name: str) -> object:
             return getattr(storage, name)
 
-        def read_write(self, fn: Callable[..., object]) -> object:
-            nonlocal writes
-            writes += 1
-            return storage.read_write(fn)
+        def read_write(self, fn: Callable[[Tx], T]) -> T:
+            def run(tx: Tx) -> tuple[T, int]:
+                counting = CountingTx(tx)
+                return fn(cast(Tx, counting)), counting.lifted
+
+            result, n = storage.read_write(run)
+            lifted.append(n)
+            return result
 
     graph = Graph(Counting(), limiter(), Policy(edge_batch=3))  # type: ignore[arg-type]
     target = user()
     blockers = [user() for _ in range(7)]
     for blocker in blockers:
         graph.block(blocker, target, "")
-    writes = 0
+    lifted.clear()
     promote(graph, target)
-    assert writes == 3  # 3 + 3 + 1 blocks
+    # The promotion lifts the first batch with the role; its job lifts the
+    # rest in transactions of at most ``edge_batch`` blocks.
+    assert lifted[0] == 3
+    assert sum(lifted) == 7 and max(lifted) == 3
+    assert len([n for n in lifted if n]) >= 3
     assert [c.blocked for c in graph.get_counts(blockers)] == [0] * 7
+    assert (target, JobKind.LIFT_BLOCKS) not in storage.read_only(lambda tx: tx.pending_jobs())
 
 
 # --------------------------------------------------------------------- B4

@@ -172,10 +172,8 @@ def test_delete_block_removes_only_that_direction(storage: Storage, user: Callab
     assert [c.blocked for c in counts(storage, a, b)] == [0, 1]
 
 
-@pytest.mark.parametrize("limit", [None, 2])
-def test_delete_blocks_against_lifts_them_in_batches(
-    storage: Storage, user: Callable[[], str], limit: int | None
-) -> None:
+@pytest.mark.parametrize("limit", [10, 2])
+def test_lift_blocks_lifts_them_in_batches(storage: Storage, user: Callable[[], str], limit: int) -> None:
     target = user()
     blockers = sorted(user() for _ in range(3))
     for blocker in blockers:
@@ -184,18 +182,19 @@ def test_delete_blocks_against_lifts_them_in_batches(
     block(storage, target, kept)
 
     def lift(tx: Tx) -> list[str]:
-        tx.lock_users((target,))
-        return tx.delete_blocks_against(target, limit)
+        return tx.lift_blocks(target, limit)
 
-    if limit is None:
-        assert sorted(storage.read_write(lift)) == blockers
+    if limit > len(blockers):
+        assert storage.read_write(lift) == blockers
     else:
         first = storage.read_write(lift)
         assert first == blockers[:2]
+        assert [c.blocked for c in counts(storage, *blockers)] == [0, 0, 1], "exact between batches"
         assert storage.read_write(lift) == blockers[2:]
     assert storage.read_write(lift) == []
     assert [c.blocked for c in counts(storage, *blockers, target)] == [0, 0, 0, 1]
     assert storage.read_only(lambda tx: tx.pair(target, kept)).blocking is not None
+    assert storage.read_only(lambda tx: tx.pair(target, blockers[0])).blocked_by is False
 
 
 # --------------------------------------------------------------- counters
