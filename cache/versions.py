@@ -31,22 +31,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from storage.clock import now_us
-from storage.types import Counts, Relationship, VersionedCounts
+from storage.types import FLAGS, Counts, Relationship, VersionedCounts
 
 from .freshness import Freshness
 from .readers import COUNTER_LOOKUPS, CounterReader
 
 FORMAT = "r1"
-
-_FLAGS = (
-    "following",
-    "followed_by",
-    "connected",
-    "outgoing_request_pending",
-    "incoming_request_pending",
-    "blocking",
-    "blocked_by",
-)
 
 Versions = tuple[int, int]
 
@@ -103,7 +93,7 @@ def pair(user_id: str, other_id: str) -> tuple[str, str]:
 def encode(versions: Versions, relationship: Relationship, read_us: int) -> str:
     """An entry: its format, when it was read, the two users' versions, the
     flags and the mutual count."""
-    flags = "".join("1" if getattr(relationship, name) else "0" for name in _FLAGS)
+    flags = "".join("1" if getattr(relationship, name) else "0" for name in FLAGS)
     return f"{FORMAT}:{read_us}:{versions[0]}:{versions[1]}:{flags}:{relationship.mutual_connections_count}"
 
 
@@ -111,13 +101,10 @@ def decode(value: str, other_id: str) -> tuple[Versions, Relationship, int] | No
     """An entry as stored, seen by the pair's first user (``other_id`` is the
     second), with its ``read_us``; None for an entry of another format."""
     parts = value.split(":")
-    if len(parts) != 6 or parts[0] != FORMAT or len(parts[4]) != len(_FLAGS):
+    if len(parts) != 6 or parts[0] != FORMAT or len(parts[4]) != len(FLAGS):
         return None
     _format, read_us, first_version, second_version, flags, mutual = parts
-    following, followed_by, connected, outgoing, incoming, blocking, blocked_by = (bit == "1" for bit in flags)
-    relationship = Relationship(
-        other_id, following, followed_by, connected, outgoing, incoming, blocking, blocked_by, int(mutual)
-    )
+    relationship = Relationship.of(other_id, [bit == "1" for bit in flags], int(mutual))
     return (int(first_version), int(second_version)), relationship, int(read_us)
 
 

@@ -58,15 +58,9 @@ def block(record: types.Block) -> pb.Block:
 def relationship(record: types.Relationship) -> pb.Relationship:
     return pb.Relationship(
         other_user_id=record.other_user_id,
-        following=record.following,
-        followed_by=record.followed_by,
-        connected=record.connected,
-        outgoing_request_pending=record.outgoing_request_pending,
-        incoming_request_pending=record.incoming_request_pending,
-        blocking=record.blocking,
-        blocked_by=record.blocked_by,
         can_interact=record.can_interact,
         mutual_connections_count=record.mutual_connections_count,
+        **{flag: getattr(record, flag) for flag in types.FLAGS},
     )
 
 

@@ -11,20 +11,16 @@ from urllib.parse import urlsplit
 
 from socialgraph.v1 import common_pb2
 
-from .rules import Consistency, InvalidArgument, Reason
+from .rules import Consistency, InvalidArgument, Policy, Reason
 from .rules.graph import MINIMIZE_LATENCY
 from .rules.ids import UUID
 
 E = TypeVar("E", bound=enum.IntEnum)
 
+# Request shape: how many ids one call may carry. Text limits and the
+# mutual-connections limit are rules: they come from ``Policy``.
 MAX_BATCH = 100
 MAX_FILTER_BATCH = 1000
-MESSAGE_MAX = 500
-BLOCK_REASON_MAX = 500
-REPORT_DETAILS_MAX = 2000
-NOTE_MAX = 2000
-DISPLAY_NAME_MAX = 200
-AVATAR_URL_MAX = 2048
 
 
 def user_id(value: str, field: str) -> str:
@@ -86,10 +82,10 @@ def text(value: str, field: str, limit: int) -> str:
     return value
 
 
-def display_name(value: str, field: str) -> str:
-    """A one-line name that renders as what it says: no control, bidi or
-    zero-width characters."""
-    text(value, field, DISPLAY_NAME_MAX)
+def display_name(value: str, field: str, policy: Policy) -> str:
+    """A one-line name of at most ``policy.display_name_max`` code points
+    that renders as what it says: no control, bidi or zero-width characters."""
+    text(value, field, policy.display_name_max)
     for i, ch in enumerate(value):
         if ch == _ZWJ and _is_symbol(value, i - 1) and _is_symbol(value, i + 1):
             continue
@@ -102,13 +98,14 @@ def display_name(value: str, field: str) -> str:
     return value
 
 
-def avatar_url(value: str, field: str, schemes: Iterable[str] = ("https",)) -> str:
-    """Empty, or an absolute URL of one of ``schemes`` with a host, in ASCII
-    (percent-encoded), so its length in bytes is its length in characters."""
-    _length(value, field, AVATAR_URL_MAX)
+def avatar_url(value: str, field: str, policy: Policy) -> str:
+    """Empty, or an absolute URL of one of ``policy.avatar_schemes`` with a
+    host, in ASCII (percent-encoded), so its length in bytes is its length in
+    characters."""
+    _length(value, field, policy.avatar_url_max)
     if not value:
         return value
-    allowed = tuple(schemes)
+    allowed = tuple(policy.avatar_schemes)
     try:
         parts = urlsplit(value)
         host = parts.hostname
@@ -163,16 +160,15 @@ def enum_value(value: int, field: str, kind: type[E]) -> E:
         raise InvalidArgument(Reason.INVALID_ENUM, field, f"must be one of {allowed}, got {value}") from None
 
 
-MUTUAL_DEFAULT = 10
-MUTUAL_MAX = 100
-
-
-def mutual_limit(value: int) -> int:
+def mutual_limit(value: int, policy: Policy) -> int:
+    """GetMutualConnections' ``limit``: 0 is the policy's default."""
     if value == 0:
-        return MUTUAL_DEFAULT
-    if not 1 <= value <= MUTUAL_MAX:
+        return policy.mutual_default
+    if not 1 <= value <= policy.mutual_max:
         raise InvalidArgument(
-            Reason.INVALID_PAGE_SIZE, "limit", f"must be 0 (default {MUTUAL_DEFAULT}) or 1..{MUTUAL_MAX}, got {value}"
+            Reason.INVALID_PAGE_SIZE,
+            "limit",
+            f"must be 0 (default {policy.mutual_default}) or 1..{policy.mutual_max}, got {value}",
         )
     return value
 

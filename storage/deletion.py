@@ -16,7 +16,7 @@ the lease runs out, and every batch renews it in its own transaction, so a
 process that dies leaves a job any other process picks up once the lease
 ends, and a batch of a process that lost its lease rolls back.
 
-``DeletionTx`` is mixed into the SQL transaction (``storage/sql.py``).
+``DeletionTx`` is mixed into the SQL transaction (``storage/sql/``).
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ the transaction. ``read_only(fn)`` is the same for reads.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Protocol, Sequence, TypeVar
+import operator
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence, TypeVar
 
 from .clock import now_us
 from .positions import Positions
@@ -122,36 +123,50 @@ class VersionedCounts:
     read_us: int = field(default_factory=now_us, compare=False)
 
 
+_SEEN_BY_OTHER = "seen_by_other"  # a flag's metadata: the flag the other user sees
+
+
+def blocked_either_way(blocking: bool, blocked_by: bool) -> bool:
+    """The block predicate: a block in either direction stands between two
+    users (I1). Every check that two users may interact asks this."""
+    return blocking or blocked_by
+
+
 @dataclass(frozen=True, slots=True)
 class Relationship:
+    """How ``other_user_id`` relates to the viewer. Its boolean fields are
+    the relationship's flags (``FLAGS``), each one stored edge seen from one
+    side; storage, the caches and the wire all take the list from here."""
+
     other_user_id: str
-    following: bool
-    followed_by: bool
-    connected: bool
-    outgoing_request_pending: bool
-    incoming_request_pending: bool
-    blocking: bool
-    blocked_by: bool
+    following: bool = field(metadata={_SEEN_BY_OTHER: "followed_by"})
+    followed_by: bool = field(metadata={_SEEN_BY_OTHER: "following"})
+    connected: bool = field(metadata={_SEEN_BY_OTHER: "connected"})
+    outgoing_request_pending: bool = field(metadata={_SEEN_BY_OTHER: "incoming_request_pending"})
+    incoming_request_pending: bool = field(metadata={_SEEN_BY_OTHER: "outgoing_request_pending"})
+    blocking: bool = field(metadata={_SEEN_BY_OTHER: "blocked_by"})
+    blocked_by: bool = field(metadata={_SEEN_BY_OTHER: "blocking"})
     mutual_connections_count: int
 
     @property
     def can_interact(self) -> bool:
-        return not (self.blocking or self.blocked_by)
+        return not blocked_either_way(self.blocking, self.blocked_by)
 
-    def seen_by_other(self, viewer_id: str) -> "Relationship":
+    @classmethod
+    def of(cls, other_user_id: str, flags: Iterable[bool], mutual_connections_count: int) -> Relationship:
+        """A relationship from its flags' values, in ``FLAGS`` order."""
+        return cls(other_user_id, *flags, mutual_connections_count)  # type: ignore[call-arg]
+
+    def seen_by_other(self, viewer_id: str) -> Relationship:
         """The same relationship from the other user's side; ``viewer_id`` is
         the user this one is seen from."""
-        return Relationship(
-            other_user_id=viewer_id,
-            following=self.followed_by,
-            followed_by=self.following,
-            connected=self.connected,
-            outgoing_request_pending=self.incoming_request_pending,
-            incoming_request_pending=self.outgoing_request_pending,
-            blocking=self.blocked_by,
-            blocked_by=self.blocking,
-            mutual_connections_count=self.mutual_connections_count,
-        )
+        return Relationship.of(viewer_id, _mirrored(self), self.mutual_connections_count)
+
+
+# The relationship's flags, in field order (the relationship caches store
+# them in this order), and for each the flag the other user sees.
+FLAGS: tuple[str, ...] = tuple(f.name for f in fields(Relationship) if _SEEN_BY_OTHER in f.metadata)
+_mirrored = operator.attrgetter(*(f.metadata[_SEEN_BY_OTHER] for f in fields(Relationship) if f.name in FLAGS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +198,7 @@ class Pair:
 
     @property
     def blocked_either_way(self) -> bool:
-        return self.blocking is not None or self.blocked_by
+        return blocked_either_way(self.blocking is not None, self.blocked_by)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +276,7 @@ class Change:
     actor_id: str
     subject_id: str
     occurred_us: int
-    payload: dict
+    payload: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +289,7 @@ class Event:
     actor_id: str
     subject_id: str
     occurred_us: int
-    payload: dict
+    payload: dict[str, Any]
     # A commit position at or after its transaction's commit (None: unknown).
     position: int | None = None
 

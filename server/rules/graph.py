@@ -74,9 +74,20 @@ def new_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """The configurable rules."""
+    """The configurable rules, and the limits the edge checks before any
+    transaction (it asks this object; the wire errors are its own)."""
 
     connection_limit: int = 2000
+    # Most code points of each free-text field.
+    message_max: int = 500  # C8: a connection request's message
+    block_reason_max: int = 500  # B6: a block's reason
+    report_details_max: int = 2000  # R1: a report's details
+    note_max: int = 2000  # R2: a resolution's note
+    display_name_max: int = 200  # R3
+    avatar_url_max: int = 2048  # R3
+    # GetMutualConnections: users returned when the request asks for 0, and at most.
+    mutual_default: int = 10
+    mutual_max: int = 100
     auto_follow: bool = True
     # URL schemes an avatar may use.
     avatar_schemes: tuple[str, ...] = ("https",)

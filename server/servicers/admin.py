@@ -41,8 +41,8 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             User(
                 user_id=v.user_id(user.user_id, "user.user_id"),
                 role=v.enum_value(user.role, "user.role", Role),
-                display_name=v.display_name(user.display_name, "user.display_name"),
-                avatar_url=v.avatar_url(user.avatar_url, "user.avatar_url", self._graph.policy.avatar_schemes),
+                display_name=v.display_name(user.display_name, "user.display_name", self._graph.policy),
+                avatar_url=v.avatar_url(user.avatar_url, "user.avatar_url", self._graph.policy),
                 created_us=0,
             )
         )
@@ -79,7 +79,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     ) -> pb.ResolveReportResponse:
         moderator_id = v.user_id(request.moderator_id, "moderator_id")
         resolution = v.enum_value(request.resolution, "resolution", _Resolution)
-        note = v.text(request.note, "note", v.NOTE_MAX)
+        note = v.text(request.note, "note", self._graph.policy.note_max)
         report_id = v.record_id(request.report_id, "report_id")
         if report_id is None:
             raise NotFound(Reason.REPORT_NOT_FOUND, "report_id names no report")

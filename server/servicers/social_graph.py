@@ -68,7 +68,7 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
         result = self._graph.send_connection_request(
             v.user_id(request.requester_id, "requester_id"),
             v.user_id(request.recipient_id, "recipient_id"),
-            v.text(request.message, "message", v.MESSAGE_MAX),
+            v.text(request.message, "message", self._graph.policy.message_max),
         )
         response = pb.SendConnectionRequestResponse(
             state=pb.ConnectionState.ValueType(result.state),
@@ -139,7 +139,7 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
         count, users = self._graph.mutual_connections(
             v.user_id(request.user_id, "user_id"),
             v.user_id(request.other_user_id, "other_user_id"),
-            v.mutual_limit(request.limit),
+            v.mutual_limit(request.limit, self._graph.policy),
             v.consistency(request.consistency),
         )
         return pb.GetMutualConnectionsResponse(
@@ -152,7 +152,7 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
         result = self._graph.block(
             v.user_id(request.blocker_id, "blocker_id"),
             v.user_id(request.blocked_id, "blocked_id"),
-            v.text(request.reason, "reason", v.BLOCK_REASON_MAX),
+            v.text(request.reason, "reason", self._graph.policy.block_reason_max),
         )
         return pb.BlockResponse(
             block=convert.block(result.block),
@@ -247,7 +247,7 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
             v.user_id(request.reporter_id, "reporter_id"),
             v.user_id(request.reported_id, "reported_id"),
             v.enum_value(request.reason, "reason", ReportReason),
-            v.text(request.details, "details", v.REPORT_DETAILS_MAX),
+            v.text(request.details, "details", self._graph.policy.report_details_max),
         )
         return pb.ReportUserResponse(report=convert.report(report), consistency_token=self._graph.consistency_token())
 

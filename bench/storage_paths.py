@@ -1,0 +1,138 @@
+#!/usr/bin/env python
+"""In-process cost of the storage path (no gRPC, no caches): Follow+Unfollow,
+GetRelationship and ListFollowers through ``Graph`` on SQLite and
+PostgreSQL, as microseconds per call on one thread: wall time, and the CPU
+time of this process (the Python path and SQLite; not PostgreSQL's server),
+which other processes on a busy machine disturb far less, and Python
+function calls per call (cProfile: exact whatever the load). Each figure is
+its best round: other processes only ever make a round slower.
+
+The figures compare two versions of the code on the same machine in the same
+run (``--base DIR`` puts another checkout's ``server``/``storage``/``ratelimit``
+first on the path in a child process; runs alternate between the two, each
+going first in every other round), so load from other processes affects
+both alike. Prints each operation's best
+round of ``--rounds`` rounds and the ratio of this tree to the base.
+
+    python bench/storage_paths.py [--base DIR] [--rounds 5] [--calls 300] [--backends sqlite,postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, cast
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+POSTGRES_DSN = os.environ.get("SOCIALGRAPH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+FOLLOWERS = 50  # of the listed user
+
+
+def measure(backend: str, calls: int) -> dict[str, float]:
+    """One round in this process: microseconds per call of each operation."""
+    import psycopg
+
+    from ratelimit import InProcessLimiter, parse_windows
+    from server.rules import Graph, Policy
+    from server.rules.graph import Consistency
+    from storage import open_storage
+    from storage.migrate import upgrade
+
+    strict = Consistency(fully_consistent=True)
+    schema = f"bench_paths_{uuid.uuid4().hex[:10]}"
+    with tempfile.TemporaryDirectory() as directory:
+        if backend == "sqlite":
+            url = f"sqlite:///{directory}/paths.db"
+        else:
+            with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+                conn.execute(f"CREATE SCHEMA {schema}")
+            base = POSTGRES_DSN.replace("postgresql://", "postgresql+psycopg://", 1)
+            url = f"{base}?options=-csearch_path%3D{schema}"
+        storage = open_storage(url, pool_size=2)
+        try:
+            upgrade(storage)
+            limiter: Any = InProcessLimiter(parse_windows("1000000/1h"))
+            graph = Graph(storage, limiter, Policy())
+            star, viewer, other = (str(uuid.uuid4()) for _ in range(3))
+            for _ in range(FOLLOWERS):
+                graph.follow(str(uuid.uuid4()), star)
+            graph.follow(viewer, star)
+
+            figures: dict[str, float] = {}
+
+            def timed(name: str, fn: Callable[[], object]) -> None:
+                for _ in range(min(20, calls)):
+                    fn()
+                wall, cpu = time.perf_counter(), time.process_time()
+                for _ in range(calls):
+                    fn()
+                figures[f"{name} wall"] = (time.perf_counter() - wall) / calls * 1e6
+                figures[f"{name} cpu"] = (time.process_time() - cpu) / calls * 1e6
+                profile = cProfile.Profile()
+                profile.runcall(lambda: [fn() for _ in range(100)])
+                figures[f"{name} calls"] = pstats.Stats(profile).total_calls / 100  # type: ignore[attr-defined]
+
+            def follow_unfollow() -> None:
+                graph.follow(other, star)
+                graph.unfollow(other, star)
+
+            timed("Follow+Unfollow", follow_unfollow)
+            timed("GetRelationship", lambda: graph.get_relationship(viewer, star, strict))
+            timed("ListFollowers", lambda: graph.list_followers(star, 20, "", viewer, strict))
+            return figures
+        finally:
+            storage.close()
+            if backend != "sqlite":
+                with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+                    conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def child(tree: str | None, backend: str, calls: int) -> dict[str, float]:
+    env = dict(os.environ)
+    if tree:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree, env.get("PYTHONPATH")]))
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", backend, "--calls", str(calls)],
+        env=env, check=True, capture_output=True, text=True, cwd=tempfile.gettempdir(),
+    ).stdout
+    return cast(dict[str, float], json.loads(out.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base", help="another checkout to compare with (its server/, storage/, ratelimit/)")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--calls", type=int, default=300)
+    p.add_argument("--backends", default="sqlite,postgres")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child, args.calls)))
+        return
+    trees = {"this": ROOT} if not args.base else {"base": os.path.abspath(args.base), "this": ROOT}
+    for backend in args.backends.split(","):
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+        for i in range(args.rounds):
+            # Each tree goes first in every other round.
+            for name, tree in (list(trees.items()) if i % 2 == 0 else list(trees.items())[::-1]):
+                runs[name].append(child(tree, backend, args.calls))
+        print(f"{backend}: µs per call, best of {args.rounds} rounds of {args.calls} calls")
+        for op in runs["this"][0]:
+            medians = {name: min(r[op] for r in rounds) for name, rounds in runs.items()}
+            line = "  ".join(f"{name} {value:8.1f}" for name, value in medians.items())
+            ratio = f"  this/base {medians['this'] / medians['base']:.3f}" if "base" in medians else ""
+            print(f"  {op:20s} {line}{ratio}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""What every concern of ``SqlTx`` shares: the transaction's connection and
+runner, and the counter changes and events it collects until ``flush``."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from sqlalchemy import BindParameter, ColumnElement, Connection, bindparam, case, update
+from sqlalchemy.dialects import postgresql, sqlite
+from uuid6 import uuid7
+
+from ..clock import now_us
+from ..schema import COUNTER_COLUMNS, events, user_counters
+from ..types import Change, Event, VersionedCounts
+from . import parts
+from .run import Runner, Statement
+
+
+class TxBase:
+    """One transaction on one connection. ``touched`` collects the counters
+    the transaction changed, as they will be once it commits.
+
+    Edge writes add their counter changes up per user; ``flush`` (run by the
+    storage before COMMIT) applies them, two users a statement, so a write
+    that changes several edges of one pair (a block's cascade, a request
+    with its auto-follow) updates their counters once."""
+
+    def __init__(self, conn: Connection, *, postgres: bool) -> None:
+        self._c = conn
+        self._d = Runner(conn)
+        self._pg = postgres
+        self._insert: Any = postgresql.insert if postgres else sqlite.insert
+        self._now_us = time.time_ns() // 1000
+        self.read_us = now_us()  # no snapshot of this transaction is older
+        self.touched: dict[str, VersionedCounts] = {}
+        self._versions: dict[str, int] = {}
+        self._deltas: dict[str, dict[str, int]] = {}
+        self._changes: list[Change] = []
+        self.emitted = False
+
+    # -------------------------------------------------------------- counters
+
+    def _next_version(self) -> ColumnElement[Any]:
+        version = user_counters.c.version
+        return case((version + 1 > self._now_us, version + 1), else_=self._now_us)
+
+    def _bump(self, user_id: Any, **deltas: int) -> None:
+        """Adds ``deltas`` to the counters of one user (at ``flush``), or of
+        every user a list names or a subquery selects (at once)."""
+        if isinstance(user_id, str):
+            self._add(user_id, deltas)
+            return
+        values = {name: user_counters.c[name] + delta for name, delta in deltas.items()}
+        values["version"] = self._next_version()
+        where = user_counters.c.user_id.in_(user_id)
+        self._touch(self._c.execute(update(user_counters).where(where).values(values).returning(user_counters)))
+
+    def _bump_pair(self, first: str, first_deltas: dict[str, int], second: str, second_deltas: dict[str, int]) -> None:
+        """The counter changes of the two users an edge joins (at ``flush``)."""
+        self._add(first, first_deltas)
+        self._add(second, second_deltas)
+
+    def _add(self, user_id: str, deltas: dict[str, int]) -> None:
+        pending = self._deltas.setdefault(user_id, {})
+        for name, delta in deltas.items():
+            pending[name] = pending.get(name, 0) + delta
+
+    def _touch(self, rows: Any) -> None:
+        for row in rows:
+            self.touched[row.user_id] = VersionedCounts(parts.counts(row), row.version, self.read_us)
+
+    def flush(self, position: int | None = None) -> None:
+        """Applies the counter changes added up so far, two users a statement,
+        then appends the events (see ``_append_events``) with the
+        transaction's commit position when it is known (SQLite)."""
+        self._flush_counters()
+        self._append_events(position)
+
+    def _flush_counters(self) -> None:
+        pending, self._deltas = list(self._deltas.items()), {}
+        for i in range(0, len(pending), 2):
+            first, first_deltas = pending[i]
+            second, second_deltas = pending[i + 1] if i + 1 < len(pending) else pending[i]
+            params: dict[str, Any] = {"first": first, "second": second, "now": self._now_us}
+            for name in COUNTER_COLUMNS:
+                params[f"first_{name}"] = first_deltas.get(name, 0)
+                params[f"second_{name}"] = second_deltas.get(name, 0)
+            self._touch(self._d.rows(_BUMP_PAIR, params))
+
+    # ---------------------------------------------------------------- events
+
+    def emit(self, change: Change) -> None:
+        self._changes.append(change)
+
+    def _append_events(self, position: int | None) -> None:
+        """Appends the transaction's events, last thing before COMMIT.
+
+        They are inserted without a position. On SQLite the transaction
+        gives them theirs at once: writers are serialised, so positions are
+        commit order. On PostgreSQL a position taken before COMMIT would not
+        be: two writers could commit out of number order, and a reader
+        tailing by number would skip the later-committing smaller one. So the
+        sequencer gives positions after commit (``sequence_events``), and
+        writers never wait on each other for them."""
+        changes, self._changes = self._changes, []
+        if not changes:
+            return
+        self._d.run(
+            _INSERT_EVENT,
+            [
+                {
+                    "event_id": str(uuid7()),
+                    "kind": int(change.kind),
+                    "actor_id": change.actor_id,
+                    "subject_id": change.subject_id,
+                    "occurred_us": change.occurred_us,
+                    "payload": json.dumps(change.payload, separators=(",", ":")),
+                    "position": position,
+                }
+                for change in changes
+            ],
+        )
+        if not self._pg:
+            self.sequence_events(len(changes))
+        self.emitted = True
+
+    def sequence_events(self, limit: int, numbered: list[Event] | None = None) -> int:
+        raise NotImplementedError  # maintenance.py
+
+
+def _bump_pair_statement() -> Any:
+    """Adds per-user deltas to two users' counters (the same user twice adds
+    the first deltas once) and bumps their versions; returns the new rows."""
+    uc = user_counters.c
+    first: BindParameter[str] = bindparam("first")
+    second: BindParameter[str] = bindparam("second")
+    values: dict[str, Any] = {
+        name: uc[name]
+        + case(
+            (uc.user_id == first, bindparam(f"first_{name}")),
+            else_=bindparam(f"second_{name}"),
+        )
+        for name in COUNTER_COLUMNS
+    }
+    values["version"] = parts.next_version(bindparam("now"))
+    return update(user_counters).where(uc.user_id.in_([first, second])).values(values).returning(user_counters)
+
+
+_BUMP_PAIR = Statement(_bump_pair_statement())
+_EVENT_COLUMNS = ("event_id", "kind", "actor_id", "subject_id", "occurred_us", "payload", "position")
+_INSERT_EVENT = Statement(events.insert().values({name: bindparam(name) for name in _EVENT_COLUMNS}))

@@ -1,0 +1,206 @@
+"""How ``SqlTx`` runs a statement: the one execution path.
+
+Every statement is a SQLAlchemy Core construct built once at import, compiled
+once per dialect (``ClauseElement.compile``) and run on the DBAPI cursor of the
+transaction's connection, with rows returned as named tuples. A SQLAlchemy
+``Connection.execute`` costs more Python than the database spends on these
+statements (cache key, execution context, result machinery), so the path
+skips it, using only SQLAlchemy's public API:
+
+* parameters lists for expanding parameters (``bindparam(..., expanding=True)``)
+  are expanded by the compiler (``SQLCompiler.construct_expanded_state``), once
+  per combination of list lengths;
+* a driver error becomes the ``sqlalchemy.exc`` class of its PEP 249 class,
+  and a disconnect (``Dialect.is_disconnect``) invalidates the connection
+  (``Connection.invalidate``), as ``Connection.execute`` does, so the
+  transaction runner classifies errors from both alike.
+
+A statement whose form depends on the dialect (``INSERT ... ON CONFLICT``)
+is given as a function of the dialect's ``insert``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+Params = Mapping[str, Any]
+Build = Callable[[Callable[..., Any]], ClauseElement]
+
+_INSERTS: dict[str, Callable[..., Any]] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+# PEP 249's exception classes, most specific first, and SQLAlchemy's wrapper of each.
+_WRAPPERS: tuple[tuple[str, type[exc.DBAPIError]], ...] = (
+    ("IntegrityError", exc.IntegrityError),
+    ("DataError", exc.DataError),
+    ("ProgrammingError", exc.ProgrammingError),
+    ("NotSupportedError", exc.NotSupportedError),
+    ("InternalError", exc.InternalError),
+    ("OperationalError", exc.OperationalError),
+    ("DatabaseError", exc.DatabaseError),
+    ("InterfaceError", exc.InterfaceError),
+)
+
+
+class _Shape:
+    """The SQL for one combination of expanded list lengths, with the names
+    its parameters go by."""
+
+    __slots__ = ("sql", "positiontup", "expansion")
+
+    def __init__(self, sql: str, positiontup: Sequence[str] | None, expansion: Mapping[str, list[str]]) -> None:
+        self.sql = sql
+        self.positiontup = list(positiontup) if positiontup is not None else None
+        self.expansion = expansion
+
+
+class _Form:
+    """One statement compiled for one dialect."""
+
+    __slots__ = ("_compiled", "defaults", "expanding", "_shapes", "row")
+
+    def __init__(self, stmt: ClauseElement, dialect: Dialect) -> None:
+        compiled = stmt.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
+        self._compiled = compiled
+        # Values of literals and of bindparams given one; None for the rest.
+        self.defaults: dict[str, Any] = dict(compiled.params)
+        self.expanding = tuple(sorted(name for name, bind in compiled.binds.items() if bind.expanding))
+        self._shapes: dict[tuple[int, ...], _Shape] = {}
+        self.row: Callable[..., Any] | None = None  # set from the first result's description
+        if not self.expanding:
+            self._shapes[()] = self._shape(())
+
+    def _shape(self, sizes: tuple[int, ...]) -> _Shape:
+        sample = dict(self.defaults)
+        for name, size in zip(self.expanding, sizes, strict=True):
+            if not size:
+                raise ValueError(f"expanding parameter {name!r} needs at least one value")
+            sample[name] = [None] * size
+        state = self._compiled.construct_expanded_state(sample)
+        return _Shape(state.statement, state.positiontup, state.parameter_expansion)
+
+    def bind(self, params: Params) -> tuple[str, Any]:
+        """The SQL and the driver's parameters for ``params``."""
+        values = {**self.defaults, **params}
+        if self.expanding:
+            sizes = tuple(len(values[name]) for name in self.expanding)
+            shape = self._shapes.get(sizes)
+            if shape is None:
+                shape = self._shapes[sizes] = self._shape(sizes)
+            for name in self.expanding:
+                values.update(zip(shape.expansion[name], values.pop(name), strict=True))
+        else:
+            shape = self._shapes[()]
+        if shape.positiontup is None:
+            return shape.sql, values
+        return shape.sql, [values[name] for name in shape.positiontup]
+
+
+class Statement:
+    """A Core statement, compiled once per dialect on first use."""
+
+    __slots__ = ("_build", "_forms", "_lock")
+
+    def __init__(self, stmt: ClauseElement | Build) -> None:
+        self._build = stmt
+        self._forms: dict[str, _Form] = {}
+        self._lock = threading.Lock()
+
+    def form(self, dialect: Dialect) -> _Form:
+        found = self._forms.get(dialect.name)
+        if found is None:
+            with self._lock:
+                found = self._forms.get(dialect.name)
+                if found is None:
+                    found = self._forms[dialect.name] = _Form(self.construct(dialect.name), dialect)
+        return found
+
+    def construct(self, dialect_name: str) -> ClauseElement:
+        """The Core statement for a dialect."""
+        if isinstance(self._build, ClauseElement):
+            return self._build
+        return self._build(_INSERTS[dialect_name])
+
+
+class Runner:
+    """Runs ``Statement``s inside the transaction of ``conn``."""
+
+    __slots__ = ("_conn", "_dialect", "_cursor", "_dbapi")
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._dialect = conn.dialect
+        self._cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        self._dbapi: Any = self._dialect.loaded_dbapi
+
+    def rows(self, statement: Statement, params: Params | None = None) -> list[Any]:
+        """Every row, as named tuples of the statement's columns."""
+        form = statement.form(self._dialect)
+        fetched = self._fetch(form, params, all_rows=True)
+        if not fetched:
+            return []
+        make = self._row(form)._make
+        return [make(row) for row in fetched]
+
+    def first(self, statement: Statement, params: Params | None = None) -> Any:
+        """The first row, or None."""
+        found = self.rows(statement, params)
+        return found[0] if found else None
+
+    def value(self, statement: Statement, params: Params | None = None) -> Any:
+        """The first column of the first row, or None."""
+        row = self._fetch(statement.form(self._dialect), params, all_rows=False)
+        return None if row is None else row[0]
+
+    def run(self, statement: Statement, params: Params | Sequence[Params] | None = None) -> int:
+        """Executes (``executemany`` for a list of parameter sets); returns the row count."""
+        form = statement.form(self._dialect)
+        if params is None or isinstance(params, Mapping):
+            self._execute(form, params or {})
+            return int(self._cursor.rowcount)
+        sql, first = form.bind(params[0])
+        bound = [first, *(form.bind(p)[1] for p in params[1:])]
+        try:
+            self._cursor.executemany(sql, bound)
+        except self._dbapi.Error as error:
+            raise self._wrapped(error, sql, bound) from error
+        return int(self._cursor.rowcount)
+
+    def _fetch(self, form: _Form, params: Params | None, *, all_rows: bool) -> Any:
+        sql, bound = self._execute(form, params or {})
+        try:
+            return self._cursor.fetchall() if all_rows else self._cursor.fetchone()
+        except self._dbapi.Error as error:
+            raise self._wrapped(error, sql, bound) from error
+
+    def _execute(self, form: _Form, params: Params) -> tuple[str, Any]:
+        sql, bound = form.bind(params)
+        try:
+            self._cursor.execute(sql, bound)
+        except self._dbapi.Error as error:
+            raise self._wrapped(error, sql, bound) from error
+        return sql, bound
+
+    def _row(self, form: _Form) -> Any:
+        if form.row is None:
+            names = [column[0] for column in self._cursor.description]
+            form.row = namedtuple("Row", names, rename=True)  # type: ignore[misc]
+        return form.row
+
+    def _wrapped(self, error: Exception, sql: str, params: Any) -> exc.DBAPIError:
+        """As ``Connection.execute`` would raise it: a disconnect invalidates the connection."""
+        dbapi_conn = self._conn.connection.dbapi_connection
+        disconnect = self._dialect.is_disconnect(error, dbapi_conn, self._cursor)  # type: ignore[arg-type]
+        if disconnect:
+            self._conn.invalidate(error)
+        dbapi = self._dbapi
+        wrapper = next((cls for name, cls in _WRAPPERS if isinstance(error, getattr(dbapi, name))), exc.DBAPIError)
+        return wrapper(sql, params, error, connection_invalidated=disconnect)
