@@ -38,6 +38,7 @@ from storage.types import Counts, VersionedCounts
 
 from .local import InProcessCounterCache, InProcessRelationshipCache
 from .redis_client import REDIS_ERRORS, Client
+from .versions import COUNTS_FORMAT
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +124,13 @@ class CounterFeed:
 
     def _apply(self, data: bytes) -> None:
         """``ORIGIN KEY VERSION FIELD VALUE ...`` as set_counts.lua announces
-        a stored entry; ``ORIGIN KEY`` for an entry dropped after an outage."""
+        a stored entry; ``ORIGIN KEY`` for an entry dropped after an outage.
+        Keys of another counter format are not this process's entries."""
         if data.startswith(self._origin):
             return
         _origin, key, *stored = data.decode().split(" ")
+        if f":{COUNTS_FORMAT}:{{" not in key:
+            return  # a hash of another format (a rolling deploy): this process never reads it
         user_id = key[key.index("{") + 1 : key.rindex("}")]
         if not stored:
             self._counters.discard([user_id])

@@ -1,7 +1,8 @@
 """The Redis layer: counters and relationships in Redis, shared by every
 process on that Redis (a server or a Cluster), in front of SQL.
 
-**Counters**: one hash per user, ``{prefix}:c:{user_id}``, holding the six
+**Counters**: one hash per user, ``{prefix}:c1:{user_id}`` (its format,
+``COUNTS_FORMAT`` in ``cache/versions.py``, in the key), holding the six
 counters, their version ``v`` and ``t``, when they were read from SQL. Reads
 try Redis first; on a hit no SQL runs. Committed writes publish their
 counters through ``lua/set_counts.lua``, which applies the version rule
@@ -59,7 +60,7 @@ CACHE_ERRORS = Counter(
 
 
 def counts_key(prefix: str, user_id: str) -> str:
-    return f"{prefix}:c:{{{user_id}}}"
+    return f"{prefix}:{versions.COUNTS_FORMAT}:{{{user_id}}}"
 
 
 class RedisCounterCache:

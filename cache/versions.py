@@ -19,7 +19,10 @@ exactly those versions (``valid``): a write never deletes relationship
 entries, its new versions make them misses. An entry is kept once per
 unordered pair, from the side of the user whose id sorts first, and starts
 with its format (``FORMAT``): an entry of another format (a rolling deploy
-that changed its shape) is a miss, never an error.
+that changed its shape) is a miss, never an error. Counter hashes carry
+theirs in their key (``COUNTS_FORMAT``): a process reads and announces only
+hashes of its own format, so one of another shape is never read, only aged
+out by its TTL.
 
 Both kinds of entry are served only within the staleness bound as well
 (``cache/freshness.py``): versions say which state is newer, not that a
@@ -37,6 +40,7 @@ from .freshness import Freshness
 from .readers import COUNTER_LOOKUPS, CounterReader
 
 FORMAT = "r1"
+COUNTS_FORMAT = "c1"  # bump when the counter hash changes its fields or their meaning
 
 Versions = tuple[int, int]
 

@@ -28,6 +28,7 @@ import psycopg
 import pytest
 import redis as redis_py
 
+from cache.redis_cache import counts_key
 from harness import ServerProcess
 from socialgraph.v1 import social_graph_pb2 as pb
 
@@ -149,7 +150,7 @@ def warm(writer: Client, reader: Client, redis: RedisServer, a: str, b: str) -> 
 
 def cached_blocked(redis: RedisServer, user: str) -> int | None:
     """The ``blocked`` counter Redis holds for ``user``."""
-    value = redis_py.Redis(port=redis.port, socket_timeout=2).hget(f"sg:c:{{{user}}}", "blocked")
+    value = redis_py.Redis(port=redis.port, socket_timeout=2).hget(counts_key("sg", user), "blocked")
     return None if value is None else int(value)
 
 

@@ -149,7 +149,7 @@ def test_redis_entries_are_hash_tagged_and_expire():
     user = new_user()
     cache.publish({user: VersionedCounts(Counts(user, blocked=2), 7)})
     key = counts_key(prefix, user)
-    assert key == f"{prefix}:c:{{{user}}}"
+    assert key == f"{prefix}:c1:{{{user}}}"  # the format in the key, the user's id its hash tag
     assert 0 < client.ttl(key) <= 120
     assert client.hget(key, "v") == b"7"
     client.delete(key)

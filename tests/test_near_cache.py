@@ -96,3 +96,26 @@ def test_a_process_off_the_feed_reads_through_and_forgets(database, tmp_path):
         assert two.get_relationship(a, b).following
     finally:
         redis.stop()
+
+
+def test_counters_of_another_format_are_neither_read_nor_taken_from_the_feed(database):
+    """A rolling deploy that changes the counter hash's shape: the other
+    format's hashes and announcements are not this process's entries."""
+    require("Redis", redis_reachable())
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    one = process(database, REDIS_URL, prefix)
+    assert feed(one).wait_live(5)
+    a, b = new_user(), new_user()
+    one.follow(a, b)
+    assert one.get_counts([b])[0].followers == 1
+    client = redis_client.connect(REDIS_URL, timeout=1.0)
+    # A process of another format stores and announces a different shape for b.
+    other = f"{prefix}:c0:{{{b}}}"
+    now_us = time.time_ns() // 1000
+    client.hset(other, mapping={"v": 10**18, "followers": "x", "t": now_us})
+    client.publish(f"{prefix}:counts", f"elsewhere {other} {10**18} followers 99 t {now_us}")
+    time.sleep(0.2)
+    assert one.get_counts([b])[0].followers == 1
+    one.unfollow(a, b)
+    assert wait_until(lambda: one.get_counts([b])[0].followers == 0)
+    client.delete(other)
