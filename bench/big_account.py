@@ -35,14 +35,14 @@ from typing import Any
 
 import grpc
 import psycopg
+
+from bench.events import schema
+from harness import Metrics, free_port, running_server
 from socialgraph.v1 import admin_pb2 as apb
 from socialgraph.v1 import admin_pb2_grpc, social_graph_pb2_grpc
 from socialgraph.v1 import social_graph_pb2 as pb
-
-from bench.events import schema
 from storage import open_storage
 from storage.migrate import upgrade
-from harness import Metrics, free_port, running_server
 from tests.test_deletion import seed_followers
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,13 +22,13 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import Message
-from socialgraph.v1 import common_pb2
-from socialgraph.v1 import social_graph_pb2 as pb
-from socialgraph.v1 import social_graph_pb2_grpc as pbg
 
 from bench import seed
 from bench.scenario import SVC, Context, Scenario
 from harness import ServerProcess
+from socialgraph.v1 import common_pb2
+from socialgraph.v1 import social_graph_pb2 as pb
+from socialgraph.v1 import social_graph_pb2_grpc as pbg
 
 TARGETS = {  # row -> minimum ratio to its generator's floor
     "GetRelationship (at_least_as_fresh)": 0.50,

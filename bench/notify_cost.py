@@ -55,7 +55,8 @@ def run(schema: str, threads: int, seconds: float, notify: bool) -> tuple[float,
     for thread in pool:
         thread.join()
     latencies.sort()
-    return len(latencies) / seconds, statistics.median(latencies) * 1000, latencies[int(0.99 * (len(latencies) - 1))] * 1000
+    p99 = latencies[int(0.99 * (len(latencies) - 1))]
+    return len(latencies) / seconds, statistics.median(latencies) * 1000, p99 * 1000
 
 
 def listen(done: threading.Event, heard: list[int]) -> None:

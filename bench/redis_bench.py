@@ -53,20 +53,20 @@ import grpc
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
-from socialgraph.v1 import social_graph_pb2 as pb
-from socialgraph.v1 import social_graph_pb2_grpc
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 
+from cache import redis_client
+from cache.redis_cache import RedisCounterCache, counts_key
+from cache.sql import SqlCounters
 from harness import Metrics, delta, start_server
 from ratelimit import InProcessLimiter
 from ratelimit.redis import SCRIPT as SLIDING_WINDOW_LUA
 from ratelimit.redis import RedisLimiter, log_key
-from cache import redis_client
 from server.rules import Graph
 from server.settings import Settings
-from cache.redis_cache import RedisCounterCache, counts_key
-from cache.sql import SqlCounters
+from socialgraph.v1 import social_graph_pb2 as pb
+from socialgraph.v1 import social_graph_pb2_grpc
 from storage import open_storage
 from storage.migrate import upgrade
 from storage.schema import COUNTER_COLUMNS, user_counters, users
@@ -105,7 +105,8 @@ def timed(fn, count: int) -> float:
 
 def lookups(result: str) -> float:
     """This process's Redis counter-cache lookups with ``result`` (hit or miss)."""
-    return REGISTRY.get_sample_value("socialgraph_counter_cache_lookups_total", {"tier": "redis", "result": result}) or 0.0
+    labels = {"tier": "redis", "result": result}
+    return REGISTRY.get_sample_value("socialgraph_counter_cache_lookups_total", labels) or 0.0
 
 
 def cache_errors() -> float:
@@ -449,7 +450,9 @@ def bench_counts_in_process(client, storage, seeded, args, prefix: str, results:
     out["hit_redis_per_call"] = probe.per_call(before, hits_n)
     statements.close()
     out["hit_sql_statements"] = statements.count
-    out["hit_lookups"] = {"hit": lookups("hit") - hit0, "miss": lookups("miss") - miss0, "errors": cache_errors() - err0}
+    out["hit_lookups"] = {
+        "hit": lookups("hit") - hit0, "miss": lookups("miss") - miss0, "errors": cache_errors() - err0
+    }
     if statements.count or out["hit_lookups"]["miss"] or out["hit_lookups"]["errors"]:
         raise AssertionError(f"the hit phase was not all hits: {out}")
 
@@ -471,7 +474,9 @@ def bench_counts_in_process(client, storage, seeded, args, prefix: str, results:
     out["miss_redis_per_call"] = probe.per_call(before, miss_n)
     statements.close()
     out["miss_sql_statements_per_call"] = statements.count / miss_n
-    out["miss_lookups"] = {"hit": lookups("hit") - hit0, "miss": lookups("miss") - miss0, "errors": cache_errors() - err0}
+    out["miss_lookups"] = {
+        "hit": lookups("hit") - hit0, "miss": lookups("miss") - miss0, "errors": cache_errors() - err0
+    }
     if out["miss_lookups"]["hit"] or out["miss_lookups"]["miss"] != miss_n:
         raise AssertionError(f"the miss phase was not all misses: {out}")
 
@@ -658,7 +663,8 @@ def print_report(results: dict) -> None:
     row(f"GetCounts miss (seeded, uncached; {g['seeded_miss_calls']} calls)", g["miss_seeded_per_s"])
     for phase in ("hit", "miss_never_seen", "miss_seeded"):
         lookups_seen = {k: int(v) for k, v in g[f"{phase}_server_lookups"].items()}
-        print(f"   {phase + ':':<16} server cache {lookups_seen}; Redis/call {fmt_redis(g.get(f'{phase}_redis_per_call', {}))}")
+        per_call = fmt_redis(g.get(f"{phase}_redis_per_call", {}))
+        print(f"   {phase + ':':<16} server cache {lookups_seen}; Redis/call {per_call}")
     for warning in g.get("warnings", []):
         print(f"   WARNING {warning}")
     ratio_rows(results["ratios"]["get_counts"])
@@ -704,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     client.ping()
     results: dict = {
         "environment": {
-            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "git_commit": git_commit(),
             "python": platform.python_version(),
             "redis_py": redis.__version__,

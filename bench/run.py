@@ -59,12 +59,12 @@ import redis
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
-from socialgraph.v1 import social_graph_pb2 as pb
-from socialgraph.v1 import social_graph_pb2_grpc as pbg
 
 from bench import seed
 from bench.scenario import FLOOR_OF, HEALTH, SVC, Context, Scenario
 from harness import Metrics, ServerProcess, rpcs_by_method, start_server
+from socialgraph.v1 import social_graph_pb2 as pb
+from socialgraph.v1 import social_graph_pb2_grpc as pbg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 Row = dict[str, Any]  # a result, a check, the ids of the seeded graph

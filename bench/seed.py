@@ -73,7 +73,8 @@ def sqlalchemy_url(pg_url: str, schema: str) -> str:
     base = pg_url.split("?", 1)[0]
     if base.startswith("postgresql+psycopg://"):
         base = "postgresql://" + base[len("postgresql+psycopg://"):]
-    return "postgresql+psycopg://" + base[len("postgresql://"):] + "?options=" + quote(f"-csearch_path={schema}", safe="")
+    options = quote(f"-csearch_path={schema}", safe="")
+    return "postgresql+psycopg://" + base[len("postgresql://"):] + "?options=" + options
 
 
 def libpq_url(url: str) -> str:
@@ -159,7 +160,9 @@ def _copy(cur, table: str, columns: str, rows) -> None:
 
 def row_counts(conn, schema: str) -> dict[str, int] | None:
     with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM information_schema.tables WHERE table_schema=%s AND table_name='bench_meta'", (schema,))
+        cur.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema=%s AND table_name='bench_meta'", (schema,)
+        )
         if cur.fetchone() is None:
             return None
         cur.execute(f'SELECT value FROM "{schema}".bench_meta WHERE key=%s', ("seed_version",))
@@ -259,13 +262,25 @@ def reset(conn, schema: str, log=print) -> None:
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(f'SET LOCAL search_path TO "{schema}"')
         changed = 0
-        cur.execute("DELETE FROM follows WHERE follower_id = ANY(%s) OR followee_id = ANY(%s)", (req + follow, req + follow))
+        cur.execute(
+            "DELETE FROM follows WHERE follower_id = ANY(%s) OR followee_id = ANY(%s)",
+            (req + follow, req + follow),
+        )
         changed += cur.rowcount
-        cur.execute("DELETE FROM connection_requests WHERE requester_id = ANY(%s) OR recipient_id = ANY(%s)", (req, req))
+        cur.execute(
+            "DELETE FROM connection_requests WHERE requester_id = ANY(%s) OR recipient_id = ANY(%s)",
+            (req, req),
+        )
         changed += cur.rowcount
-        cur.execute("DELETE FROM connections WHERE user_id = ANY(%s) OR other_id = ANY(%s)", (req + follow + block,) * 2)
+        cur.execute(
+            "DELETE FROM connections WHERE user_id = ANY(%s) OR other_id = ANY(%s)",
+            (req + follow + block,) * 2,
+        )
         changed += cur.rowcount
-        cur.execute("DELETE FROM blocks WHERE blocker_id = ANY(%s) OR blocked_id = ANY(%s)", (block + req + follow,) * 2)
+        cur.execute(
+            "DELETE FROM blocks WHERE blocker_id = ANY(%s) OR blocked_id = ANY(%s)",
+            (block + req + follow,) * 2,
+        )
         changed += cur.rowcount
         stored = json.loads(cur.execute("SELECT value FROM bench_meta WHERE key='block_follows'").fetchone()[0])
         cur.execute(

@@ -23,8 +23,8 @@ import time
 
 import grpc
 
-from socialgraph.v1 import social_graph_pb2 as pb
 from harness import RedisServer, running_server
+from socialgraph.v1 import social_graph_pb2 as pb
 from tests.support import Client, new_user, temporary_database
 
 
@@ -45,7 +45,8 @@ def measure(first: Client, second: Client, samples: int) -> list[float]:
 def report(shape: str, delays: list[float]) -> None:
     delays.sort()
     p99 = delays[min(len(delays) - 1, round(0.99 * (len(delays) - 1)))]
-    print(f"{shape:<28} n={len(delays):<4} p50 {statistics.median(delays):8.1f} ms   p99 {p99:8.1f} ms   max {delays[-1]:8.1f} ms")
+    p50 = statistics.median(delays)
+    print(f"{shape:<28} n={len(delays):<4} p50 {p50:8.1f} ms   p99 {p99:8.1f} ms   max {delays[-1]:8.1f} ms")
 
 
 def main() -> None:

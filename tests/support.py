@@ -6,8 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import grpc
 import psycopg
@@ -23,11 +23,9 @@ from harness import (  # noqa: F401
     running_server,
     socialgraph_command,
 )
-
 from socialgraph.v1 import admin_pb2 as apb
-from socialgraph.v1 import admin_pb2_grpc, common_pb2
+from socialgraph.v1 import admin_pb2_grpc, common_pb2, social_graph_pb2_grpc, watch_pb2_grpc
 from socialgraph.v1 import social_graph_pb2 as pb
-from socialgraph.v1 import social_graph_pb2_grpc, watch_pb2_grpc
 
 POSTGRES_DSN = os.environ.get("SOCIALGRAPH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("SOCIALGRAPH_TEST_REDIS", "redis://127.0.0.1:6379/0")

@@ -27,12 +27,12 @@ import psycopg
 import pytest
 from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
-from socialgraph.v1 import social_graph_pb2 as pb
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from harness import ServerProcess, free_port, health_status, running_server
+from socialgraph.v1 import social_graph_pb2 as pb
 
 from .support import (
     BACKENDS,

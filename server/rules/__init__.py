@@ -16,7 +16,7 @@ from .errors import (
     Unauthenticated,
 )
 from .events import EventLog
-from .graph import BlockResult, Consistency, ConnectionState, Graph, Page, Policy, SendResult, Stats
+from .graph import BlockResult, ConnectionState, Consistency, Graph, Page, Policy, SendResult, Stats
 from .paging import PageTokens
 
 __all__ = [

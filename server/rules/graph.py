@@ -15,8 +15,9 @@ from __future__ import annotations
 import enum
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from uuid6 import uuid7
 
@@ -568,7 +569,12 @@ class Graph:
         return report
 
     def list_reports(
-        self, moderator_id: str, status: ReportStatus, size: int, token: str, consistency: Consistency = MINIMIZE_LATENCY
+        self,
+        moderator_id: str,
+        status: ReportStatus,
+        size: int,
+        token: str,
+        consistency: Consistency = MINIMIZE_LATENCY,
     ) -> Page:
         """R2."""
         scope = str(int(status))
@@ -620,7 +626,9 @@ class Graph:
 
     # ------------------------------------------------------------------ reads
 
-    def get_relationship(self, user_id: str, other_id: str, consistency: Consistency = MINIMIZE_LATENCY) -> Relationship:
+    def get_relationship(
+        self, user_id: str, other_id: str, consistency: Consistency = MINIMIZE_LATENCY
+    ) -> Relationship:
         _distinct("other_user_id", user_id, other_id)
         return self._readers(consistency)[1].get(user_id, [other_id])[other_id]
 
@@ -718,7 +726,9 @@ class Graph:
         rows = self.storage.read_only(lambda tx: _unless_deleting(tx, user_id, tx.list_blocked, after, size + 1))
         return self._page("blocked", user_id, rows, size, lambda b: Cursor(b.created_us, b.blocked_id))
 
-    def list_feed_sources(self, user_id: str, size: int, token: str, consistency: Consistency = MINIMIZE_LATENCY) -> Page:
+    def list_feed_sources(
+        self, user_id: str, size: int, token: str, consistency: Consistency = MINIMIZE_LATENCY
+    ) -> Page:
         """N1: authors followed; private posts only from connections."""
         after = self.page_tokens.decode(token, "feed", user_id)
         self._token_position(consistency)
@@ -788,10 +798,14 @@ class Graph:
 
         return self.storage.read_write(run)
 
-    def _request_removal(self, user_ids: tuple[str, ...], requester_id: str, recipient_id: str, kind: EventKind) -> bool:
+    def _request_removal(
+        self, user_ids: tuple[str, ...], requester_id: str, recipient_id: str, kind: EventKind
+    ) -> bool:
         """Declines (the recipient acts) or cancels (the requester acts)."""
         actor, subject = (
-            (recipient_id, requester_id) if kind is EventKind.CONNECTION_REQUEST_DECLINED else (requester_id, recipient_id)
+            (recipient_id, requester_id)
+            if kind is EventKind.CONNECTION_REQUEST_DECLINED
+            else (requester_id, recipient_id)
         )
 
         def run(tx: Tx) -> bool:

@@ -17,7 +17,8 @@ import dataclasses
 import hashlib
 import hmac
 import secrets
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from storage.types import Cursor
 
@@ -35,7 +36,9 @@ def page_size(value: int, field: str = "page_size") -> int:
         return DEFAULT_PAGE_SIZE
     if not 1 <= value <= MAX_PAGE_SIZE:
         raise InvalidArgument(
-            Reason.INVALID_PAGE_SIZE, field, f"must be 0 (default {DEFAULT_PAGE_SIZE}) or 1..{MAX_PAGE_SIZE}, got {value}"
+            Reason.INVALID_PAGE_SIZE,
+            field,
+            f"must be 0 (default {DEFAULT_PAGE_SIZE}) or 1..{MAX_PAGE_SIZE}, got {value}",
         )
     return value
 
@@ -52,7 +55,7 @@ class PageTokens:
         self._keys = tuple(keys)
 
     @classmethod
-    def random(cls) -> "PageTokens":
+    def random(cls) -> PageTokens:
         """A key of this process alone (tests, and graphs outside a server)."""
         return cls([secrets.token_bytes(32)])
 
