@@ -122,8 +122,13 @@ class DeletionTx:
     def delete_edges(self, user_id: str, limit: int) -> Cascade:
         """Removes up to ``limit`` edges of a tombstoned user, kind after
         kind, keeping the other users' counters exact (their rows locked in
-        user id order, as every write locks them). Fewer than ``limit``
-        means none are left."""
+        user id order, as every write locks them). ``more`` is whether it
+        found ``limit`` edges: another job (a promotion's, or the deletion of
+        a user at the other end) may remove some of them between the picks
+        and the DELETEs, so what was removed does not tell. No edge of a
+        tombstoned user appears afterwards, so finding fewer means none are
+        left. Other users being deleted keep their counters at zero: their
+        own jobs count nothing either."""
         f, c, r, b = follows.c, connections.c, connection_requests.c, blocks.c
         left = limit
         picked: dict[str, list[Any]] = {}
@@ -163,6 +168,8 @@ class DeletionTx:
         counted.update(row[1] for row in (*outgoing, *incoming))
         if counted:
             self.lock_users(counted)
+        # Their own counters are zero until their deletion finishes.
+        counted -= self.deleting(counted)
         # Each kind bumps only what its DELETE returned: a promotion's job
         # may lift blocks against the user at the same time.
         following = self._removed(follows, f.follower_id == user_id, f.followee_id, following)
@@ -174,8 +181,9 @@ class DeletionTx:
         gone = self._c.execute(
             delete(connection_requests).where(r.request_id.in_(requests)).returning(r.request_id)
         ).scalars().all() if requests else []
-        outgoing = [row for row in outgoing if row[0] in set(gone)]
-        incoming = [row for row in incoming if row[0] in set(gone)]
+        removed_requests = set(gone)
+        outgoing = [row for row in outgoing if row[0] in removed_requests]
+        incoming = [row for row in incoming if row[0] in removed_requests]
         blocking = self._removed(blocks, b.blocker_id == user_id, b.blocked_id, blocking)
         blocked_by = self._removed(blocks, b.blocked_id == user_id, b.blocker_id, blocked_by)
         for ids, column in (
@@ -186,6 +194,7 @@ class DeletionTx:
             ([row[1] for row in incoming], "outgoing_requests"),
             (blocked_by, "blocked"),
         ):
+            ids = [other for other in ids if other in counted]
             if ids:
                 self._bump(ids, **{column: -1})
         return Cascade(
@@ -195,6 +204,7 @@ class DeletionTx:
                 [(row[0], user_id, row[1]) for row in outgoing] + [(row[0], row[1], user_id) for row in incoming]
             ),
             blocks=sorted([(user_id, other) for other in blocking] + [(other, user_id) for other in blocked_by]),
+            more=left == 0,
         )
 
     def _removed(self, table: Any, where: ColumnElement[bool], other: Any, ids: list[str]) -> list[str]:
@@ -241,21 +251,28 @@ class DeletionTx:
 
     # ------------------------------------------------------------ promotions
 
-    def lift_blocks(self, blocked_id: str, limit: int) -> list[str]:
+    def lift_blocks(self, blocked_id: str, limit: int) -> tuple[list[str], bool]:
         """Lifts up to ``limit`` blocks against ``blocked_id``, by blocker
-        id, keeping the blockers' counters exact; returns the blockers."""
+        id, keeping the blockers' counters exact; returns the blockers, and
+        whether more may be left (``limit`` were found: a blocker's deletion
+        may remove some meanwhile). Blocks by users being deleted are left
+        to their deletion, which keeps their counters at zero."""
         b = blocks.c
-        ids = list(
+        picked = list(
             self._c.execute(
-                select(b.blocker_id).where(b.blocked_id == blocked_id).order_by(b.blocker_id).limit(limit)
+                select(b.blocker_id)
+                .where(b.blocked_id == blocked_id, not_deleting(b.blocker_id))
+                .order_by(b.blocker_id)
+                .limit(limit)
             ).scalars()
         )
-        if ids:
-            self.lock_users(ids)
-            ids = self._removed(blocks, b.blocked_id == blocked_id, b.blocker_id, ids)
+        ids: list[str] = []
+        if picked:
+            self.lock_users(picked)
+            ids = self._removed(blocks, b.blocked_id == blocked_id, b.blocker_id, picked)
         if ids:
             self._bump(ids, blocked=-1)
-        return ids
+        return ids, len(picked) == limit
 
     # ------------------------------------------------------------------ jobs
 

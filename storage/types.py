@@ -309,13 +309,16 @@ class EventRange:
 @dataclass(frozen=True, slots=True)
 class Cascade:
     """The edges a user deletion (or one batch of it) removed, each as its
-    users, and whether it removed the user's record."""
+    users; whether it removed the user's record; and, for a batch, whether
+    more may be left (it found as many edges as its limit: what it removed
+    may be fewer, when other jobs took some of them meanwhile)."""
 
     follows: list[tuple[str, str]]  # (follower, followee)
     connections: list[tuple[str, str]]  # (user, other), one per pair
     requests: list[tuple[str, str, str]]  # (request_id, requester, recipient)
     blocks: list[tuple[str, str]]  # (blocker, blocked)
     user_existed: bool = False
+    more: bool = False
 
     @property
     def removed(self) -> Removed:
@@ -364,11 +367,13 @@ class Tx(Protocol):
         """The users among ``user_ids`` whose deletion is in progress."""
     def start_deletion(self, user_id: str, now_us: int) -> tuple[Removed, bool] | None: ...
     def delete_edges(self, user_id: str, limit: int) -> Cascade:
-        """Removes up to ``limit`` edges of a tombstoned user; fewer means none are left."""
+        """Removes up to ``limit`` edges of a tombstoned user; ``more`` says whether any may be left."""
     def finish_deletion(self, user_id: str) -> None: ...
     def zero_deleting_counters(self) -> list[str]: ...
-    def lift_blocks(self, blocked_id: str, limit: int) -> list[str]:
-        """Lifts up to ``limit`` blocks against ``blocked_id``; returns the blockers."""
+    def lift_blocks(self, blocked_id: str, limit: int) -> tuple[list[str], bool]:
+        """Lifts up to ``limit`` blocks against ``blocked_id`` (not those of
+        users being deleted: their deletion removes them); returns the
+        blockers, and whether more may be left."""
     def add_job(self, user_id: str, kind: JobKind, now_us: int) -> None: ...
     def claim_job(
         self, owner: str, now_us: int, lease_us: int, job: tuple[str, JobKind] | None = None

@@ -464,7 +464,7 @@ class Graph:
             before = tx.get_user(user.user_id)
             now = self._now()
             stored = tx.upsert_user(user, now)
-            more = stored.role.is_staff and self._lift_blocks(tx, stored.user_id, size, now) == size
+            more = stored.role.is_staff and self._lift_blocks(tx, stored.user_id, size, now)
             if more:
                 tx.add_job(stored.user_id, JobKind.LIFT_BLOCKS, now)
             if before is None or (before.role, before.display_name, before.avatar_url) != (
@@ -523,12 +523,12 @@ class Graph:
             log.exception("big-account job of %s left to the background runner", user_id)
 
     def _delete_batch(self, tx: Tx, user_id: str, size: int) -> bool:
-        """One batch of a deletion; the last one (fewer edges than ``size``
-        were left) also drops the counters and the tombstone and appends
+        """One batch of a deletion; the last one (it found fewer edges than
+        ``size``) also drops the counters and the tombstone and appends
         USER_DELETED."""
         cascade = tx.delete_edges(user_id, size)
-        removed = self._cascade(tx, cascade)
-        if removed.follows + removed.connections + removed.requests + removed.blocks >= size:
+        self._cascade(tx, cascade)
+        if cascade.more:
             return False
         tx.finish_deletion(user_id)
         _emit(tx, EventKind.USER_DELETED, user_id, user_id, self._now())
@@ -541,7 +541,7 @@ class Graph:
         if not tx.role_of(user_id).is_staff or tx.deleting((user_id,)):
             tx.finish_job(user_id, JobKind.LIFT_BLOCKS)
             return True
-        if self._lift_blocks(tx, user_id, size, self._now()) == size:
+        if self._lift_blocks(tx, user_id, size, self._now()):
             return False
         tx.finish_job(user_id, JobKind.LIFT_BLOCKS)
         return True
@@ -776,13 +776,13 @@ class Graph:
             _emit(tx, EventKind.UNBLOCKED, blocker, blocked, now, gone)
         return cascade.removed
 
-    def _lift_blocks(self, tx: Tx, user_id: str, size: int, now: int) -> int:
+    def _lift_blocks(self, tx: Tx, user_id: str, size: int, now: int) -> bool:
         """Lifts up to ``size`` blocks against a staff user, one UNBLOCKED
-        event each; returns how many."""
-        blockers = tx.lift_blocks(user_id, size)
+        event each; returns whether more may be left."""
+        blockers, more = tx.lift_blocks(user_id, size)
         for blocker_id in blockers:
             _emit(tx, EventKind.UNBLOCKED, blocker_id, user_id, now, Cause.PROMOTION)
-        return len(blockers)
+        return more
 
     def _removal(
         self, user_ids: tuple[str, ...], remove: Callable[[Tx], object], kind: EventKind, actor: str, subject: str

@@ -186,5 +186,6 @@ class Jobs:
                     pass
             except Exception:
                 log.exception("big-account job failed; trying again in %.1f s", self.settings.poll_seconds)
+                self._wake.clear()  # set by the failed job's release: pause before claiming it again
             self._wake.wait(self.settings.poll_seconds)
             self._wake.clear()

@@ -3,12 +3,15 @@ domain error, the state it leaves and the events it appends."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import pytest
 
 from server.rules import Graph, InvalidArgument, NotFound, PermissionDenied, Policy, Reason
-from storage.types import Cause, Counts, EventKind, Removed, ReportReason, ReportStatus, Role, Storage, User
+from server.rules.graph import Consistency
+from storage.deletion import JobKind
+from storage.sql.writes import Writes
+from storage.types import Cause, Counts, EventKind, Removed, ReportReason, ReportStatus, Role, Storage, Tx, User
 
 from .domain import events, every, limiter, refused
 
@@ -155,3 +158,76 @@ def test_stats_count_what_exists_and_what_is_new(empty_storage: Storage, user: C
     assert stats.total == stats.last_24h
     assert (stats.total.users, stats.total.follows, stats.total.connections, stats.total.pending_requests,
             stats.total.blocks, stats.total.open_reports) == (1, 3, 1, 1, 1, 1)
+
+
+# -------------------------------------------------- deletions side by side
+
+
+def tombstone(storage: Storage, who: str) -> None:
+    """A deletion started and its job not yet run (left to the runner)."""
+
+    def start(tx: Tx) -> object:
+        tx.lock_users((who,))
+        return tx.start_deletion(who, 1)
+
+    storage.read_write(start)
+
+
+def stored_counts(storage: Storage, *users: str) -> list[Counts]:
+    found = storage.read_only(lambda tx: tx.counts(list(users)))
+    return [found[u].counts if u in found else Counts(u) for u in users]
+
+
+def test_r4_deletions_in_progress_never_count_each_other_below_zero(storage: Storage, user: Callable[[], str]) -> None:
+    """D follows X and blocks P; X and D are being deleted when P is
+    promoted. Neither deletion nor the promotion counts a user being
+    deleted (their counters stay zero), and every counter ends exact."""
+    graph = Graph(storage, limiter(), Policy())
+    d, x, p = user(), user(), user()
+    for who in (d, x, p):
+        graph.upsert_user(User(who, Role.MEMBER, "", "", 0))
+    graph.follow(d, x)
+    graph.block(d, p, "")
+    tombstone(storage, x)
+    tombstone(storage, d)
+    graph.upsert_user(User(p, Role.MODERATOR, "", "", 0))  # leaves d's block to d's deletion
+    assert stored_counts(storage, d) == [Counts(d)]
+    assert graph.jobs.run(d, JobKind.DELETE, None)
+    assert stored_counts(storage, x) == [Counts(x)]
+    assert graph.jobs.run(x, JobKind.DELETE, None)
+    assert graph.recount() == []
+    assert storage.read_only(lambda tx: tx.pending_jobs()) == []
+
+
+def test_r4_a_batch_that_found_a_full_batch_is_not_the_last_even_when_another_job_took_some(
+    storage: Storage, user: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between a batch's picks and its DELETEs another job (here: X's
+    deletion) removes one of the picked edges. The batch removes fewer than
+    its size, yet edges are left: the deletion goes on until none is."""
+    graph = Graph(storage, limiter(), Policy(edge_batch=2))
+    d, x = user(), user()
+    fans = [user() for _ in range(3)]
+    for who in (d, x, *fans):
+        graph.upsert_user(User(who, Role.MEMBER, "", "", 0))
+    graph.follow(d, x)
+    for fan in fans:
+        graph.follow(fan, d)
+    tombstone(storage, d)
+    lock_users = Writes.lock_users
+    taken: list[bool] = []
+
+    def racing_lock_users(tx: Writes, user_ids: Iterable[str]) -> dict[str, Counts]:
+        ids = list(user_ids)
+        if x in ids and not taken:
+            taken.append(tx.delete_follow(d, x))  # what X's deletion would remove meanwhile
+        return lock_users(tx, ids)
+
+    monkeypatch.setattr(Writes, "lock_users", racing_lock_users)
+    graph.jobs.run(d, JobKind.DELETE, None)
+    assert taken == [True]
+    assert [c.following for c in stored_counts(storage, *fans)] == [0, 0, 0]
+    assert storage.read_only(lambda tx: tx.pending_jobs()) == []
+    assert all(not graph.get_relationship(fan, d, Consistency(fully_consistent=True)).following for fan in fans)
+    monkeypatch.undo()
+    assert graph.recount() == []

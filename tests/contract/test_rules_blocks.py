@@ -123,10 +123,10 @@ def test_b3_promotion_lifts_many_blocks_in_batches(storage: Storage, user: Calla
         def __getattr__(self, name: str) -> object:
             return getattr(self.tx, name)
 
-        def lift_blocks(self, blocked_id: str, limit: int) -> list[str]:
-            blockers = self.tx.lift_blocks(blocked_id, limit)
+        def lift_blocks(self, blocked_id: str, limit: int) -> tuple[list[str], bool]:
+            blockers, more = self.tx.lift_blocks(blocked_id, limit)
             self.lifted += len(blockers)
-            return blockers
+            return blockers, more
 
     class Counting:
         """``storage`` recording what each of its write transactions lifted."""

@@ -5,10 +5,15 @@ oldest of the whole database."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 
+import pytest
+
+from server.rules.jobs import Jobs, JobSettings
 from storage.deletion import JobKind
-from storage.types import Storage
+from storage.types import Storage, Tx
 
 from .edges import tick
 
@@ -100,3 +105,28 @@ def test_finish_job_removes_it(empty_storage: Storage, user: Callable[[], str]) 
     assert empty_storage.read_only(lambda tx: tx.pending_jobs()) == [(a, JobKind.DELETE), (b, JobKind.LIFT_BLOCKS)]
     assert not empty_storage.read_write(lambda tx: tx.renew_job(a, JobKind.LIFT_BLOCKS, "one", now + LEASE))
     assert claim(empty_storage, "one", now) == (a, JobKind.DELETE)
+
+
+def test_a_job_whose_batches_fail_is_tried_again_once_a_poll_not_in_a_loop(
+    empty_storage: Storage, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The runner pauses ``poll_seconds`` after a failed batch before
+    claiming the job again (the failed job's release must not wake it)."""
+    empty_storage.read_write(lambda tx: tx.add_job("user-a", JobKind.DELETE, 1))
+    attempts: list[float] = []
+
+    def failing(tx: Tx, user_id: str, size: int) -> bool:
+        attempts.append(time.monotonic())
+        raise RuntimeError("this batch always fails")
+
+    caplog.set_level(logging.CRITICAL, logger="server.rules.jobs")
+    jobs = Jobs(empty_storage, {JobKind.DELETE: failing}, JobSettings(poll_seconds=0.5)).start()
+    try:
+        deadline = time.monotonic() + 10
+        while not attempts and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert attempts, "the runner never claimed the job"
+        time.sleep(1.2)
+    finally:
+        jobs.stop()
+    assert len(attempts) <= 4, f"{len(attempts)} attempts in 1.2 s with a 0.5 s pause"

@@ -182,7 +182,8 @@ def test_lift_blocks_lifts_them_in_batches(storage: Storage, user: Callable[[], 
     block(storage, target, kept)
 
     def lift(tx: Tx) -> list[str]:
-        return tx.lift_blocks(target, limit)
+        lifted, _more = tx.lift_blocks(target, limit)
+        return lifted
 
     if limit > len(blockers):
         assert storage.read_write(lift) == blockers
