@@ -177,7 +177,6 @@ class Graph:
             JobSettings(
                 max_batch=policy.edge_batch,
                 batch_seconds=policy.batch_seconds,
-                inline_seconds=policy.inline_seconds,
                 lease_seconds=policy.job_lease_seconds,
             ),
         )
@@ -829,10 +828,6 @@ def _emit(
 ) -> None:
     """Appends one event; ``details`` is the kind's message (see ``Change``)."""
     tx.emit(Change(kind, actor, subject, now, {"cause": int(cause), **details}))
-
-
-def _sum(a: Removed, b: Removed) -> Removed:
-    return Removed(a.follows + b.follows, a.connections + b.connections, a.requests + b.requests, a.blocks + b.blocks)
 
 
 def _distinct(field: str, user_id: str, other_id: str) -> None:

@@ -60,9 +60,6 @@ class JobSettings:
     max_batch: int = 1000
     # The time one batch aims at.
     batch_seconds: float = 0.05
-    # How long a request runs its own job before leaving it to the runner;
-    # None: until it is done.
-    inline_seconds: float | None = None
     # How long a claim lasts without a batch renewing it.
     lease_seconds: float = 10.0
     # How often the runner looks for jobs when it has none.
