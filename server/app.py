@@ -165,6 +165,9 @@ def page_tokens(settings: Settings, storage: Storage) -> PageTokens:
     return PageTokens([stored.encode()])
 
 
+MAX_METADATA_BYTES = 16 * 1024
+
+
 def connection_options(settings: Settings) -> list[tuple[str, int]]:
     """grpc server options for message size, keepalive and connection age."""
     options = [
@@ -175,6 +178,11 @@ def connection_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.http2.min_recv_ping_interval_without_data_ms", _ms(settings.keepalive_min_ping_interval)),
         ("grpc.keepalive_permit_without_calls", int(settings.keepalive_permit_without_calls)),
         ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
+        # One limit for request metadata, not gRPC's default band between 8
+        # and 16 KiB where a random share of calls is refused: every call under
+        # it reaches the handlers (and the token check's own 8 KiB limit).
+        ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+        ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
     ]
     if settings.max_connection_age > 0:
         options.append(("grpc.max_connection_age_ms", _ms(settings.max_connection_age)))
