@@ -25,9 +25,10 @@ import enum
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, delete, func, literal, select, update
+from sqlalchemy import ColumnElement, Connection, Select, bindparam, delete, func, literal, select, update
 
 from .schema import COUNTER_COLUMNS, blocks, connection_requests, connections, follows, user_counters, user_jobs, users
+from .sql.run import Runner, Statement
 from .types import Cascade, Counts, Removed, VersionedCounts
 
 
@@ -51,11 +52,13 @@ class DeletionTx:
     ``SqlTx``, which provides what is declared here."""
 
     _c: Connection
+    _d: Runner
     _pg: bool
     _now_us: int
     _insert: Any  # the dialect's INSERT ... ON CONFLICT
     read_us: int
     touched: dict[str, VersionedCounts]
+    _locked_deleting: dict[str, bool]
 
     def lock_users(self, user_ids: Iterable[str]) -> dict[str, Counts]:
         raise NotImplementedError
@@ -72,13 +75,15 @@ class DeletionTx:
     # --------------------------------------------------------------- tombstone
 
     def deleting(self, user_ids: Iterable[str]) -> set[str]:
-        """The users among ``user_ids`` whose deletion is in progress."""
-        ids = sorted(set(user_ids))
-        if not ids:
-            return set()
-        j = user_jobs.c
-        query = select(j.user_id).where(j.kind == int(JobKind.DELETE), j.user_id.in_(ids))
-        return set(self._c.execute(query).scalars())
+        """The users among ``user_ids`` whose deletion is in progress: from
+        their locked counter rows when this transaction holds every one of
+        their locks (a deletion starts and ends under that lock, so no
+        statement is needed), otherwise from their tombstones."""
+        ids = set(user_ids)
+        locked = self._locked_deleting
+        if ids <= locked.keys():
+            return {user_id for user_id in ids if locked[user_id]}
+        return {row.user_id for row in self._d.rows(_TOMBSTONES, {"ids": sorted(ids)})} if ids else set()
 
     def start_deletion(self, user_id: str, now_us: int) -> tuple[Removed, bool] | None:
         """Tombstones ``user_id`` (the caller holds their lock): removes the
@@ -108,15 +113,17 @@ class DeletionTx:
             self._drop_counters(user_id)
             return removed, False
         self._c.execute(user_jobs.insert().values(user_id=user_id, kind=int(JobKind.DELETE), created_us=now_us))
-        if row is not None:
-            self._touch(
-                self._c.execute(
-                    update(user_counters)
-                    .where(uc.user_id == user_id)
-                    .values(**dict.fromkeys(COUNTER_COLUMNS, 0), version=self._next_version())
-                    .returning(user_counters)
-                )
+        if row is None:
+            self._c.execute(user_counters.insert().values(user_id=user_id))
+        self._touch(
+            self._c.execute(
+                update(user_counters)
+                .where(uc.user_id == user_id)
+                .values(**dict.fromkeys(COUNTER_COLUMNS, 0), version=self._next_version(), deleting=True)
+                .returning(user_counters)
             )
+        )
+        self._locked_deleting[user_id] = True
         return removed, True
 
     def delete_edges(self, user_id: str, limit: int) -> Cascade:
@@ -223,6 +230,7 @@ class DeletionTx:
 
     def _drop_counters(self, user_id: str) -> None:
         """Deletes the user's counter row; caches learn zeros at a newer version."""
+        self._locked_deleting.pop(user_id, None)
         uc = user_counters.c
         version = self._c.execute(
             delete(user_counters).where(uc.user_id == user_id).returning(uc.version)
@@ -337,3 +345,10 @@ class DeletionTx:
         j = user_jobs.c
         rows = self._c.execute(select(j.user_id, j.kind).order_by(j.created_us, j.user_id, j.kind))
         return [(row.user_id, JobKind(row.kind)) for row in rows]
+
+
+_TOMBSTONES = Statement(
+    select(user_jobs.c.user_id).where(
+        user_jobs.c.kind == int(JobKind.DELETE), user_jobs.c.user_id.in_(bindparam("ids", expanding=True))
+    )
+)

@@ -22,15 +22,15 @@ def _config() -> Config:
     return config
 
 
-def upgrade(storage: SqlStorage) -> tuple[str | None, str]:
-    """Brings the schema to the newest revision; returns (before, after)."""
+def upgrade(storage: SqlStorage, revision: str = "head") -> tuple[str | None, str]:
+    """Brings the schema to ``revision`` (the newest by default); returns (before, after)."""
     config = _config()
     with storage.engine.connect() as conn, conn.begin():
         if storage.dialect == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
         before = MigrationContext.configure(conn).get_current_revision()
         config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
         after = MigrationContext.configure(conn).get_current_revision()
     return before, after or ""
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Index,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 UUID_LEN = 36
@@ -146,6 +148,10 @@ user_counters = Table(
     Column("blocked", BigInteger, nullable=False, server_default="0"),
     # Bumped by every change to the row; lets a cache refuse older values.
     Column("version", BigInteger, nullable=False, server_default="0"),
+    # The user's deletion is in progress (their tombstone, ``user_jobs``, says
+    # the same). Kept here so that the statement taking a writer's lock on the
+    # row reads it as the lock holder left it, with no statement of its own.
+    Column("deleting", Boolean, nullable=False, server_default=false()),
 )
 
 # One row: the database's identity (random, made by the migration, so a

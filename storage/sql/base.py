@@ -36,6 +36,9 @@ class TxBase:
         self.read_us = now_us()  # no snapshot of this transaction is older
         self.touched: dict[str, VersionedCounts] = {}
         self._versions: dict[str, int] = {}
+        # Whether each user this transaction locked is being deleted, as the
+        # locked row says (``lock_users``); ``deleting`` answers from it.
+        self._locked_deleting: dict[str, bool] = {}
         self._deltas: dict[str, dict[str, int]] = {}
         self._changes: list[Change] = []
         self.emitted = False

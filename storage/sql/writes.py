@@ -27,6 +27,7 @@ class Writes(TxBase):
             for row in self._d.rows(lock, {"ids": ids}):
                 rows[row.user_id] = parts.counts(row)
                 self._versions[row.user_id] = row.version
+                self._locked_deleting[row.user_id] = row.deleting
             if len(rows) == len(ids):
                 return rows
             # First write for a user, or a concurrent DeleteUser removed the
