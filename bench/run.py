@@ -490,6 +490,8 @@ def parse_args() -> Namespace:
     p.add_argument("--threads", type=int, default=32, help="server --threads")
     p.add_argument("--pairs", type=int, default=32, help="Follow+Unfollow pairs (one h2load process each)")
     p.add_argument("--reseed", action="store_true")
+    p.add_argument("--only", default="",
+                   help="comma-separated scenario names to run (with their generator's floor); default every one")
     p.add_argument("--json", default=os.path.join(ROOT, "bench", "results", "bench.json"))
     args = p.parse_args()
     args.duration = args.duration or (3.0 if args.quick else 10.0)
@@ -510,6 +512,12 @@ def main() -> int:
     seeding = seed.seed(args.pg_url, args.schema, force=args.reseed, log=log)
     clear_redis(args.redis_url)
     rows = table()
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    if only:
+        unknown = only - {sc.name for sc in rows}
+        if unknown:
+            raise SystemExit(f"--only: no scenario named {', '.join(sorted(unknown))}")
+        rows = [sc for sc in rows if sc.name in only]
     memory: Row = {}
     data: Row = {}
     with tempfile.TemporaryDirectory(prefix="sgbench-") as tmp:
@@ -522,7 +530,7 @@ def main() -> int:
                 data = data or setup_data(args, server)
                 ctx = Context(args, server, data)
                 runner.rows([sc for sc in rows if i == 0 or sc.every_server], ctx)
-                if i == len(args.workers) - 1:
+                if i == len(args.workers) - 1 and not only:
                     memory = memory_run(args, server, rows[0], ctx)
     write_report(args, rows, runner, memory, seeding, started, extras(args))
     return 0 if all(r["verified"] for r in runner.results) else 1
