@@ -25,7 +25,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -234,6 +234,17 @@ def parse_peer_scopes(text: str) -> dict[str, frozenset[str]]:
 # ------------------------------------------------------------ authenticator
 
 
+@dataclass(frozen=True)
+class _Credentials:
+    """One loaded set of credentials and the JWTs verified against it. A
+    reload builds a new one and installs it with a single assignment, so a
+    call sees one whole set, and a cache entry never outlives its keys."""
+
+    tokens: StaticTokens | None
+    jwt: JwtVerifier | None
+    verified: dict[str, tuple[Caller, float]] = field(default_factory=dict)
+
+
 class Authenticator:
     """The credentials the settings configure, reloaded when their files change."""
 
@@ -243,13 +254,12 @@ class Authenticator:
         self._peers = parse_peer_scopes(settings.tls_client_scopes)
         self._files = [path for path in (settings.auth_tokens_file, settings.auth_jwt_keys) if path]
         self._lock = threading.Lock()
-        self._verified: dict[str, tuple[Caller, float]] = {}
         self._stamps = {path: _stamp(path) for path in self._files}
-        self._tokens, self._jwt = self._load()
+        self._credentials = self._load()
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
-    def _load(self) -> tuple[StaticTokens | None, JwtVerifier | None]:
+    def _load(self) -> _Credentials:
         s = self._settings
         tokens = StaticTokens.load(s.auth_tokens_file) if s.auth_tokens_file else None
         verifier = (
@@ -257,19 +267,20 @@ class Authenticator:
             if s.auth_jwt_keys
             else None
         )
-        return tokens, verifier
+        return _Credentials(tokens, verifier)
 
     def reload(self) -> bool:
-        """Loads every file again; keeps the previous credentials if one fails."""
+        """Loads every file again; keeps the previous credentials if one fails.
+        Once it returns, every call is judged by the new credentials; a call
+        already running finishes with the set it started with."""
         with self._lock:
             self._stamps = {path: _stamp(path) for path in self._files}
             try:
-                tokens, verifier = self._load()
+                credentials = self._load()
             except ValueError as exc:
                 log.error("credentials not reloaded, the previous ones stay in force: %s", exc)
                 return False
-            self._tokens, self._jwt = tokens, verifier
-            self._verified = {}
+            self._credentials = credentials  # one assignment: the old set or the new, never a mix
         log.info("credentials reloaded")
         return True
 
@@ -299,19 +310,23 @@ class Authenticator:
         raise Unauthenticated("this call needs a credential: an `authorization: Bearer` token or a client certificate")
 
     def _from_token(self, token: str) -> Caller:
-        if self._tokens is not None:
-            caller = self._tokens.find(token)
+        credentials = self._credentials  # read once: a reload swaps the whole set
+        if credentials.tokens is not None:
+            caller = credentials.tokens.find(token)
             if caller is not None:
                 return caller
-        if self._jwt is None or token.count(".") != 2:
+        if credentials.jwt is None or token.count(".") != 2:
             raise Unauthenticated("invalid bearer token")
-        cached = self._verified.get(token)
+        verified = credentials.verified
+        cached = verified.get(token)
         if cached is not None and time.time() < cached[1] + self._settings.auth_jwt_leeway:
             return cached[0]
-        caller, expires = self._jwt.verify(token)
-        if len(self._verified) >= _VERIFIED_CACHE_SIZE:
-            self._verified = {}
-        self._verified[token] = (caller, expires)
+        caller, expires = credentials.jwt.verify(token)
+        if len(verified) >= _VERIFIED_CACHE_SIZE:
+            verified.clear()
+        # Into the cache of the set that verified it: a token checked against
+        # keys a reload has since replaced is not remembered by the new set.
+        verified[token] = (caller, expires)
         return caller
 
     def _from_peer(self, auth_context: Mapping[str, Iterable[bytes]]) -> Caller | None:
