@@ -3,7 +3,8 @@ and mutual-TLS identities, each carrying scopes.
 
 - ``graph`` calls SocialGraphService, ``admin`` AdminService, ``events``
   the change stream (WatchService). Health is open to everyone; reflection
-  needs any valid credential unless ``auth_open_reflection``.
+  needs any valid credential unless ``auth_open_reflection``; any other
+  service is refused (MISSING_SCOPE) whatever the credential.
 - A call with an ``authorization: Bearer ...`` header is judged by that
   token alone. Without one, a verified client certificate whose SPIFFE URI
   or DNS SAN is granted scopes (``tls_client_scopes``) is the caller.
@@ -369,8 +370,9 @@ def _bearer(metadata: Iterable[tuple[str, str | bytes]]) -> str | None:
 
 
 class AuthInterceptor(HandlerWrapper):
-    """Checks the caller's credential and scope before every handler; health
-    stays open."""
+    """Checks the caller's credential and scope before every handler. Health
+    stays open; reflection takes any valid credential (or none, when opened);
+    a service no scope grants is refused to every credential."""
 
     def __init__(self, authenticator: Authenticator, *, open_reflection: bool = False) -> None:
         self._authenticator = authenticator
@@ -381,21 +383,28 @@ class AuthInterceptor(HandlerWrapper):
         service = method.strip("/").partition("/")[0]
         if service in self._open:
             return handler
-        return self._guard(handler, SERVICE_SCOPES.get(service))
+        return self._guard(handler, service)
 
-    def _guard(self, handler: Handler, scope: str | None) -> Handler:
+    def _guard(self, handler: Handler, service: str) -> Handler:
         authenticate = self._authenticator.authenticate
+        scope = SERVICE_SCOPES.get(service)
+        any_credential = service in REFLECTION_SERVICES
 
         def check(context: grpc.ServicerContext) -> None:
             try:
                 caller = authenticate(context)
                 note_caller(caller.name)
+                if scope is None and not any_credential:
+                    # Default deny: no metadata["scope"], as no scope grants it.
+                    raise PermissionDenied(
+                        Reason.MISSING_SCOPE, f"no scope grants {service}, so {caller.name} may not call it"
+                    )
                 if scope is not None and scope not in caller.scopes:
                     raise PermissionDenied(
                         Reason.MISSING_SCOPE, f"{caller.name} lacks the {scope!r} scope", scope=scope
                     )
             except GraphError as exc:
-                log.debug("refused %s from %s: %s", scope or "call", context.peer(), exc.message)
+                log.debug("refused %s from %s: %s", scope or service, context.peer(), exc.message)
                 context.abort_with_status(status_for(exc))
 
         # grpc's handlers are namedtuples; the stubs declare only the abstract class.
