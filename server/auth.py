@@ -9,7 +9,9 @@ and mutual-TLS identities, each carrying scopes.
   token alone. Without one, a verified client certificate whose SPIFFE URI
   or DNS SAN is granted scopes (``tls_client_scopes``) is the caller.
 - Token files and JWT keys are reloaded when they change on disk and on
-  SIGHUP; a file that fails to load leaves the previous one in force.
+  SIGHUP; a file that fails to load leaves the previous one in force. A
+  tokens file without entries counts as failing when it is the only
+  credential (no JWT keys, no TLS client scopes): nobody could pass.
 - Tokens are never logged; failures are logged at DEBUG with their reason.
 
 ``AuthInterceptor`` is installed only when auth is configured, so a server
@@ -112,6 +114,9 @@ class StaticTokens:
                 raise ValueError(f"{where} ({name}): scopes must be a list")
             entries.append((raw, Caller(f"token:{name}", _scopes(scopes, where))))
         return cls(entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def find(self, token: str) -> Caller | None:
         digest = hashlib.sha256(token.encode()).digest()
@@ -268,6 +273,11 @@ class Authenticator:
             if s.auth_jwt_keys
             else None
         )
+        if tokens is not None and len(tokens) == 0 and verifier is None and not self._peers:
+            raise ValueError(
+                f"auth_tokens_file {s.auth_tokens_file}: no [[token]] entries, and neither auth_jwt_keys nor "
+                "tls_client_scopes is set, so no call could pass"
+            )
         return _Credentials(tokens, verifier)
 
     def reload(self) -> bool:
