@@ -98,8 +98,11 @@ class StaticTokens:
             document = tomllib.loads(Path(path).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ValueError(f"auth_tokens_file {path}: {exc}") from None
+        tables = document.get("token", [])
+        if not isinstance(tables, list) or not all(isinstance(entry, dict) for entry in tables):
+            raise ValueError(f"auth_tokens_file {path}: `token` must be an array of tables, each under [[token]]")
         entries = []
-        for index, entry in enumerate(document.get("token", [])):
+        for index, entry in enumerate(tables):
             where = f"auth_tokens_file {path}, token {index + 1}"
             name, digest, scopes = entry.get("name"), entry.get("sha256", ""), entry.get("scopes", [])
             if not isinstance(name, str) or not name:
@@ -222,7 +225,7 @@ def _jwks_keys(text: str, path: str) -> list[JwtKey]:
             if jwk.algorithm_name in JWT_ALGORITHMS:
                 keys.append((jwk.key_id, jwk.algorithm_name, jwk.key))
         return keys
-    except (ValueError, AttributeError, jwt.PyJWTError) as exc:
+    except (ValueError, TypeError, AttributeError, jwt.PyJWTError) as exc:
         raise ValueError(f"auth_jwt_keys {path}: not a JWKS document: {exc}") from None
 
 

@@ -127,3 +127,33 @@ def test_a_reload_to_an_empty_tokens_file_beside_jwt_keys_empties_the_tokens(
     assert auth.reload()
     assert judge(auth, token) == "refused"
     assert judge(auth, make_jwt(key, "ES256")) == "jwt:system:serviceaccount:prod:feed"
+
+
+# ------------------------------------------------- not an array of tables
+
+NOT_AN_ARRAY = {
+    "single table": "[token]\nname = 'feed'\nsha256 = '%s'\nscopes = ['graph']\n" % ("ab" * 32),
+    "string": "token = 'feed'\n",
+    "array of numbers": "token = [1, 2]\n",
+}
+
+
+@pytest.mark.parametrize("text", list(NOT_AN_ARRAY.values()), ids=list(NOT_AN_ARRAY))
+def test_a_token_key_that_is_not_an_array_of_tables_is_an_unusable_file(
+    tmp_path: Path, text: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "tokens.toml"
+    path.write_text(text)
+    with pytest.raises(InvalidConfiguration, match=r"\[\[token\]\]") as refused, serving(
+        tmp_path, auth_tokens_file=str(path)
+    ):
+        pass
+    assert str(path) in str(refused.value)
+    token = secrets.token_urlsafe(32)
+    path.write_text(tokens_toml(("feed", token, ["graph"])))
+    auth = Authenticator(Settings(auth_tokens_file=str(path)).validate())
+    path.write_text(text)
+    with caplog.at_level(logging.ERROR, logger="server.auth"):
+        assert not auth.reload()
+    assert str(path) in caplog.text
+    assert judge(auth, token) == "token:feed"

@@ -193,3 +193,18 @@ def test_the_cache_is_bounded_and_answers_like_a_fresh_check(
     assert [judge(auth, token) for token in tokens] == [f"jwt:caller-{n}" for n in range(6)]
     assert judge(auth, tokens[-1]) == "jwt:caller-5"
     assert len(checks) == 6  # the last one came from the cache
+
+
+def test_a_jwks_whose_keys_are_not_a_list_is_refused_and_the_previous_keys_stay(
+    tmp_path: Path, key_file: Path, keys: dict[str, ec.EllipticCurvePrivateKey], caplog: pytest.LogCaptureFixture
+) -> None:
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text('{"keys": 5}')
+    with pytest.raises(ValueError, match="not a JWKS document"):
+        authenticator(jwks)
+    auth = authenticator(key_file)
+    key_file.write_text('{"keys": 5}')
+    with caplog.at_level("ERROR", logger="server.auth"):
+        assert not auth.reload()
+    assert str(key_file) in caplog.text
+    assert judge(auth, make_jwt(keys["old"], "ES256")) == "jwt:system:serviceaccount:prod:feed"
