@@ -417,7 +417,7 @@ class AuthInterceptor(HandlerWrapper):
                         Reason.MISSING_SCOPE, f"{caller.name} lacks the {scope!r} scope", scope=scope
                     )
             except GraphError as exc:
-                log.debug("refused %s from %s: %s", scope or service, context.peer(), exc.message)
+                log.debug("refused %s from %s: %s", scope or "call", context.peer(), exc.message)
                 context.abort_with_status(status_for(exc))
 
         # grpc's handlers are namedtuples; the stubs declare only the abstract class.
