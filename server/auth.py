@@ -3,12 +3,15 @@ and mutual-TLS identities, each carrying scopes.
 
 - ``graph`` calls SocialGraphService, ``admin`` AdminService, ``events``
   the change stream (WatchService). Health is open to everyone; reflection
-  needs any valid credential unless ``auth_open_reflection``.
+  needs any valid credential unless ``auth_open_reflection``; any other
+  service is refused (MISSING_SCOPE) whatever the credential.
 - A call with an ``authorization: Bearer ...`` header is judged by that
   token alone. Without one, a verified client certificate whose SPIFFE URI
   or DNS SAN is granted scopes (``tls_client_scopes``) is the caller.
 - Token files and JWT keys are reloaded when they change on disk and on
-  SIGHUP; a file that fails to load leaves the previous one in force.
+  SIGHUP; a file that fails to load leaves the previous one in force. A
+  tokens file without entries counts as failing when it is the only
+  credential (no JWT keys, no TLS client scopes): nobody could pass.
 - Tokens are never logged; failures are logged at DEBUG with their reason.
 
 ``AuthInterceptor`` is installed only when auth is configured, so a server
@@ -25,7 +28,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -95,8 +98,11 @@ class StaticTokens:
             document = tomllib.loads(Path(path).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ValueError(f"auth_tokens_file {path}: {exc}") from None
+        tables = document.get("token", [])
+        if not isinstance(tables, list) or not all(isinstance(entry, dict) for entry in tables):
+            raise ValueError(f"auth_tokens_file {path}: `token` must be an array of tables, each under [[token]]")
         entries = []
-        for index, entry in enumerate(document.get("token", [])):
+        for index, entry in enumerate(tables):
             where = f"auth_tokens_file {path}, token {index + 1}"
             name, digest, scopes = entry.get("name"), entry.get("sha256", ""), entry.get("scopes", [])
             if not isinstance(name, str) or not name:
@@ -111,6 +117,9 @@ class StaticTokens:
                 raise ValueError(f"{where} ({name}): scopes must be a list")
             entries.append((raw, Caller(f"token:{name}", _scopes(scopes, where))))
         return cls(entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def find(self, token: str) -> Caller | None:
         digest = hashlib.sha256(token.encode()).digest()
@@ -216,7 +225,7 @@ def _jwks_keys(text: str, path: str) -> list[JwtKey]:
             if jwk.algorithm_name in JWT_ALGORITHMS:
                 keys.append((jwk.key_id, jwk.algorithm_name, jwk.key))
         return keys
-    except (ValueError, AttributeError, jwt.PyJWTError) as exc:
+    except (ValueError, TypeError, AttributeError, jwt.PyJWTError) as exc:
         raise ValueError(f"auth_jwt_keys {path}: not a JWKS document: {exc}") from None
 
 
@@ -234,6 +243,17 @@ def parse_peer_scopes(text: str) -> dict[str, frozenset[str]]:
 # ------------------------------------------------------------ authenticator
 
 
+@dataclass(frozen=True)
+class _Credentials:
+    """One loaded set of credentials and the JWTs verified against it. A
+    reload builds a new one and installs it with a single assignment, so a
+    call sees one whole set, and a cache entry never outlives its keys."""
+
+    tokens: StaticTokens | None
+    jwt: JwtVerifier | None
+    verified: dict[str, tuple[Caller, float]] = field(default_factory=dict)
+
+
 class Authenticator:
     """The credentials the settings configure, reloaded when their files change."""
 
@@ -243,13 +263,12 @@ class Authenticator:
         self._peers = parse_peer_scopes(settings.tls_client_scopes)
         self._files = [path for path in (settings.auth_tokens_file, settings.auth_jwt_keys) if path]
         self._lock = threading.Lock()
-        self._verified: dict[str, tuple[Caller, float]] = {}
         self._stamps = {path: _stamp(path) for path in self._files}
-        self._tokens, self._jwt = self._load()
+        self._credentials = self._load()
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
-    def _load(self) -> tuple[StaticTokens | None, JwtVerifier | None]:
+    def _load(self) -> _Credentials:
         s = self._settings
         tokens = StaticTokens.load(s.auth_tokens_file) if s.auth_tokens_file else None
         verifier = (
@@ -257,19 +276,25 @@ class Authenticator:
             if s.auth_jwt_keys
             else None
         )
-        return tokens, verifier
+        if tokens is not None and len(tokens) == 0 and verifier is None and not self._peers:
+            raise ValueError(
+                f"auth_tokens_file {s.auth_tokens_file}: no [[token]] entries, and neither auth_jwt_keys nor "
+                "tls_client_scopes is set, so no call could pass"
+            )
+        return _Credentials(tokens, verifier)
 
     def reload(self) -> bool:
-        """Loads every file again; keeps the previous credentials if one fails."""
+        """Loads every file again; keeps the previous credentials if one fails.
+        Once it returns, every call is judged by the new credentials; a call
+        already running finishes with the set it started with."""
         with self._lock:
             self._stamps = {path: _stamp(path) for path in self._files}
             try:
-                tokens, verifier = self._load()
+                credentials = self._load()
             except ValueError as exc:
                 log.error("credentials not reloaded, the previous ones stay in force: %s", exc)
                 return False
-            self._tokens, self._jwt = tokens, verifier
-            self._verified = {}
+            self._credentials = credentials  # one assignment: the old set or the new, never a mix
         log.info("credentials reloaded")
         return True
 
@@ -299,19 +324,23 @@ class Authenticator:
         raise Unauthenticated("this call needs a credential: an `authorization: Bearer` token or a client certificate")
 
     def _from_token(self, token: str) -> Caller:
-        if self._tokens is not None:
-            caller = self._tokens.find(token)
+        credentials = self._credentials  # read once: a reload swaps the whole set
+        if credentials.tokens is not None:
+            caller = credentials.tokens.find(token)
             if caller is not None:
                 return caller
-        if self._jwt is None or token.count(".") != 2:
+        if credentials.jwt is None or token.count(".") != 2:
             raise Unauthenticated("invalid bearer token")
-        cached = self._verified.get(token)
+        verified = credentials.verified
+        cached = verified.get(token)
         if cached is not None and time.time() < cached[1] + self._settings.auth_jwt_leeway:
             return cached[0]
-        caller, expires = self._jwt.verify(token)
-        if len(self._verified) >= _VERIFIED_CACHE_SIZE:
-            self._verified = {}
-        self._verified[token] = (caller, expires)
+        caller, expires = credentials.jwt.verify(token)
+        if len(verified) >= _VERIFIED_CACHE_SIZE:
+            verified.clear()
+        # Into the cache of the set that verified it: a token checked against
+        # keys a reload has since replaced is not remembered by the new set.
+        verified[token] = (caller, expires)
         return caller
 
     def _from_peer(self, auth_context: Mapping[str, Iterable[bytes]]) -> Caller | None:
@@ -354,8 +383,9 @@ def _bearer(metadata: Iterable[tuple[str, str | bytes]]) -> str | None:
 
 
 class AuthInterceptor(HandlerWrapper):
-    """Checks the caller's credential and scope before every handler; health
-    stays open."""
+    """Checks the caller's credential and scope before every handler. Health
+    stays open; reflection takes any valid credential (or none, when opened);
+    a service no scope grants is refused to every credential."""
 
     def __init__(self, authenticator: Authenticator, *, open_reflection: bool = False) -> None:
         self._authenticator = authenticator
@@ -366,15 +396,22 @@ class AuthInterceptor(HandlerWrapper):
         service = method.strip("/").partition("/")[0]
         if service in self._open:
             return handler
-        return self._guard(handler, SERVICE_SCOPES.get(service))
+        return self._guard(handler, service)
 
-    def _guard(self, handler: Handler, scope: str | None) -> Handler:
+    def _guard(self, handler: Handler, service: str) -> Handler:
         authenticate = self._authenticator.authenticate
+        scope = SERVICE_SCOPES.get(service)
+        any_credential = service in REFLECTION_SERVICES
 
         def check(context: grpc.ServicerContext) -> None:
             try:
                 caller = authenticate(context)
                 note_caller(caller.name)
+                if scope is None and not any_credential:
+                    # Default deny: no metadata["scope"], as no scope grants it.
+                    raise PermissionDenied(
+                        Reason.MISSING_SCOPE, f"no scope grants {service}, so {caller.name} may not call it"
+                    )
                 if scope is not None and scope not in caller.scopes:
                     raise PermissionDenied(
                         Reason.MISSING_SCOPE, f"{caller.name} lacks the {scope!r} scope", scope=scope
