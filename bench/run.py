@@ -48,6 +48,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from argparse import Namespace
 from collections.abc import Iterator, Sequence
@@ -61,7 +62,7 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 
 from bench import seed
-from bench.scenario import FLOOR_OF, HEALTH, SVC, Context, Scenario
+from bench.scenario import FLOOR_OF, HEALTH, SVC, Context, Scenario, SideLoad
 from harness import Metrics, ServerProcess, rpcs_by_method, start_server
 from socialgraph.v1 import social_graph_pb2 as pb
 from socialgraph.v1 import social_graph_pb2_grpc as pbg
@@ -125,7 +126,9 @@ SCENARIOS: list[Scenario] = [
         user_id=c.data["celeb"], page_token=c.data["deep_token"])),
     Scenario("Follow+Unfollow", (SVC + "Follow", SVC + "Unfollow"), follow_pairs, "h2load-pairs", target=0.30),
     Scenario("SendConnectionRequest", (SVC + "SendConnectionRequest",), send_requests, "ghz", target=0.25),
-    Scenario("Block (celebrity, 118k followers)", (SVC + "Block",), blocks_of_celebrity, "ghz"),
+    Scenario("Block (celebrity, 118k followers)", (SVC + "Block",), blocks_of_celebrity, "ghz",
+             alongside=SideLoad(SVC + "GetRelationship", lambda c: pb.GetRelationshipRequest(
+                 user_id=c.data["a"], other_user_id=c.data["b"]), target=2.0)),
 ]
 
 # Modules with a ``scenarios() -> list[Scenario]`` of further rows, run after
@@ -302,6 +305,36 @@ class H2load:
                 "server_codes": rpcs_by_method(before, after)}
 
 
+def side_calls(ctx: Context, side: SideLoad, during: Any, seconds: float | None = None) -> list[float]:
+    """Latencies (us) of ``side``'s calls, one at a time, while ``during()``
+    runs (for ``seconds`` when given, with nothing else)."""
+    request = side.request(ctx)
+    out: list[float] = []
+    stop = threading.Event()
+
+    def call() -> None:
+        with grpc.insecure_channel(ctx.server.address) as channel:
+            send = channel.unary_unary(side.method, request_serializer=lambda m: m.SerializeToString(),
+                                       response_deserializer=lambda b: b)
+            while not stop.is_set():
+                started = time.perf_counter()
+                send(request, timeout=30)
+                out.append((time.perf_counter() - started) * 1e6)
+                stop.wait(side.pace)
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    try:
+        if seconds is None:
+            during()
+        else:
+            stop.wait(seconds)
+    finally:
+        stop.set()
+        worker.join(60)
+    return out
+
+
 def find_ghz() -> str | None:
     """$GHZ, ghz on PATH, or the one ``make ghz`` installs."""
     local = os.path.join(ROOT, ".tools", "bin", "ghz")
@@ -430,6 +463,27 @@ class Runner:
         self.results: list[Row] = []
 
     def measure(self, sc: Scenario, ctx: Context) -> Row:
+        if sc.alongside is None:
+            return self._measure(sc, ctx)
+        side = sc.alongside
+        alone = side_calls(ctx, side, lambda: None, self.args.duration)
+        res: Row = {}
+        during = side_calls(ctx, side, lambda: res.update(self._measure(sc, ctx)))
+        p99_alone, p99_during = ms(sorted(alone), 0.99), ms(sorted(during), 0.99)
+        ratio = p99_during / p99_alone if p99_alone and p99_during else None
+        res["alongside"] = {"method": side.method, "calls_alone": len(alone), "calls_during": len(during),
+                            "p99_ms_alone": p99_alone, "p99_ms_during": p99_during, "ratio": ratio,
+                            "target": f"<= {side.target} x alone",
+                            "pass": ratio is not None and ratio <= side.target}
+        codes = res["server_codes"]
+        side_codes = codes.pop(side.method, {})
+        if set(side_codes) - {"OK"}:
+            codes[side.method] = side_codes  # verification names them
+        log(f"  {side.method.rsplit('/', 1)[-1]} alongside: p99 {fmt(p99_alone, '.2f')} ms alone, "
+            f"{fmt(p99_during, '.2f')} ms during the row (x{fmt(ratio, '.2f')}, target <= {side.target})")
+        return res
+
+    def _measure(self, sc: Scenario, ctx: Context) -> Row:
         payload, duration = sc.request(ctx), self.args.duration
         if sc.generator == "h2load":
             assert isinstance(payload, Message), f"{sc.name}: h2load sends one message"
@@ -490,8 +544,8 @@ def parse_args() -> Namespace:
     p.add_argument("--threads", type=int, default=32, help="server --threads")
     p.add_argument("--pairs", type=int, default=32, help="Follow+Unfollow pairs (one h2load process each)")
     p.add_argument("--reseed", action="store_true")
-    p.add_argument("--only", default="",
-                   help="comma-separated scenario names to run (with their generator's floor); default every one")
+    p.add_argument("--only", action="append", default=[], metavar="NAME",
+                   help="run this scenario (with its generator's floor); repeat for several; default every one")
     p.add_argument("--json", default=os.path.join(ROOT, "bench", "results", "bench.json"))
     args = p.parse_args()
     args.duration = args.duration or (3.0 if args.quick else 10.0)
@@ -512,7 +566,7 @@ def main() -> int:
     seeding = seed.seed(args.pg_url, args.schema, force=args.reseed, log=log)
     clear_redis(args.redis_url)
     rows = table()
-    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    only = set(args.only)
     if only:
         unknown = only - {sc.name for sc in rows}
         if unknown:
@@ -603,6 +657,11 @@ def summarize(table: list[Scenario], results: list[Row], memory: Row, workers: l
         if r and sc.target is not None:
             checks.append({"check": f"{sc.name} >= {sc.target} x floor", "value": round(r["ratio"], 3),
                            "pass": r["pass"]})
+        side = r.get("alongside") if r else None
+        if side:
+            checks.append({"check": f"{sc.name}: p99 of {side['method'].rsplit('/', 1)[-1]} alongside "
+                           f"{side['target']}", "value": None if side["ratio"] is None else round(side["ratio"], 3),
+                           "pass": side["pass"]})
     first, deep = by.get(("ListFollowers first page", w0)), by.get(("ListFollowers 100k deep", w0))
     if first and deep:
         v = deep["p50_ms"] / first["p50_ms"]

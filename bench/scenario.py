@@ -35,6 +35,20 @@ class Context:
 
 
 @dataclass(frozen=True)
+class SideLoad:
+    """Unrelated calls one client sends, one at a time at most every
+    ``pace`` seconds, alone for the row's duration just before the row and
+    then while it runs: the p99 of those during the row, as a multiple of
+    their p99 alone, must be at most ``target``. ``method`` must not be one of
+    the row's: the row's verification leaves its calls out."""
+
+    method: str
+    request: Callable[[Context], Message]
+    target: float
+    pace: float = 0.01
+
+
+@dataclass(frozen=True)
 class Scenario:
     """One row. ``request`` builds the request message(s) from the context,
     just before the row runs:
@@ -49,7 +63,8 @@ class Scenario:
     Every call must end with ``expect`` in the server's
     ``socialgraph_rpcs_total``; ``target`` is the least ratio to the same
     generator's Health/Check floor (None: measured, not judged).
-    ``every_server``: also run on the later ``--workers`` servers."""
+    ``every_server``: also run on the later ``--workers`` servers.
+    ``alongside``: unrelated calls whose latency the row must not ruin."""
 
     name: str
     methods: tuple[str, ...]
@@ -58,7 +73,10 @@ class Scenario:
     expect: str = "OK"
     target: float | None = None
     every_server: bool = False
+    alongside: SideLoad | None = None
 
     def __post_init__(self) -> None:
         if self.generator not in FLOOR_OF:
             raise ValueError(f"{self.name}: generator {self.generator!r} is none of {sorted(FLOOR_OF)}")
+        if self.alongside is not None and self.alongside.method in self.methods:
+            raise ValueError(f"{self.name}: the side load's method is one of the row's")
