@@ -94,6 +94,10 @@ class RedisCounterCache:
         self._dirty: set[str] = set()
         self._repair: threading.Timer | None = None
         self._lock = threading.Lock()
+        # Publishing in batches: the one being gathered, and whether a store is in flight.
+        self._batching = threading.Condition()
+        self._next = _Batch()
+        self._storing = False
 
     # ------------------------------------------------------------------ reads
 
@@ -123,16 +127,35 @@ class RedisCounterCache:
     # ----------------------------------------------------------------- writes
 
     def publish(self, changed: dict[str, VersionedCounts]) -> None:
-        """Stores committed counters, keeping the higher version. Never raises."""
+        """Stores committed counters, keeping the higher version, and returns
+        once they are stored (or remembered for repair). Never raises.
+
+        Concurrent writers share round trips: while one store is in flight,
+        what others publish gathers into the next batch, which the first of
+        them then stores for all, in one pipeline."""
         if not changed:
             return
         if not self.usable():
             self._remember(changed)
             return
+        with self._batching:
+            batch = self._next
+            batch.add(changed)
+            while not batch.stored:
+                if not self._storing:
+                    self._storing, self._next = True, _Batch()
+                    break
+                self._batching.wait()
+            else:
+                return
         try:
-            self._store(changed)
+            self._store(batch.entries)
         except REDIS_ERRORS as exc:
-            self.failed(exc, changed)
+            self.failed(exc, batch.entries)
+        finally:
+            with self._batching:
+                batch.stored, self._storing = True, False
+                self._batching.notify_all()
 
     def _store(self, changed: dict[str, VersionedCounts]) -> None:
         """Runs ``set_counts.lua`` through redis-py's ``Script`` (EVALSHA,
@@ -216,6 +239,23 @@ class RedisCounterCache:
             self._drop_stale()
         elif self._dirty:
             self._remember(())
+
+
+class _Batch:
+    """Counters gathered for one store: the newest version of each user's."""
+
+    __slots__ = ("entries", "stored")
+
+    def __init__(self) -> None:
+        self.entries: dict[str, VersionedCounts] = {}
+        self.stored = False
+
+    def add(self, changed: dict[str, VersionedCounts]) -> None:
+        entries = self.entries
+        for user_id, entry in changed.items():
+            held = entries.get(user_id)
+            if held is None or entry.version > held.version:
+                entries[user_id] = entry
 
 
 class RedisRelationshipCache(RelationshipCache):
