@@ -96,7 +96,7 @@ class StaticTokens:
     def load(cls, path: str) -> StaticTokens:
         try:
             document = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ValueError(f"auth_tokens_file {path}: {exc}") from None
         tables = document.get("token", [])
         if not isinstance(tables, list) or not all(isinstance(entry, dict) for entry in tables):
@@ -145,7 +145,7 @@ class JwtVerifier:
     def load(cls, path: str, issuer: str, audience: str, leeway: float) -> JwtVerifier:
         try:
             text = Path(path).read_text()
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
             raise ValueError(f"auth_jwt_keys {path}: {exc}") from None
         keys = _jwks_keys(text, path) if text.lstrip().startswith("{") else _pem_keys(text, path)
         if not keys:
@@ -310,7 +310,10 @@ class Authenticator:
     def _watch(self) -> None:
         while not self._stop.wait(self._poll_interval):
             if any(_stamp(path) != self._stamps.get(path) for path in self._files):
-                self.reload()
+                try:
+                    self.reload()
+                except Exception:  # the watcher outlives any one bad file
+                    log.exception("credentials not reloaded, the previous ones stay in force")
 
     def authenticate(self, context: grpc.ServicerContext) -> Caller:
         token = _bearer(context.invocation_metadata())

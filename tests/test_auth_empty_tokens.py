@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +158,48 @@ def test_a_token_key_that_is_not_an_array_of_tables_is_an_unusable_file(
         assert not auth.reload()
     assert str(path) in caplog.text
     assert judge(auth, token) == "token:feed"
+
+
+def test_a_tokens_file_that_is_not_utf8_is_an_unusable_file_named_in_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = secrets.token_urlsafe(32)
+    path = tmp_path / "tokens.toml"
+    path.write_text(tokens_toml(("feed", token, ["graph"])))
+    auth = Authenticator(Settings(auth_tokens_file=str(path)).validate())
+    path.write_bytes(b"\xff\xfe token")
+    with caplog.at_level(logging.ERROR, logger="server.auth"):
+        assert not auth.reload()
+    assert str(path) in caplog.text
+    assert judge(auth, token) == "token:feed"
+
+
+def test_the_file_watcher_outlives_an_unexpected_reload_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    token, fresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    path = tmp_path / "tokens.toml"
+    path.write_text(tokens_toml(("feed", token, ["graph"])))
+    auth = Authenticator(Settings(auth_tokens_file=str(path)).validate(), poll_interval=0.02).start()
+    try:
+        load = Authenticator._load
+        failures: list[int] = []
+
+        def failing_once(self: Authenticator) -> Any:
+            if not failures:
+                failures.append(1)
+                raise RuntimeError("a bug in loading")
+            return load(self)
+
+        monkeypatch.setattr(Authenticator, "_load", failing_once)
+        path.write_text(tokens_toml(("rotated", fresh, ["graph"])))
+        deadline = time.monotonic() + 5
+        while failures == [] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert failures == [1], "the watcher tried the changed file"
+        assert judge(auth, token) == "token:feed", "the previous tokens stay"
+        # The file changes again: the watcher, still alive, takes it.
+        path.write_text(tokens_toml(("rotated-again", fresh, ["graph"])))
+        while judge(auth, fresh) != "token:rotated-again" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert judge(auth, fresh) == "token:rotated-again"
+    finally:
+        auth.stop()
