@@ -140,7 +140,7 @@ class AccountRules(GraphCore):
         size: int,
         token: str,
         consistency: Consistency = MINIMIZE_LATENCY,
-    ) -> Page:
+    ) -> Page[Report]:
         """R2."""
         scope = str(int(status))
         after = self.page_tokens.decode(token, "reports", scope)
@@ -163,6 +163,7 @@ class AccountRules(GraphCore):
                 raise NotFound(Reason.REPORT_NOT_FOUND, f"report {report_id} does not exist")
             if report.status == status:
                 return report
+            now = self._now()
             resolved = Report(
                 report.report_id,
                 report.reporter_id,
@@ -173,11 +174,11 @@ class AccountRules(GraphCore):
                 moderator_id,
                 note,
                 report.created_us,
-                self._now(),
+                now,
             )
             tx.update_report(resolved)
             _emit(
-                tx, EventKind.REPORT_RESOLVED, moderator_id, report.reported_id, resolved.resolved_us,
+                tx, EventKind.REPORT_RESOLVED, moderator_id, report.reported_id, now,
                 report={
                     "report_id": report.report_id,
                     "reason": int(report.reason),

@@ -5,19 +5,22 @@ families share (locking, events, removals, pages)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TypeGuard, TypeVar
 
 from uuid6 import uuid7
 
-from cache.readers import CounterReader, RelationshipReader
+from cache.readers import CounterReader, RelationshipReader, TokenCounterReader, TokenRelationshipReader
 from cache.sql import SqlCounters, SqlRelationships
 from ratelimit import Limiter
 from storage.positions import InvalidToken
-from storage.types import Cause, Change, Counts, Cursor, EventKind, Pair, Storage, Tx
+from storage.types import Cause, Change, Counts, Cursor, EventKind, Pair, Relationship, Storage, Tx, VersionedCounts
 
 from . import paging
 from .errors import InvalidArgument, NotFound, PermissionDenied, Reason
 from .jobs import Jobs
 from .policy import Consistency, Page, Policy
+
+T = TypeVar("T")
 
 
 def new_id() -> str:
@@ -55,12 +58,13 @@ class GraphCore:
         if not consistency.at_least_as_fresh:
             return self.counters, self.relationships
         position = self._token_position(consistency)
-        proves = getattr(self.counters, "proves_tokens", False) and getattr(self.relationships, "proves_tokens", False)
-        if not proves:
+        assert position is not None  # at_least_as_fresh is set
+        counters, relationships = self.counters, self.relationships
+        if not (_counters_prove(counters) and _relationships_prove(relationships)):
             return self._sql_counters, self._sql_relationships
         after = self.storage.positions.reflected_after(position)
         if after is not None:
-            return _ReadAfter(self.counters, after), _ReadAfter(self.relationships, after)
+            return _CountersAfter(counters, after), _RelationshipsAfter(relationships, after)
         self.storage.observe_position()
         return self._sql_counters, self._sql_relationships
 
@@ -87,7 +91,7 @@ class GraphCore:
 
     # ---------------------------------------------------------------- helpers
 
-    def _page(self, kind: str, scope: str, rows: list, size: int, position: Callable[[object], Cursor]) -> Page:
+    def _page(self, kind: str, scope: str, rows: list[T], size: int, position: Callable[[T], Cursor]) -> Page[T]:
         items, token = self.page_tokens.paginate(kind, scope, rows, size, position, self.policy.page_bytes)
         return Page(items, token)
 
@@ -107,11 +111,16 @@ class GraphCore:
 
 
 def _emit(
-    tx: Tx, kind: EventKind, actor: str, subject: str, now: int, cause: Cause = Cause.REQUEST, **details: dict
+    tx: Tx,
+    kind: EventKind,
+    actor: str,
+    subject: str,
+    now: int,
+    cause: Cause = Cause.REQUEST,
+    **details: dict[str, object],
 ) -> None:
     """Appends one event; ``details`` is the kind's message (see ``Change``)."""
     tx.emit(Change(kind, actor, subject, now, {"cause": int(cause), **details}))
-
 
 
 def _distinct(field: str, user_id: str, other_id: str) -> None:
@@ -133,15 +142,34 @@ def _refuse_if_blocked(pair: Pair) -> None:
         raise PermissionDenied(Reason.BLOCKED, "a block between these users forbids this")
 
 
-class _ReadAfter:
-    """A cache read that serves only entries read after ``after`` (µs)."""
+def _counters_prove(reader: CounterReader) -> TypeGuard[TokenCounterReader]:
+    return bool(getattr(reader, "proves_tokens", False))
 
-    def __init__(self, reader, after: int) -> None:
+
+def _relationships_prove(reader: RelationshipReader) -> TypeGuard[TokenRelationshipReader]:
+    return bool(getattr(reader, "proves_tokens", False))
+
+
+class _CountersAfter:
+    """A counter cache read that serves only entries read after ``after`` (µs)."""
+
+    def __init__(self, reader: TokenCounterReader, after: int) -> None:
         self._reader = reader
         self._after = after
 
-    def get(self, *args):
-        return self._reader.get(*args, newer_than=self._after)
+    def get(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]:
+        return self._reader.get(user_ids, newer_than=self._after)
 
-    def interactable(self, *args):
-        return self._reader.interactable(*args, newer_than=self._after)
+
+class _RelationshipsAfter:
+    """A relationship cache read that serves only entries read after ``after`` (µs)."""
+
+    def __init__(self, reader: TokenRelationshipReader, after: int) -> None:
+        self._reader = reader
+        self._after = after
+
+    def get(self, user_id: str, other_ids: Sequence[str]) -> dict[str, Relationship]:
+        return self._reader.get(user_id, other_ids, newer_than=self._after)
+
+    def interactable(self, user_id: str, other_ids: Sequence[str]) -> dict[str, bool]:
+        return self._reader.interactable(user_id, other_ids, newer_than=self._after)

@@ -10,7 +10,6 @@ connect once (C3), acceptances racing toward the limit stop at it (C6), and
 no follow, request or connection slips in beside a block (I1).
 """
 
-
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from storage.types import Block, ConnectionRequest, Removed, Totals
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,6 @@ MINIMIZE_LATENCY = Consistency()
 
 
 @dataclass(frozen=True, slots=True)
-class Page:
-    items: list
+class Page(Generic[T]):
+    items: list[T]
     next_page_token: str

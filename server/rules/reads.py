@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TypeVar
 
-from storage.types import CounterFix, Counts, Cursor, FeedSource, RelatedUser, Relationship, Tx
+from storage.types import (
+    Block,
+    ConnectionRequest,
+    CounterFix,
+    Counts,
+    Cursor,
+    FeedSource,
+    RelatedUser,
+    Relationship,
+    Tx,
+)
 
 from . import paging
 from .core import GraphCore, _distinct
@@ -13,6 +23,7 @@ from .errors import PermissionDenied, Reason
 from .policy import MINIMIZE_LATENCY, Consistency, Page, Stats
 
 DAY_US = 86_400 * 1_000_000
+T = TypeVar("T")
 
 
 class ReadRules(GraphCore):
@@ -60,17 +71,17 @@ class ReadRules(GraphCore):
 
     def list_followers(
         self, user_id: str, size: int, token: str, viewer_id: str | None, consistency: Consistency = MINIMIZE_LATENCY
-    ) -> Page:
+    ) -> Page[RelatedUser]:
         return self._list_users("followers", "list_followers", user_id, size, token, viewer_id, consistency)
 
     def list_following(
         self, user_id: str, size: int, token: str, viewer_id: str | None, consistency: Consistency = MINIMIZE_LATENCY
-    ) -> Page:
+    ) -> Page[RelatedUser]:
         return self._list_users("following", "list_following", user_id, size, token, viewer_id, consistency)
 
     def list_connections(
         self, user_id: str, size: int, token: str, viewer_id: str | None, consistency: Consistency = MINIMIZE_LATENCY
-    ) -> Page:
+    ) -> Page[RelatedUser]:
         return self._list_users("connections", "list_connections", user_id, size, token, viewer_id, consistency)
 
     def _list_users(
@@ -82,7 +93,7 @@ class ReadRules(GraphCore):
         token: str,
         viewer_id: str | None,
         consistency: Consistency,
-    ) -> Page:
+    ) -> Page[RelatedUser]:
         """B4: a viewer on either side of a block with the owner sees nothing,
         and users on either side of a block with the viewer are left out.
         Lists are read from SQL, which meets every consistency."""
@@ -103,7 +114,7 @@ class ReadRules(GraphCore):
 
     def list_requests(
         self, user_id: str, incoming: bool, size: int, token: str, consistency: Consistency = MINIMIZE_LATENCY
-    ) -> Page:
+    ) -> Page[ConnectionRequest]:
         kind = "incoming" if incoming else "outgoing"
         after = self.page_tokens.decode(token, kind, user_id)
         self._token_position(consistency)
@@ -112,7 +123,9 @@ class ReadRules(GraphCore):
         )
         return self._page(kind, user_id, rows, size, lambda r: Cursor(r.created_us, r.request_id))
 
-    def list_blocked(self, user_id: str, size: int, token: str, consistency: Consistency = MINIMIZE_LATENCY) -> Page:
+    def list_blocked(
+        self, user_id: str, size: int, token: str, consistency: Consistency = MINIMIZE_LATENCY
+    ) -> Page[Block]:
         after = self.page_tokens.decode(token, "blocked", user_id)
         self._token_position(consistency)
         rows = self.storage.read_only(lambda tx: _unless_deleting(tx, user_id, tx.list_blocked, after, size + 1))
@@ -120,7 +133,7 @@ class ReadRules(GraphCore):
 
     def list_feed_sources(
         self, user_id: str, size: int, token: str, consistency: Consistency = MINIMIZE_LATENCY
-    ) -> Page:
+    ) -> Page[FeedSource]:
         """N1: authors followed; private posts only from connections."""
         after = self.page_tokens.decode(token, "feed", user_id)
         self._token_position(consistency)
@@ -146,6 +159,6 @@ class ReadRules(GraphCore):
         return self.storage.read_write(run)
 
 
-def _unless_deleting(tx: Tx, user_id: str, read: Callable[..., list[Any]], *args: object) -> list[Any]:
+def _unless_deleting(tx: Tx, user_id: str, read: Callable[..., list[T]], *args: object) -> list[T]:
     """A list of ``user_id``'s: empty while their deletion is in progress."""
     return [] if tx.deleting((user_id,)) else read(user_id, *args)
