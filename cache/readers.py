@@ -50,3 +50,22 @@ class CounterReader(Protocol):
     def get(self, user_ids: Sequence[str]) -> dict[str, VersionedCounts]:
         """Counters of the users that have any; others are absent."""
         ...
+
+
+class TokenCounterReader(CounterReader, Protocol):
+    """A counter cache that ``proves_tokens``: ``newer_than`` (µs) serves
+    only entries read from SQL after it."""
+
+    proves_tokens: bool
+
+    def get(self, user_ids: Sequence[str], newer_than: int = 0) -> dict[str, VersionedCounts]: ...
+
+
+class TokenRelationshipReader(RelationshipReader, Protocol):
+    """A relationship cache that ``proves_tokens``, as ``TokenCounterReader``."""
+
+    proves_tokens: bool
+
+    def get(self, user_id: str, other_ids: Sequence[str], newer_than: int = 0) -> dict[str, Relationship]: ...
+
+    def interactable(self, user_id: str, other_ids: Sequence[str], newer_than: int = 0) -> dict[str, bool]: ...

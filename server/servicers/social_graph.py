@@ -10,7 +10,7 @@ import grpc
 from socialgraph.v1 import common_pb2
 from socialgraph.v1 import social_graph_pb2 as pb
 from socialgraph.v1 import social_graph_pb2_grpc as pb_grpc
-from storage.types import ReportReason
+from storage.types import ConnectionRequest, RelatedUser, ReportReason
 
 from .. import convert
 from .. import validate as v
@@ -286,14 +286,14 @@ class _RequestPage(TypedDict):
     next_page_token: str
 
 
-def _users(page: Page) -> _UserPage:
+def _users(page: Page[RelatedUser]) -> _UserPage:
     return {
         "users": [convert.related_user(u) for u in page.items],
         "next_page_token": page.next_page_token,
     }
 
 
-def _requests(page: Page) -> _RequestPage:
+def _requests(page: Page[ConnectionRequest]) -> _RequestPage:
     return {
         "requests": [convert.connection_request(r) for r in page.items],
         "next_page_token": page.next_page_token,
