@@ -21,7 +21,7 @@ Usage::
 
 Keys the bench creates itself carry a unique ``bench-<hex>`` prefix and are
 deleted at the end. The server process uses the fixed ``sg`` prefix; the bench
-deletes exactly the ``sg:c:{id}`` keys of the ids it sent it. Two tiny scripts
+deletes exactly the counter keys (``counts_key``) of the ids it sent it. Two tiny scripts
 stay in Redis's script cache (``return 1`` and the limiter's own script).
 """
 
@@ -57,6 +57,7 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from cache import redis_client
+from cache.freshness import Freshness
 from cache.redis_cache import RedisCounterCache, counts_key
 from cache.sql import SqlCounters
 from harness import Metrics, delta, start_server
@@ -81,6 +82,9 @@ RB_REQUESTS = 50_000  # redis-benchmark -n
 RB_TIMEOUT = 90.0
 SERVER_START_TIMEOUT = 30.0
 CACHE_TTL = 600  # the bench's own cache entries expire even if cleanup fails
+# The Redis tier alone: entries stay servable for the whole run (the
+# staleness bound's own cost is bench/consistency.py's lookup_cost).
+TIER_ONLY = Freshness(max_staleness=CACHE_TTL)
 
 # ------------------------------------------------------------------ helpers
 
@@ -435,7 +439,8 @@ def bench_counts_in_process(client, storage, seeded, args, prefix: str, results:
     out = results["get_counts_in_process"] = {"hit_calls": hits_n, "miss_calls": miss_n, "sql_calls": sql_n}
 
     # (a) hits: a warm RedisCounterCache; no SQL may run.
-    cache = RedisCounterCache(client, SqlCounters(storage), ttl_seconds=CACHE_TTL, prefix=f"{prefix}:hit")
+    cache = RedisCounterCache(client, SqlCounters(storage), ttl_seconds=CACHE_TTL, prefix=f"{prefix}:hit",
+                              freshness=TIER_ONLY)
     graph = Graph(storage, limiter, counters=cache)
     graph.get_counts(ids[:100])  # fills 100 entries in one batch (warms pool and script)
     for u in ids:
@@ -463,7 +468,9 @@ def bench_counts_in_process(client, storage, seeded, args, prefix: str, results:
         Graph(
             storage,
             limiter,
-            counters=RedisCounterCache(client, SqlCounters(storage), ttl_seconds=CACHE_TTL, prefix=f"{prefix}:miss{p}"),
+            counters=RedisCounterCache(
+                client, SqlCounters(storage), ttl_seconds=CACHE_TTL, prefix=f"{prefix}:miss{p}", freshness=TIER_ONLY
+            ),
         )
         for p in range(passes)
     ]
@@ -506,7 +513,7 @@ def server_metrics(metrics: Metrics) -> dict[str, float]:
 
 
 def bench_counts_grpc(client, database_url, seeded, args, results: dict, sent: list[str]) -> None:
-    """``sent`` collects every id sent to the server (their sg:c:{id} keys
+    """``sent`` collects every id sent to the server (their counter keys
     are deleted afterwards)."""
     ids = list(seeded)
     n = max(args.iterations // 10, 500)
