@@ -30,6 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection
+from typing import Any
 
 import psycopg
 
@@ -236,7 +237,7 @@ class EventFeed:
         while not self._closed:
             try:
                 with psycopg.connect(*args, **kwargs, autocommit=True, connect_timeout=5) as conn:
-                    conn.execute(f"LISTEN {EVENTS_CHANNEL}")
+                    listen(conn)
                     self._refresh()  # whatever was sequenced before LISTEN took effect
                     while not self._closed:
                         covered = False
@@ -253,6 +254,16 @@ class EventFeed:
                         return
                     self._refresh()
                     threading.Event().wait(self._poll)
+
+
+def listen(conn: psycopg.Connection[Any]) -> str:
+    """Makes ``conn`` (autocommit, on the schema of the events) listen on
+    its schema's events channel; returns the channel's name."""
+    named = conn.execute(f"SELECT {EVENTS_CHANNEL}").fetchone()
+    assert named is not None
+    channel = str(named[0])
+    conn.execute(f'LISTEN "{channel}"')
+    return channel
 
 
 def _events_between(tx: Tx, after: int, through: int) -> list[Event]:

@@ -17,12 +17,11 @@ from server.rules.events import READ_LIMIT
 from server.rules.graph import now_us
 from storage import open_storage
 from storage.engine import SqlStorage
-from storage.feed import EventFeed
+from storage.feed import EventFeed, listen
 from storage.migrate import upgrade
-from storage.sql import EVENTS_CHANNEL
 from storage.types import Change, Event, EventKind, EventRange
 
-from .support import POSTGRES_DSN, temporary_database
+from .support import temporary_database
 
 
 def follow(storage: SqlStorage, a: str, b: str) -> None:
@@ -71,21 +70,17 @@ def test_a_run_returns_the_events_it_numbered(storage: SqlStorage, user: Callabl
 @pytest.mark.postgres
 def test_notify_carries_the_new_head(postgres: SqlStorage, user: Callable[[], str]) -> None:
     log = EventLog(postgres, now_us)
-    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
-        conn.execute(f"LISTEN {EVENTS_CHANNEL}")
+    url = postgres.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as conn:
+        listen(conn)
         a = user()
         follow(postgres, a, user())
         follow(postgres, a, user())
         numbered = log.sequence()
         new_head = head(postgres)
         assert [e.seq for e in numbered] == [new_head - 1, new_head]
-        # Other schemas' logs in this database notify on the channel too.
-        payloads = []
-        for note in conn.notifies(timeout=5):
-            payloads.append(note.payload)
-            if note.payload == str(new_head):
-                break
-        assert str(new_head) in payloads
+        payloads = [note.payload for note in conn.notifies(timeout=5, stop_after=1)]
+        assert payloads == [str(new_head)]
 
 
 @pytest.mark.postgres

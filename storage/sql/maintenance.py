@@ -27,8 +27,10 @@ from .run import Statement
 
 # Any fixed number: keeps the limiter's advisory locks apart from others.
 _LIMITER_LOCK_SEED = 0x5A7E
-# PostgreSQL channel notified by every transaction that gives events positions.
-EVENTS_CHANNEL = "socialgraph_events"
+# The PostgreSQL channel notified by every transaction that gives events
+# positions: one per schema (NOTIFY reaches a whole database), named by a
+# SQL expression so that the notifier and the listener name it alike.
+EVENTS_CHANNEL = "'socialgraph_events_' || left(md5(current_schema()), 16)"
 
 
 class Maintenance(Reads):
@@ -196,7 +198,7 @@ _SEQUENCER_LOCK = Statement(
 )
 # The payload is the head after the sequencer's batch: a process whose feed
 # already holds it has nothing to read.
-_NOTIFY_EVENTS = Statement(select(func.pg_notify(EVENTS_CHANNEL, bindparam("head"))))
+_NOTIFY_EVENTS = Statement(select(func.pg_notify(literal_column(EVENTS_CHANNEL), bindparam("head"))))
 _OLDEST_EVENTS = Statement(
     select(events.c.seq, events.c.occurred_us)
     .where(events.c.seq.is_not(None))
