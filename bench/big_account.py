@@ -36,8 +36,7 @@ from typing import Any
 import grpc
 import psycopg
 
-from bench.events import schema
-from harness import Metrics, free_port, running_server
+from harness import Metrics, free_port, libpq_url, postgres_schema, running_server
 from socialgraph.v1 import admin_pb2 as apb
 from socialgraph.v1 import admin_pb2_grpc, social_graph_pb2_grpc
 from socialgraph.v1 import social_graph_pb2 as pb
@@ -104,7 +103,7 @@ def run(
     dsn: str = DSN, followers: int = 300_000, baseline: float = 5.0, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """Seeds, measures, returns the figures (see the module docstring)."""
-    with schema(dsn) as url:
+    with postgres_schema(dsn, "bench_big_account") as url:
         storage = open_storage(url, pool_size=2)
         upgrade(storage)
         big = str(uuid.uuid4())
@@ -112,7 +111,7 @@ def run(
         seed_followers(storage, big, followers)
         log(f"big account: seeded {followers} followers in {time.monotonic() - started:.1f} s")
         storage.close()
-        with psycopg.connect(dsn, options=f"-csearch_path={url.rpartition('%3D')[2]}") as conn:
+        with psycopg.connect(libpq_url(url)) as conn:
             sample = [row[0] for row in conn.execute(
                 "SELECT follower_id FROM follows WHERE followee_id = %s ORDER BY random() LIMIT 2000", (big,)
             )]
@@ -126,7 +125,7 @@ def run(
                 started = time.monotonic()
                 admin_pb2_grpc.AdminServiceStub(channel).DeleteUser(apb.DeleteUserRequest(user_id=big), timeout=60)
                 response_s = time.monotonic() - started
-            with psycopg.connect(dsn, options=f"-csearch_path={url.rpartition('%3D')[2]}") as conn:
+            with psycopg.connect(libpq_url(url)) as conn:
                 while (conn.execute("SELECT count(*) FROM user_jobs WHERE user_id = %s", (big,)).fetchone() or (0,))[0]:
                     time.sleep(0.1)
             finish_s = time.monotonic() - started

@@ -47,19 +47,20 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from cache import redis_client
 from cache.redis_cache import RedisCounterCache, counts_key
 from cache.sql import SqlCounters
-from harness import Metrics, delta, start_server
+from harness import Metrics, delta, postgres_schema, start_server
 from ratelimit import InProcessLimiter
 from ratelimit.redis import SCRIPT as SLIDING_WINDOW_LUA
 from ratelimit.redis import RedisLimiter, log_key
@@ -369,7 +370,7 @@ def limiter_ratios(out: dict) -> dict:
 
 
 @contextlib.contextmanager
-def bench_database(url: str | None, tmpdir: Path, tag: str):
+def bench_database(url: str | None, tmpdir: Path) -> Iterator[tuple[str, str]]:
     """A database of its own: a new SQLite file (deleted afterwards), or a
     private schema in the given PostgreSQL database (dropped afterwards).
     Yields (url, dialect)."""
@@ -389,19 +390,8 @@ def bench_database(url: str | None, tmpdir: Path, tag: str):
         return
     if backend != "postgresql":
         raise SystemExit(f"--database-url must be sqlite:// or postgresql://, got {url!r}")
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    schema = f"{tag.replace('-', '_')}"
-    admin = create_engine(parsed, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        scoped = parsed.update_query_dict({"options": f"-csearch_path={schema}"})
-        yield scoped.render_as_string(hide_password=False), "postgresql"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema(url, "bench") as scoped:
+        yield scoped, "postgresql"
 
 
 def seed(storage, count: int) -> dict[str, dict[str, int]]:
@@ -738,7 +728,7 @@ def main(argv: list[str] | None = None) -> int:
             bench_limiter(client, args, tag, results)
             results["cleanup"] = {"limiter_keys_deleted": scan_delete(client, f"{tag}:*")}
 
-            with bench_database(args.database_url, tmpdir, tag) as (database_url, dialect):
+            with bench_database(args.database_url, tmpdir) as (database_url, dialect):
                 results["environment"]["database"] = dialect
                 storage = open_storage(database_url, pool_size=4)
                 try:

@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import psycopg
@@ -15,8 +16,11 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+import harness
+
 # The process harness, shared with the bench; re-exported for the suites.
 from harness import (  # noqa: F401
+    POSTGRES_DSN,
     RedisServer,
     clean_env,
     free_port,
@@ -27,7 +31,6 @@ from socialgraph.v1 import admin_pb2 as apb
 from socialgraph.v1 import admin_pb2_grpc, common_pb2, social_graph_pb2_grpc, watch_pb2_grpc
 from socialgraph.v1 import social_graph_pb2 as pb
 
-POSTGRES_DSN = os.environ.get("SOCIALGRAPH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("SOCIALGRAPH_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
@@ -54,21 +57,13 @@ def postgres_reachable() -> bool:
 
 
 @contextlib.contextmanager
-def temporary_database(backend: str, directory) -> Iterator[str]:
-    """A fresh, empty database of the given backend; yields its URL."""
-    if backend == "sqlite":
-        yield f"sqlite:///{directory}/graph-{uuid.uuid4().hex[:8]}.db"
-        return
-    require("PostgreSQL", postgres_reachable())
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        base = POSTGRES_DSN.replace("postgresql://", "postgresql+psycopg://", 1)
-        yield f"{base}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+def temporary_database(backend: str, directory: str | Path) -> Iterator[str]:
+    """A fresh, empty database of the given backend (harness.temporary_database);
+    yields its URL. PostgreSQL unreachable: the test fails in CI, else skips."""
+    if backend == "postgres":
+        require("PostgreSQL", postgres_reachable())
+    with harness.temporary_database(backend, directory, POSTGRES_DSN) as url:
+        yield url
 
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import re
 import signal
 import socket
 import sqlite3
@@ -31,7 +30,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from harness import ServerProcess, free_port, health_status, running_server
+from harness import ServerProcess, free_port, health_status, running_server, schema_of
 from socialgraph.v1 import social_graph_pb2 as pb
 
 from .support import (
@@ -141,12 +140,6 @@ def is_transport_error(error: grpc.RpcError) -> bool:
 
 def with_application_name(url: str, name: str) -> str:
     return f"{url}&application_name={name}"
-
-
-def schema_of(url: str) -> str:
-    match = re.search(r"search_path%3D(\w+)", url)
-    assert match, url
-    return match.group(1)
 
 
 def sqlite_path(url: str) -> str:
