@@ -52,7 +52,7 @@ from pathlib import Path
 
 import grpc
 import redis
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from prometheus_client import REGISTRY
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -60,7 +60,7 @@ from sqlalchemy.engine import make_url
 from cache import redis_client
 from cache.redis_cache import RedisCounterCache, counts_key
 from cache.sql import SqlCounters
-from harness import Metrics, delta, postgres_schema, start_server
+from harness import Metrics, delta, health_stub, postgres_schema, start_server
 from ratelimit import InProcessLimiter
 from ratelimit.redis import SCRIPT as SLIDING_WINDOW_LUA
 from ratelimit.redis import RedisLimiter, log_key
@@ -513,7 +513,7 @@ def bench_counts_grpc(client, database_url, seeded, args, results: dict, sent: l
         assert server.metrics is not None
         metrics = server.metrics
         with grpc.insecure_channel(server.address) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
+            health = health_stub(channel)
             stub = social_graph_pb2_grpc.SocialGraphServiceStub(channel)
             check = health_pb2.HealthCheckRequest()
 

@@ -1,6 +1,7 @@
 """The process harness the tests and the bench share (not part of the
 installed package): processes in harness/process.py, databases in
-harness/database.py."""
+harness/database.py, bulk seeds in harness/seed.py (imported from there:
+it needs the storage package)."""
 
 from .database import POSTGRES_DSN, libpq_url, postgres_schema, schema_of, schema_url, temporary_database
 from .process import (
@@ -15,6 +16,7 @@ from .process import (
     delta,
     free_port,
     health_status,
+    health_stub,
     rpcs_by_method,
     rss_bytes,
     run_socialgraph,
@@ -36,6 +38,7 @@ __all__ = [
     "delta",
     "free_port",
     "health_status",
+    "health_stub",
     "libpq_url",
     "postgres_schema",
     "rpcs_by_method",
