@@ -37,12 +37,12 @@ import grpc
 import psycopg
 
 from harness import Metrics, free_port, libpq_url, postgres_schema, running_server
+from harness.seed import seed_followers
 from socialgraph.v1 import admin_pb2 as apb
 from socialgraph.v1 import admin_pb2_grpc, social_graph_pb2_grpc
 from socialgraph.v1 import social_graph_pb2 as pb
 from storage import open_storage
 from storage.migrate import upgrade
-from tests.test_deletion import seed_followers
 
 ROOT = Path(__file__).resolve().parent.parent
 DSN = "postgresql://postgres@127.0.0.1:5432/test"

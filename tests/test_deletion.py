@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy import text
 
 from cache import cached_readers
+from harness.seed import seed_blockers, seed_followers
 from ratelimit import InProcessLimiter, Limiter, parse_windows
 from server.rules import Graph, NotFound, Policy
 from server.rules.events import EventLog
@@ -228,66 +229,6 @@ def pg_storage(pg_url: str) -> Iterator[SqlStorage]:
     upgrade(storage)
     yield storage
     storage.close()
-
-
-# ``n`` fresh user ids in order (a random prefix, then a counter), so the
-# index inserts of a bulk seed append instead of scattering.
-_FRESH_IDS = "SELECT :prefix || lpad(to_hex(g), 12, '0') AS id, g FROM generate_series(1, :n) AS g"
-
-
-def _prefix() -> str:
-    return new_user()[:24]
-
-
-def seed_followers(storage: SqlStorage, user_id: str, n: int) -> None:
-    """``n`` new users follow ``user_id``, counters and all, in three statements."""
-    now, prefix = time.time_ns() // 1000, _prefix()
-    with storage.engine.begin() as conn:
-        conn.execute(text("SET LOCAL synchronous_commit = off"))
-        conn.execute(
-            text(
-                "INSERT INTO follows (follower_id, followee_id, created_us)"
-                f" SELECT id, :u, :t + g FROM ({_FRESH_IDS}) AS fresh"
-            ),
-            {"u": user_id, "t": now - n, "n": n, "prefix": prefix},
-        )
-        conn.execute(
-            text(f"INSERT INTO user_counters (user_id, following, version) SELECT id, 1, 1 FROM ({_FRESH_IDS}) AS f"),
-            {"n": n, "prefix": prefix},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO user_counters (user_id, followers, version) VALUES (:u, :n, 1)"
-                " ON CONFLICT (user_id) DO UPDATE SET followers = user_counters.followers + :n"
-            ),
-            {"u": user_id, "n": n},
-        )
-    _analyze(storage, "follows", "user_counters")
-
-
-def _analyze(storage: SqlStorage, *tables: str) -> None:
-    """Fresh planner statistics after a bulk seed."""
-    with storage.engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE " + ", ".join(tables)))
-
-
-def seed_blockers(storage: SqlStorage, user_id: str, n: int) -> None:
-    """``n`` new users block ``user_id``."""
-    now, prefix = time.time_ns() // 1000, _prefix()
-    with storage.engine.begin() as conn:
-        conn.execute(text("SET LOCAL synchronous_commit = off"))
-        conn.execute(
-            text(
-                "INSERT INTO blocks (blocker_id, blocked_id, block_id, reason, created_us)"
-                f" SELECT id, :u, :block_prefix || lpad(to_hex(g), 12, '0'), '', :t + g FROM ({_FRESH_IDS}) AS fresh"
-            ),
-            {"u": user_id, "t": now - n, "n": n, "prefix": prefix, "block_prefix": _prefix()},
-        )
-        conn.execute(
-            text(f"INSERT INTO user_counters (user_id, blocked, version) SELECT id, 1, 1 FROM ({_FRESH_IDS}) AS fresh"),
-            {"n": n, "prefix": prefix},
-        )
-    _analyze(storage, "blocks", "user_counters")
 
 
 def wrong_counters(storage: SqlStorage) -> int:
