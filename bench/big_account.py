@@ -35,7 +35,9 @@ from typing import Any
 
 import grpc
 import psycopg
+from google.protobuf.message import Message
 
+from bench.events import pct
 from harness import Metrics, free_port, libpq_url, postgres_schema, running_server
 from harness.seed import seed_followers
 from socialgraph.v1 import admin_pb2 as apb
@@ -46,13 +48,6 @@ from storage.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 DSN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def _pct(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
 
 
 class Writers:
@@ -86,10 +81,11 @@ class Writers:
         while not self._stop.is_set():
             a = random.choice(self._followers) if group == "followers" else str(uuid.uuid4())
             b = str(uuid.uuid4())
-            for call, request in (
+            pair: list[tuple[Callable[..., object], Message]] = [
                 (self._graph.Follow, pb.FollowRequest(follower_id=a, followee_id=b)),
                 (self._graph.Unfollow, pb.UnfollowRequest(follower_id=a, followee_id=b)),
-            ):
+            ]
+            for call, request in pair:
                 started = time.perf_counter()
                 try:
                     call(request, timeout=30)
@@ -141,8 +137,8 @@ def run(
     for (phase, group), values in sorted(writers.latencies.items()):
         figures[f"{group}_writes_{phase}"] = {
             "calls": len(values),
-            "p50_ms": round(_pct(values, 0.5) or 0, 2),
-            "p99_ms": round(_pct(values, 0.99) or 0, 2),
+            "p50_ms": round(pct(values, 50), 2),
+            "p99_ms": round(pct(values, 99), 2),
         }
     for line in report_lines(figures):
         log(line)
