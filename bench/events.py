@@ -184,7 +184,7 @@ def in_process(url: str, size: Size) -> dict[str, Any]:
     splits the outbox's cost between the rows and the sequencer."""
     storage = open_storage(url, pool_size=12)  # 8 writers, the sequencer and the feed
     upgrade(storage)
-    graph = Graph(storage, InProcessLimiter(parse_windows("1000000/1h")), Policy())  # type: ignore[arg-type]
+    graph = Graph(storage, InProcessLimiter(parse_windows("1000000/1h")), Policy())
     # The feed as a server process runs it: its sequencer gives the events
     # their positions after each commit, part of what the outbox costs.
     log = EventLog(storage, now_us)
@@ -198,7 +198,7 @@ def in_process(url: str, size: Size) -> dict[str, Any]:
 
     feed = EventFeed(storage, sequence).start()
     bare = open_storage(url, pool_size=8)
-    bare_graph = Graph(bare, InProcessLimiter(parse_windows("1000000/1h")), Policy())  # type: ignore[arg-type]
+    bare_graph = Graph(bare, InProcessLimiter(parse_windows("1000000/1h")), Policy())
 
     def follow_rate(graph: Graph = graph) -> float:
         work = [(new_user(), new_user()) for _ in range(size.pairs)]

@@ -129,7 +129,7 @@ class SqlStatements:
         event.remove(self._engine, "before_cursor_execute", self._on_execute)
 
 
-def scan_delete(client: redis.Redis, pattern: str) -> int:
+def scan_delete(client: redis_client.Client, pattern: str) -> int:
     """UNLINKs every key matching ``pattern``; returns how many."""
     deleted = 0
     batch: list[bytes] = []
@@ -143,7 +143,7 @@ def scan_delete(client: redis.Redis, pattern: str) -> int:
     return deleted
 
 
-def delete_keys(client: redis.Redis, keys: list[str]) -> int:
+def delete_keys(client: redis_client.Client, keys: list[str]) -> int:
     deleted = 0
     for i in range(0, len(keys), 5000):
         deleted += client.unlink(*keys[i : i + 5000])

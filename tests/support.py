@@ -9,11 +9,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import grpc
 import psycopg
 import pytest
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 import harness
@@ -76,9 +77,15 @@ def new_user() -> str:
 # --------------------------------------------------------------------- errors
 
 
+def rpc_status_of(error: grpc.RpcError) -> status_pb2.Status | None:
+    """The google.rpc.Status the server attached to ``error``, if any."""
+    # What a call raises is a grpc.Call too; the stubs type the exception as RpcError alone.
+    return rpc_status.from_call(cast(grpc.Call, error))
+
+
 def status_detail(error: grpc.RpcError, kind):
     """The first detail of type ``kind`` in the error's google.rpc.Status."""
-    status = rpc_status.from_call(error)
+    status = rpc_status_of(error)
     assert status is not None, f"no google.rpc.Status on {error.code()}: {error.details()}"
     for detail in status.details:
         if detail.Is(kind.DESCRIPTOR):
@@ -166,7 +173,12 @@ class Client:
     def upsert(self, user: str, role: int = 1, display_name: str = "", avatar_url: str = ""):
         return self.admin.UpsertUser(
             apb.UpsertUserRequest(
-                user=common_pb2.User(user_id=user, role=role, display_name=display_name, avatar_url=avatar_url)
+                user=common_pb2.User(
+                    user_id=user,
+                    role=common_pb2.Role.ValueType(role),
+                    display_name=display_name,
+                    avatar_url=avatar_url,
+                )
             )
         ).user
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
+from typing import cast
 
 import grpc
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
@@ -100,7 +102,7 @@ class ReflectionClient:
         method = self.pool.FindServiceByName(service).methods_by_name[name]
         request_cls = message_factory.GetMessageClass(method.input_type)
         response_cls = message_factory.GetMessageClass(method.output_type)
-        call = self.channel.unary_unary(
+        call: grpc.UnaryUnaryMultiCallable[Message, Message] = self.channel.unary_unary(
             f"/{service}/{name}",
             request_serializer=lambda m: m.SerializeToString(),
             response_deserializer=response_cls.FromString,
@@ -123,7 +125,7 @@ def new_id() -> str:
 
 
 def decode_error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo:
-    status = rpc_status.from_call(error)
+    status = rpc_status.from_call(cast(grpc.Call, error))  # what a call raises is a grpc.Call too
     assert status is not None, f"no google.rpc.Status on {error.code()}: {error.details()}"
     assert status.code == error.code().value[0]
     for detail in status.details:
