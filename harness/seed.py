@@ -22,49 +22,50 @@ def _prefix() -> str:
 def seed_followers(storage: SqlStorage, user_id: str, n: int) -> None:
     """``n`` new users follow ``user_id``, counters and all, in three statements."""
     now, prefix = time.time_ns() // 1000, _prefix()
-    with storage.engine.begin() as conn:
-        conn.execute(text("SET LOCAL synchronous_commit = off"))
-        conn.execute(
-            text(
-                "INSERT INTO follows (follower_id, followee_id, created_us)"
-                f" SELECT id, :u, :t + g FROM ({_FRESH_IDS}) AS fresh"
-            ),
+    _bulk(
+        storage,
+        (
+            "INSERT INTO follows (follower_id, followee_id, created_us)"
+            f" SELECT id, :u, :t + g FROM ({_FRESH_IDS}) AS fresh",
             {"u": user_id, "t": now - n, "n": n, "prefix": prefix},
-        )
-        conn.execute(
-            text(f"INSERT INTO user_counters (user_id, following, version) SELECT id, 1, 1 FROM ({_FRESH_IDS}) AS f"),
+        ),
+        (
+            f"INSERT INTO user_counters (user_id, following, version) SELECT id, 1, 1 FROM ({_FRESH_IDS}) AS f",
             {"n": n, "prefix": prefix},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO user_counters (user_id, followers, version) VALUES (:u, :n, 1)"
-                " ON CONFLICT (user_id) DO UPDATE SET followers = user_counters.followers + :n"
-            ),
+        ),
+        (
+            "INSERT INTO user_counters (user_id, followers, version) VALUES (:u, :n, 1)"
+            " ON CONFLICT (user_id) DO UPDATE SET followers = user_counters.followers + :n",
             {"u": user_id, "n": n},
-        )
-    _analyze(storage, "follows", "user_counters")
-
-
-def _analyze(storage: SqlStorage, *tables: str) -> None:
-    """Fresh planner statistics after a bulk seed."""
-    with storage.engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE " + ", ".join(tables)))
+        ),
+        analyze=("follows", "user_counters"),
+    )
 
 
 def seed_blockers(storage: SqlStorage, user_id: str, n: int) -> None:
     """``n`` new users block ``user_id``."""
     now, prefix = time.time_ns() // 1000, _prefix()
+    _bulk(
+        storage,
+        (
+            "INSERT INTO blocks (blocker_id, blocked_id, block_id, reason, created_us)"
+            f" SELECT id, :u, :block_prefix || lpad(to_hex(g), 12, '0'), '', :t + g FROM ({_FRESH_IDS}) AS fresh",
+            {"u": user_id, "t": now - n, "n": n, "prefix": prefix, "block_prefix": _prefix()},
+        ),
+        (
+            f"INSERT INTO user_counters (user_id, blocked, version) SELECT id, 1, 1 FROM ({_FRESH_IDS}) AS fresh",
+            {"n": n, "prefix": prefix},
+        ),
+        analyze=("blocks", "user_counters"),
+    )
+
+
+def _bulk(storage: SqlStorage, *statements: tuple[str, dict[str, object]], analyze: tuple[str, ...]) -> None:
+    """The statements in one transaction that does not wait for its commit
+    to reach the disk, then fresh planner statistics for the tables."""
     with storage.engine.begin() as conn:
         conn.execute(text("SET LOCAL synchronous_commit = off"))
-        conn.execute(
-            text(
-                "INSERT INTO blocks (blocker_id, blocked_id, block_id, reason, created_us)"
-                f" SELECT id, :u, :block_prefix || lpad(to_hex(g), 12, '0'), '', :t + g FROM ({_FRESH_IDS}) AS fresh"
-            ),
-            {"u": user_id, "t": now - n, "n": n, "prefix": prefix, "block_prefix": _prefix()},
-        )
-        conn.execute(
-            text(f"INSERT INTO user_counters (user_id, blocked, version) SELECT id, 1, 1 FROM ({_FRESH_IDS}) AS fresh"),
-            {"n": n, "prefix": prefix},
-        )
-    _analyze(storage, "blocks", "user_counters")
+        for sql, params in statements:
+            conn.execute(text(sql), params)
+    with storage.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE " + ", ".join(analyze)))
