@@ -35,25 +35,19 @@ from typing import Any
 
 import grpc
 import psycopg
+from google.protobuf.message import Message
 
-from bench.events import schema
-from harness import Metrics, free_port, running_server
+from bench.events import pct
+from harness import Metrics, free_port, libpq_url, postgres_schema, running_server
+from harness.seed import seed_followers
 from socialgraph.v1 import admin_pb2 as apb
 from socialgraph.v1 import admin_pb2_grpc, social_graph_pb2_grpc
 from socialgraph.v1 import social_graph_pb2 as pb
 from storage import open_storage
 from storage.migrate import upgrade
-from tests.test_deletion import seed_followers
 
 ROOT = Path(__file__).resolve().parent.parent
 DSN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def _pct(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
 
 
 class Writers:
@@ -87,10 +81,11 @@ class Writers:
         while not self._stop.is_set():
             a = random.choice(self._followers) if group == "followers" else str(uuid.uuid4())
             b = str(uuid.uuid4())
-            for call, request in (
+            pair: list[tuple[Callable[..., object], Message]] = [
                 (self._graph.Follow, pb.FollowRequest(follower_id=a, followee_id=b)),
                 (self._graph.Unfollow, pb.UnfollowRequest(follower_id=a, followee_id=b)),
-            ):
+            ]
+            for call, request in pair:
                 started = time.perf_counter()
                 try:
                     call(request, timeout=30)
@@ -104,7 +99,7 @@ def run(
     dsn: str = DSN, followers: int = 300_000, baseline: float = 5.0, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """Seeds, measures, returns the figures (see the module docstring)."""
-    with schema(dsn) as url:
+    with postgres_schema(dsn, "bench_big_account") as url:
         storage = open_storage(url, pool_size=2)
         upgrade(storage)
         big = str(uuid.uuid4())
@@ -112,7 +107,7 @@ def run(
         seed_followers(storage, big, followers)
         log(f"big account: seeded {followers} followers in {time.monotonic() - started:.1f} s")
         storage.close()
-        with psycopg.connect(dsn, options=f"-csearch_path={url.rpartition('%3D')[2]}") as conn:
+        with psycopg.connect(libpq_url(url)) as conn:
             sample = [row[0] for row in conn.execute(
                 "SELECT follower_id FROM follows WHERE followee_id = %s ORDER BY random() LIMIT 2000", (big,)
             )]
@@ -126,7 +121,7 @@ def run(
                 started = time.monotonic()
                 admin_pb2_grpc.AdminServiceStub(channel).DeleteUser(apb.DeleteUserRequest(user_id=big), timeout=60)
                 response_s = time.monotonic() - started
-            with psycopg.connect(dsn, options=f"-csearch_path={url.rpartition('%3D')[2]}") as conn:
+            with psycopg.connect(libpq_url(url)) as conn:
                 while (conn.execute("SELECT count(*) FROM user_jobs WHERE user_id = %s", (big,)).fetchone() or (0,))[0]:
                     time.sleep(0.1)
             finish_s = time.monotonic() - started
@@ -142,8 +137,8 @@ def run(
     for (phase, group), values in sorted(writers.latencies.items()):
         figures[f"{group}_writes_{phase}"] = {
             "calls": len(values),
-            "p50_ms": round(_pct(values, 0.5) or 0, 2),
-            "p99_ms": round(_pct(values, 0.99) or 0, 2),
+            "p50_ms": round(pct(values, 50), 2),
+            "p99_ms": round(pct(values, 99), 2),
         }
     for line in report_lines(figures):
         log(line)

@@ -42,7 +42,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -53,9 +52,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
-import psycopg  # noqa: E402
 
-from harness import running_server  # noqa: E402
+from harness import postgres_schema, running_server  # noqa: E402
 from ratelimit import InProcessLimiter, parse_windows  # noqa: E402
 from server.rules import EventLog, Graph, Policy  # noqa: E402
 from server.rules.graph import now_us  # noqa: E402
@@ -77,18 +75,6 @@ def new_user() -> str:
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-
-@contextlib.contextmanager
-def schema(dsn: str) -> Iterator[str]:
-    name = f"bench_events_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {name}")
-    try:
-        yield dsn.replace("postgresql://", "postgresql+psycopg://", 1) + f"?options=-csearch_path%3D{name}"
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {name} CASCADE")
 
 
 class Watcher:
@@ -198,7 +184,7 @@ def in_process(url: str, size: Size) -> dict[str, Any]:
     splits the outbox's cost between the rows and the sequencer."""
     storage = open_storage(url, pool_size=12)  # 8 writers, the sequencer and the feed
     upgrade(storage)
-    graph = Graph(storage, InProcessLimiter(parse_windows("1000000/1h")), Policy())  # type: ignore[arg-type]
+    graph = Graph(storage, InProcessLimiter(parse_windows("1000000/1h")), Policy())
     # The feed as a server process runs it: its sequencer gives the events
     # their positions after each commit, part of what the outbox costs.
     log = EventLog(storage, now_us)
@@ -212,7 +198,7 @@ def in_process(url: str, size: Size) -> dict[str, Any]:
 
     feed = EventFeed(storage, sequence).start()
     bare = open_storage(url, pool_size=8)
-    bare_graph = Graph(bare, InProcessLimiter(parse_windows("1000000/1h")), Policy())  # type: ignore[arg-type]
+    bare_graph = Graph(bare, InProcessLimiter(parse_windows("1000000/1h")), Policy())
 
     def follow_rate(graph: Graph = graph) -> float:
         work = [(new_user(), new_user()) for _ in range(size.pairs)]
@@ -305,12 +291,12 @@ FOLLOW_DROP_TARGET = 0.10  # the issue's target: the outbox costs Follow at most
 def measure(database_url: str, size: Size) -> dict[str, Any]:
     """Every figure of the event bench, as a dict (also written as JSON)."""
     report: dict[str, Any] = {"size": dataclasses.asdict(size)}
-    with schema(database_url) as url:
+    with postgres_schema(database_url, "bench_events") as url:
         flags = ("--database-url", url, "--threads", "128", "--watch-streams", "64", "--rate-limits", "1000000/1h")
         with running_server(*flags) as (address, _):
             report["latency"] = [latency(address, watchers, size.writes) for watchers in (1, 50)]
             report["rate"] = delivery_rate(address, size.rate_writes)
-    with schema(database_url) as url:
+    with postgres_schema(database_url, "bench_events") as url:
         report["outbox"] = in_process(url, size)
     on, off = report["outbox"]["outbox"], report["outbox"]["no outbox"]
     drop = 1 - on["follow_unfollow_pairs_per_s"] / off["follow_unfollow_pairs_per_s"]

@@ -23,7 +23,7 @@ import uuid
 
 import psycopg
 
-from tests.support import POSTGRES_DSN
+from harness import POSTGRES_DSN, postgres_schema, schema_of
 
 CHANNEL = "sg_bench_counts"
 
@@ -72,28 +72,24 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10)
     args = parser.parse_args()
-    schema = f"notify_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(POSTGRES_DSN, autocommit=True) as admin:
-        admin.execute(f"CREATE SCHEMA {schema}")
+    with postgres_schema(POSTGRES_DSN, "notify") as url, psycopg.connect(POSTGRES_DSN, autocommit=True) as admin:
+        schema = schema_of(url)
         admin.execute(f"CREATE TABLE {schema}.counters (id int PRIMARY KEY, n bigint NOT NULL, v bigint NOT NULL)")
         admin.execute(f"INSERT INTO {schema}.counters SELECT g, 0, 0 FROM generate_series(0, {args.threads}) g")
-        try:
-            done = threading.Event()
-            heard = [0]
-            listeners = [threading.Thread(target=listen, args=(done, heard)) for _ in range(2)]
-            for thread in listeners:
-                thread.start()
-            time.sleep(0.5)
-            for notify in (False, True, False, True):
-                tps, p50, p99 = run(schema, args.threads, args.seconds, notify)
-                label = "with pg_notify" if notify else "without"
-                print(f"{label:<16} {args.threads} threads: {tps:8.0f} tx/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
-            done.set()
-            for thread in listeners:
-                thread.join()
-            print(f"notifications heard by the two listeners: {heard[0]}")
-        finally:
-            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        done = threading.Event()
+        heard = [0]
+        listeners = [threading.Thread(target=listen, args=(done, heard)) for _ in range(2)]
+        for thread in listeners:
+            thread.start()
+        time.sleep(0.5)
+        for notify in (False, True, False, True):
+            tps, p50, p99 = run(schema, args.threads, args.seconds, notify)
+            label = "with pg_notify" if notify else "without"
+            print(f"{label:<16} {args.threads} threads: {tps:8.0f} tx/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
+        done.set()
+        for thread in listeners:
+            thread.join()
+        print(f"notifications heard by the two listeners: {heard[0]}")
 
 
 if __name__ == "__main__":

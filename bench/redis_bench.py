@@ -47,20 +47,21 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import redis
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from prometheus_client import REGISTRY
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from cache import redis_client
 from cache.freshness import Freshness
 from cache.redis_cache import RedisCounterCache, counts_key
 from cache.sql import SqlCounters
-from harness import Metrics, delta, start_server
+from harness import Metrics, delta, health_stub, postgres_schema, start_server
 from ratelimit import InProcessLimiter
 from ratelimit.redis import SCRIPT as SLIDING_WINDOW_LUA
 from ratelimit.redis import RedisLimiter, log_key
@@ -132,7 +133,7 @@ class SqlStatements:
         event.remove(self._engine, "before_cursor_execute", self._on_execute)
 
 
-def scan_delete(client: redis.Redis, pattern: str) -> int:
+def scan_delete(client: redis_client.Client, pattern: str) -> int:
     """UNLINKs every key matching ``pattern``; returns how many."""
     deleted = 0
     batch: list[bytes] = []
@@ -146,7 +147,7 @@ def scan_delete(client: redis.Redis, pattern: str) -> int:
     return deleted
 
 
-def delete_keys(client: redis.Redis, keys: list[str]) -> int:
+def delete_keys(client: redis_client.Client, keys: list[str]) -> int:
     deleted = 0
     for i in range(0, len(keys), 5000):
         deleted += client.unlink(*keys[i : i + 5000])
@@ -373,7 +374,7 @@ def limiter_ratios(out: dict) -> dict:
 
 
 @contextlib.contextmanager
-def bench_database(url: str | None, tmpdir: Path, tag: str):
+def bench_database(url: str | None, tmpdir: Path) -> Iterator[tuple[str, str]]:
     """A database of its own: a new SQLite file (deleted afterwards), or a
     private schema in the given PostgreSQL database (dropped afterwards).
     Yields (url, dialect)."""
@@ -393,19 +394,8 @@ def bench_database(url: str | None, tmpdir: Path, tag: str):
         return
     if backend != "postgresql":
         raise SystemExit(f"--database-url must be sqlite:// or postgresql://, got {url!r}")
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    schema = f"{tag.replace('-', '_')}"
-    admin = create_engine(parsed, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        scoped = parsed.update_query_dict({"options": f"-csearch_path={schema}"})
-        yield scoped.render_as_string(hide_password=False), "postgresql"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema(url, "bench") as scoped:
+        yield scoped, "postgresql"
 
 
 def seed(storage, count: int) -> dict[str, dict[str, int]]:
@@ -530,7 +520,7 @@ def bench_counts_grpc(client, database_url, seeded, args, results: dict, sent: l
         assert server.metrics is not None
         metrics = server.metrics
         with grpc.insecure_channel(server.address) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
+            health = health_stub(channel)
             stub = social_graph_pb2_grpc.SocialGraphServiceStub(channel)
             check = health_pb2.HealthCheckRequest()
 
@@ -745,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
             bench_limiter(client, args, tag, results)
             results["cleanup"] = {"limiter_keys_deleted": scan_delete(client, f"{tag}:*")}
 
-            with bench_database(args.database_url, tmpdir, tag) as (database_url, dialect):
+            with bench_database(args.database_url, tmpdir) as (database_url, dialect):
                 results["environment"]["database"] = dialect
                 storage = open_storage(database_url, pool_size=4)
                 try:

@@ -63,7 +63,7 @@ from grpc_health.v1 import health_pb2
 
 from bench import seed
 from bench.scenario import FLOOR_OF, HEALTH, SVC, Context, Scenario, SideLoad
-from harness import Metrics, ServerProcess, rpcs_by_method, start_server
+from harness import Metrics, ServerProcess, libpq_url, rpcs_by_method, schema_url, start_server
 from socialgraph.v1 import social_graph_pb2 as pb
 from socialgraph.v1 import social_graph_pb2_grpc as pbg
 
@@ -315,8 +315,8 @@ def side_calls(ctx: Context, side: SideLoad, during: Any, seconds: float | None 
 
     def call() -> None:
         with grpc.insecure_channel(ctx.server.address) as channel:
-            send = channel.unary_unary(side.method, request_serializer=lambda m: m.SerializeToString(),
-                                       response_deserializer=lambda b: b)
+            send: grpc.UnaryUnaryMultiCallable[Message, bytes] = channel.unary_unary(
+                side.method, request_serializer=lambda m: m.SerializeToString(), response_deserializer=lambda b: b)
             while not stop.is_set():
                 started = time.perf_counter()
                 send(request, timeout=30)
@@ -551,8 +551,8 @@ def parse_args() -> Namespace:
     args = p.parse_args()
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.memory_requests = args.memory_requests or (50_000 if args.quick else 1_000_000)
-    args.pg_url = seed.libpq_url(args.database_url)
-    args.sa_url = seed.sqlalchemy_url(args.pg_url, args.schema)
+    args.pg_url = libpq_url(args.database_url)
+    args.sa_url = schema_url(args.pg_url, args.schema)
     args.workers = [int(w) for w in args.workers.split(",") if w.strip()]
     return args
 

@@ -21,7 +21,7 @@ schema back as seeded after a run):
 * BLOCK  140,000..147,999  follow celebrity 0; block it in the Block scenario
 * FOLLOW 148,000..149,999  follow/unfollow (no seeded edges)
 
-``python bench/seed.py [--database-url URL] [--schema bench] [--force]``
+``python -m bench.seed [--database-url URL] [--schema bench] [--force]``
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ import random
 import subprocess
 import sys
 import time
-from urllib.parse import quote
 
 import psycopg
+
+from harness import libpq_url, schema_url
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -66,20 +67,6 @@ def uid(i: int) -> str:
 
 
 USER_IDS = [uid(i) for i in range(N_USERS)]
-
-
-def sqlalchemy_url(pg_url: str, schema: str) -> str:
-    """postgresql://... -> postgresql+psycopg://...?options=-csearch_path%3D<schema>"""
-    base = pg_url.split("?", 1)[0]
-    if base.startswith("postgresql+psycopg://"):
-        base = "postgresql://" + base[len("postgresql+psycopg://"):]
-    options = quote(f"-csearch_path={schema}", safe="")
-    return "postgresql+psycopg://" + base[len("postgresql://"):] + "?options=" + options
-
-
-def libpq_url(url: str) -> str:
-    base = url.split("?", 1)[0]
-    return base.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 # ----------------------------------------------------------------- the graph
@@ -204,7 +191,7 @@ def seed(pg_url: str, schema: str, force: bool = False, log=print) -> dict:
         log(f"seed: (re)creating schema {schema!r}")
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         conn.execute(f'CREATE SCHEMA "{schema}"')
-    url = sqlalchemy_url(pg_url, schema)
+    url = schema_url(pg_url, schema)
     subprocess.run(
         [os.path.join(os.path.dirname(sys.executable), "socialgraph"), "migrate", "--database-url", url],
         check=True, cwd=ROOT, stdout=subprocess.DEVNULL,

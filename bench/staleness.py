@@ -20,23 +20,24 @@ import contextlib
 import statistics
 import tempfile
 import time
+import uuid
 
 import grpc
 
-from harness import RedisServer, running_server
+from harness import RedisServer, running_server, temporary_database
 from socialgraph.v1 import social_graph_pb2 as pb
-from tests.support import Client, new_user, temporary_database
+from socialgraph.v1.social_graph_pb2_grpc import SocialGraphServiceStub
 
 
-def measure(first: Client, second: Client, samples: int) -> list[float]:
+def measure(first: SocialGraphServiceStub, second: SocialGraphServiceStub, samples: int) -> list[float]:
     delays = []
     for _ in range(samples):
-        a, b = new_user(), new_user()
+        a, b = str(uuid.uuid4()), str(uuid.uuid4())
         request = pb.GetRelationshipRequest(user_id=a, other_user_id=b)
-        assert not first.graph.GetRelationship(request).relationship.following
-        second.follow(a, b)
+        assert not first.GetRelationship(request).relationship.following
+        second.Follow(pb.FollowRequest(follower_id=a, followee_id=b))
         acknowledged = time.monotonic()
-        while not first.graph.GetRelationship(request).relationship.following:
+        while not first.GetRelationship(request).relationship.following:
             time.sleep(0.001)
         delays.append((time.monotonic() - acknowledged) * 1000)
     return delays
@@ -63,7 +64,9 @@ def main() -> None:
                 addresses = [
                     stack.enter_context(running_server("--database-url", url, *extra))[0] for _ in range(2)
                 ]
-                first, second = (Client(stack.enter_context(grpc.insecure_channel(a))) for a in addresses)
+                first, second = (
+                    SocialGraphServiceStub(stack.enter_context(grpc.insecure_channel(a))) for a in addresses
+                )
                 report(shape, measure(first, second, args.samples))
 
 

@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
+
+from server.cli import health_stub as health_stub  # re-exported: the one typed Health client
 
 HOST = "127.0.0.1"
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -93,12 +95,7 @@ def health_status(address: str, service: str = "", timeout: float = 2.0) -> int 
     """The server's health status, or the error code when it did not answer."""
     with grpc.insecure_channel(address) as channel:
         try:
-            status: int = (
-                health_pb2_grpc.HealthStub(channel)  # type: ignore[attr-defined]  # the stubs miss Check, set in __init__
-                .Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
-                .status
-            )
-            return status
+            return health_stub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout).status
         except grpc.RpcError as error:
             code: grpc.StatusCode = error.code()
             return code

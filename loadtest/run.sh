@@ -1,7 +1,7 @@
 #!/bin/sh
 # ghz runs of the main scenarios against a server on 127.0.0.1:50051 (reflection, no .proto needed).
 #
-#   python bench/seed.py                      # the bench graph in schema "bench" (fixed user ids)
+#   python -m bench.seed                      # the bench graph in schema "bench" (fixed user ids)
 #   socialgraph serve --listen 127.0.0.1:50051 \
 #     --database-url 'postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3Dbench' \
 #     --redis-url redis://127.0.0.1:6379/13 --rate-limits 1000000000/1h,1000000000/24h --workers 2 &

@@ -8,15 +8,20 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
 
 import grpc
 import psycopg
 import pytest
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
+import harness
 
 # The process harness, shared with the bench; re-exported for the suites.
 from harness import (  # noqa: F401
+    POSTGRES_DSN,
     RedisServer,
     clean_env,
     free_port,
@@ -27,7 +32,6 @@ from socialgraph.v1 import admin_pb2 as apb
 from socialgraph.v1 import admin_pb2_grpc, common_pb2, social_graph_pb2_grpc, watch_pb2_grpc
 from socialgraph.v1 import social_graph_pb2 as pb
 
-POSTGRES_DSN = os.environ.get("SOCIALGRAPH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("SOCIALGRAPH_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
@@ -54,21 +58,13 @@ def postgres_reachable() -> bool:
 
 
 @contextlib.contextmanager
-def temporary_database(backend: str, directory) -> Iterator[str]:
-    """A fresh, empty database of the given backend; yields its URL."""
-    if backend == "sqlite":
-        yield f"sqlite:///{directory}/graph-{uuid.uuid4().hex[:8]}.db"
-        return
-    require("PostgreSQL", postgres_reachable())
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        base = POSTGRES_DSN.replace("postgresql://", "postgresql+psycopg://", 1)
-        yield f"{base}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+def temporary_database(backend: str, directory: str | Path) -> Iterator[str]:
+    """A fresh, empty database of the given backend (harness.temporary_database);
+    yields its URL. PostgreSQL unreachable: the test fails in CI, else skips."""
+    if backend == "postgres":
+        require("PostgreSQL", postgres_reachable())
+    with harness.temporary_database(backend, directory, POSTGRES_DSN) as url:
+        yield url
 
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -81,9 +77,15 @@ def new_user() -> str:
 # --------------------------------------------------------------------- errors
 
 
+def rpc_status_of(error: grpc.RpcError) -> status_pb2.Status | None:
+    """The google.rpc.Status the server attached to ``error``, if any."""
+    # What a call raises is a grpc.Call too; the stubs type the exception as RpcError alone.
+    return rpc_status.from_call(cast(grpc.Call, error))
+
+
 def status_detail(error: grpc.RpcError, kind):
     """The first detail of type ``kind`` in the error's google.rpc.Status."""
-    status = rpc_status.from_call(error)
+    status = rpc_status_of(error)
     assert status is not None, f"no google.rpc.Status on {error.code()}: {error.details()}"
     for detail in status.details:
         if detail.Is(kind.DESCRIPTOR):
@@ -171,7 +173,12 @@ class Client:
     def upsert(self, user: str, role: int = 1, display_name: str = "", avatar_url: str = ""):
         return self.admin.UpsertUser(
             apb.UpsertUserRequest(
-                user=common_pb2.User(user_id=user, role=role, display_name=display_name, avatar_url=avatar_url)
+                user=common_pb2.User(
+                    user_id=user,
+                    role=common_pb2.Role.ValueType(role),
+                    display_name=display_name,
+                    avatar_url=avatar_url,
+                )
             )
         ).user
 

@@ -16,9 +16,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from harness import health_stub
 from server.app import App, InvalidConfiguration
 from server.auth import AuthInterceptor
 from server.settings import Settings
@@ -97,9 +98,7 @@ def list_services(address: str, token: str | None = None) -> list[str]:
 
 def health_check(address: str) -> int:
     with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        # types-grpcio-health-checking declares no methods on HealthStub.
-        return stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status  # type: ignore[attr-defined]
+        return health_stub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
 
 
 @pytest.fixture

@@ -9,19 +9,21 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
+from typing import cast
 
 import grpc
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 from grpc_status import rpc_status
 
-from harness import ProcessFailed, ServerProcess, clean_env, free_port, run_socialgraph, start_server
+from harness import ProcessFailed, ServerProcess, clean_env, free_port, health_stub, run_socialgraph, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -100,7 +102,7 @@ class ReflectionClient:
         method = self.pool.FindServiceByName(service).methods_by_name[name]
         request_cls = message_factory.GetMessageClass(method.input_type)
         response_cls = message_factory.GetMessageClass(method.output_type)
-        call = self.channel.unary_unary(
+        call: grpc.UnaryUnaryMultiCallable[Message, Message] = self.channel.unary_unary(
             f"/{service}/{name}",
             request_serializer=lambda m: m.SerializeToString(),
             response_deserializer=response_cls.FromString,
@@ -123,7 +125,7 @@ def new_id() -> str:
 
 
 def decode_error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo:
-    status = rpc_status.from_call(error)
+    status = rpc_status.from_call(cast(grpc.Call, error))  # what a call raises is a grpc.Call too
     assert status is not None, f"no google.rpc.Status on {error.code()}: {error.details()}"
     assert status.code == error.code().value[0]
     for detail in status.details:
@@ -265,14 +267,14 @@ def test_errors_through_reflection_carry_error_info(channel):
 
 
 def test_health_reports_serving(channel):
-    stub = health_pb2_grpc.HealthStub(channel)
+    stub = health_stub(channel)
     for service in ("", GRAPH, ADMIN):
         response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=RPC_TIMEOUT)
         assert response.status == health_pb2.HealthCheckResponse.SERVING, service
 
 
 def test_health_of_an_unknown_service_is_not_found(channel):
-    stub = health_pb2_grpc.HealthStub(channel)
+    stub = health_stub(channel)
     with pytest.raises(grpc.RpcError) as raised:
         stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=RPC_TIMEOUT)
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
@@ -301,7 +303,7 @@ def test_a_second_server_on_the_same_port_exits_with_a_clear_message(server, tmp
     assert server.address in err, err
     assert "Traceback" not in err, err
     # The first server is untouched and still answers.
-    stub = health_pb2_grpc.HealthStub(channel)
+    stub = health_stub(channel)
     status = stub.Check(health_pb2.HealthCheckRequest(), timeout=RPC_TIMEOUT).status
     assert status == health_pb2.HealthCheckResponse.SERVING
     assert server.poll() is None

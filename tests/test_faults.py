@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import re
 import signal
 import socket
 import sqlite3
@@ -21,17 +20,19 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, LiteralString
 
 import grpc
 import psycopg
 import pytest
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
-from grpc_status import rpc_status
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from harness import ServerProcess, free_port, health_status, running_server
+from harness import ServerProcess, free_port, health_status, running_server, schema_of
 from socialgraph.v1 import social_graph_pb2 as pb
 
 from .support import (
@@ -40,6 +41,7 @@ from .support import (
     Client,
     error_info,
     new_user,
+    rpc_status_of,
     temporary_database,
 )
 
@@ -121,7 +123,7 @@ def wait_health(address: str, status: int, timeout: float = HEALTH_BOUND) -> Non
 def is_storage_unavailable(error: grpc.RpcError) -> bool:
     if (
         error.code() != grpc.StatusCode.UNAVAILABLE
-        or rpc_status.from_call(error) is None
+        or rpc_status_of(error) is None
     ):
         return False
     info = error_info(error)
@@ -133,7 +135,7 @@ def is_transport_error(error: grpc.RpcError) -> bool:
     return error.code() in (
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.CANCELLED,
-    ) and (rpc_status.from_call(error) is None)
+    ) and (rpc_status_of(error) is None)
 
 
 # ------------------------------------------------------------ the database
@@ -141,12 +143,6 @@ def is_transport_error(error: grpc.RpcError) -> bool:
 
 def with_application_name(url: str, name: str) -> str:
     return f"{url}&application_name={name}"
-
-
-def schema_of(url: str) -> str:
-    match = re.search(r"search_path%3D(\w+)", url)
-    assert match, url
-    return match.group(1)
 
 
 def sqlite_path(url: str) -> str:
@@ -159,19 +155,22 @@ def admin_connection() -> psycopg.Connection:
 
 
 def backends_waiting_on_locks(application_name: str) -> int:
-    with admin_connection() as conn:
-        return conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'",
-            (application_name,),
-        ).fetchone()[0]
+    return backends(application_name, "wait_event_type = 'Lock'")
 
 
 def backends_active(application_name: str) -> int:
+    return backends(application_name, "state <> 'idle'")
+
+
+def backends(application_name: str, condition: LiteralString) -> int:
+    """PostgreSQL's connections named ``application_name`` that meet ``condition``."""
     with admin_connection() as conn:
-        return conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND state <> 'idle'",
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND " + condition,
             (application_name,),
-        ).fetchone()[0]
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 @contextlib.contextmanager
@@ -322,26 +321,24 @@ def write_load(
         kind = rng.choice(("follow", "request", "block", "churn", "churn", "churn"))
         a, b = rng.sample(shared, 2)
         fresh = new_user()
+        # The call with its request bound (``send(timeout=...)`` makes it),
+        # and what its response proves.
+        send: Callable[..., Message]
+        record: Callable[[Any], None]
         if kind == "follow":
-            method, request = (
-                g.Follow,
-                pb.FollowRequest(follower_id=a, followee_id=fresh),
-            )
+            send = partial(g.Follow, pb.FollowRequest(follower_id=a, followee_id=fresh))
 
             def record(_r, a=a, fresh=fresh):
                 ledger.follows.add((a, fresh))
         elif kind == "request":
-            method = g.SendConnectionRequest
-            request = pb.SendConnectionRequestRequest(
-                requester_id=fresh, recipient_id=a
-            )
+            send = partial(g.SendConnectionRequest, pb.SendConnectionRequestRequest(requester_id=fresh, recipient_id=a))
 
             def record(r, a=a, fresh=fresh):
                 assert r.created, r
                 ledger.requests.add((fresh, a))
                 ledger.follows.add((fresh, a))  # auto-follow (C4)
         elif kind == "block":
-            method, request = g.Block, pb.BlockRequest(blocker_id=a, blocked_id=fresh)
+            send = partial(g.Block, pb.BlockRequest(blocker_id=a, blocked_id=fresh))
 
             def record(_r, a=a, fresh=fresh):
                 ledger.blocks.add((a, fresh))
@@ -358,34 +355,27 @@ def write_load(
                     "remove",
                 )
             )
-            method, request = {
-                "follow": (g.Follow, pb.FollowRequest(follower_id=a, followee_id=b)),
-                "unfollow": (
-                    g.Unfollow,
-                    pb.UnfollowRequest(follower_id=a, followee_id=b),
+            churn: dict[str, Callable[..., Message]] = {
+                "follow": partial(g.Follow, pb.FollowRequest(follower_id=a, followee_id=b)),
+                "unfollow": partial(g.Unfollow, pb.UnfollowRequest(follower_id=a, followee_id=b)),
+                "send": partial(
+                    g.SendConnectionRequest, pb.SendConnectionRequestRequest(requester_id=a, recipient_id=b)
                 ),
-                "send": (
-                    g.SendConnectionRequest,
-                    pb.SendConnectionRequestRequest(requester_id=a, recipient_id=b),
+                "accept": partial(
+                    g.AcceptConnectionRequest, pb.AcceptConnectionRequestRequest(recipient_id=a, requester_id=b)
                 ),
-                "accept": (
-                    g.AcceptConnectionRequest,
-                    pb.AcceptConnectionRequestRequest(recipient_id=a, requester_id=b),
-                ),
-                "block": (g.Block, pb.BlockRequest(blocker_id=a, blocked_id=b)),
-                "unblock": (g.Unblock, pb.UnblockRequest(blocker_id=a, blocked_id=b)),
-                "remove": (
-                    g.RemoveConnection,
-                    pb.RemoveConnectionRequest(user_id=a, other_user_id=b),
-                ),
-            }[op]
+                "block": partial(g.Block, pb.BlockRequest(blocker_id=a, blocked_id=b)),
+                "unblock": partial(g.Unblock, pb.UnblockRequest(blocker_id=a, blocked_id=b)),
+                "remove": partial(g.RemoveConnection, pb.RemoveConnectionRequest(user_id=a, other_user_id=b)),
+            }
+            send = churn[op]
 
             def record(_r):
                 pass
 
             kind = f"churn:{op}"
         try:
-            response = method(request, timeout=RPC_TIMEOUT)
+            response = send(timeout=RPC_TIMEOUT)
         except grpc.RpcError as error:
             if is_storage_unavailable(error):
                 with ledger.lock:
@@ -397,7 +387,7 @@ def write_load(
                     ledger.codes["server gone"] += 1
                 return
             reason = ""
-            if rpc_status.from_call(error) is not None:
+            if rpc_status_of(error) is not None:
                 reason = error_info(error).reason
             if kind.startswith("churn") and (error.code(), reason) in EXPECTED_REFUSALS:
                 with ledger.lock:
@@ -528,6 +518,7 @@ class TcpProxy:
     def down(self) -> None:
         """Closes every connection and stops listening: new connects are refused."""
         if self._listener is not None:
+            assert self._accepting is not None and self._acceptor is not None  # up() sets all three
             self._accepting.clear()
             # The accept loop polls the listener; once it has left, closing
             # the listener frees the port at once, so up() can bind it again.
@@ -784,10 +775,10 @@ def holding_lock_on(backend: str, url: str, app_name: str, user: str) -> Iterato
     """PostgreSQL: the user's counter row ``FOR UPDATE``; SQLite: the file's
     write lock (``BEGIN IMMEDIATE``)."""
     if backend == "postgres":
-        conn = psycopg.connect(
+        pg = psycopg.connect(
             POSTGRES_DSN, options=f"-csearch_path={schema_of(url)}", connect_timeout=5
         )
-        rows = conn.execute(
+        rows = pg.execute(
             "SELECT * FROM user_counters WHERE user_id = %s FOR UPDATE", (user,)
         ).fetchall()
         assert len(rows) == 1, rows
@@ -796,30 +787,30 @@ def holding_lock_on(backend: str, url: str, app_name: str, user: str) -> Iterato
         def release():
             if not released.is_set():
                 released.set()
-                conn.rollback()
+                pg.rollback()
 
         try:
             yield Held(user, release, lambda: backends_waiting_on_locks(app_name) > 0)
         finally:
             release()
-            conn.close()
+            pg.close()
     else:
-        conn = sqlite3.connect(sqlite_path(url), isolation_level=None, timeout=10)
-        conn.execute("BEGIN IMMEDIATE")
+        lite = sqlite3.connect(sqlite_path(url), isolation_level=None, timeout=10)
+        lite.execute("BEGIN IMMEDIATE")
         started = time.monotonic()
         released = threading.Event()
 
         def release():
             if not released.is_set():
                 released.set()
-                conn.execute("ROLLBACK")
+                lite.execute("ROLLBACK")
 
         try:
             # Nothing shows a waiting SQLite writer from outside; give it a moment.
             yield Held(user, release, lambda: time.monotonic() - started > 1.0)
         finally:
             release()
-            conn.close()
+            lite.close()
 
 
 class Call(threading.Thread):
@@ -827,7 +818,9 @@ class Call(threading.Thread):
 
     def __init__(self, fn: Callable[[], object]) -> None:
         super().__init__(daemon=True)
-        self.fn, self.result, self.error = fn, None, None
+        self.fn = fn
+        self.result: object = None
+        self.error: grpc.RpcError | None = None
         self.started_at = self.ended_at = 0.0
 
     def run(self) -> None:

@@ -36,10 +36,11 @@ import pytest
 from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from harness import health_stub
 from server.rules.ids import CANONICAL_UUID
 from socialgraph.v1 import admin_pb2 as apb
 from socialgraph.v1 import common_pb2 as cpb
@@ -658,7 +659,7 @@ def ids(n: int) -> list[str]:
 def test_oversize_requests_are_resource_exhausted_and_the_server_keeps_serving(small_server):
     channel, process = small_server
     client = Client(channel)
-    health = health_pb2_grpc.HealthStub(channel)
+    health = health_stub(channel)
     # Just under the limit: 1,000 candidates (~40 kB) are fine.
     under = pb.FilterInteractableRequest(user_id=A, candidate_ids=ids(1000))
     assert under.ByteSize() < LIMIT

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
-from harness import Metrics
+from harness import Metrics, health_stub
 
 from .support import Client, free_port, new_user, running_server
 
@@ -27,7 +27,7 @@ def test_metrics_count_rpcs_by_method_and_code(tmp_path):
         client.send(a, new_user())
         client.counts(a)
         client.counts(a)
-        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        health_stub(channel).Check(health_pb2.HealthCheckRequest())
         samples = Metrics(port).samples()
 
     def rpcs(method: str, code: str) -> float:

@@ -22,13 +22,15 @@ import os
 import random
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from harness import ServerProcess, run_socialgraph, running_server
@@ -78,7 +80,7 @@ class Cluster:
     url: str
     servers: list[ServerProcess]
     clients: list[Client]
-    engine: object
+    engine: Engine
     groups: list[list[str]] = field(default_factory=list)
 
     def client(self, i: int) -> Client:
@@ -284,7 +286,7 @@ def race(cluster: Cluster, calls, tally: Tally, label: str):
 class Snapshot:
     follows: set
     connections: dict  # (user, other) -> created_us
-    requests: list  # rows
+    requests: Sequence[Any]  # rows
     blocks: set
     counters: dict  # user -> dict of the six columns
 
