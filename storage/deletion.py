@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, case, delete, func, literal, select, update
@@ -64,6 +64,9 @@ class DeletionTx:
     # the storage): what ``lock_hold`` measures.
     others_locked_at: float | None = None
     committed_at: float | None = None
+    # A batch's counter changes by user, applied at ``flush``.
+    _countdown: dict[str, dict[str, int]] | None = None
+    _last: list[Callable[[], None]]
 
     def lock_users(self, user_ids: Iterable[str]) -> dict[str, Counts]:
         raise NotImplementedError
@@ -129,19 +132,22 @@ class DeletionTx:
 
     def delete_edges(self, user_id: str, limit: int) -> Cascade:
         """Removes up to ``limit`` edges of a tombstoned user, kind after
-        kind, keeping the other users' counters exact (their rows locked in
-        user id order, as every write locks them). ``more`` is whether it
-        found ``limit`` edges: another job (a promotion's, or the deletion of
-        a user at the other end) may remove some of them between the picks
-        and the DELETEs, so what was removed does not tell. No edge of a
-        tombstoned user appears afterwards, so finding fewer means none are
+        kind, keeping the other users' counters exact. ``more`` is whether
+        it found ``limit`` edges: another job (a promotion's, or the deletion
+        of a user at the other end) may remove some of them between the
+        picks and the DELETEs, so what was removed does not tell. No edge of
+        a tombstoned user appears afterwards, so finding fewer means none are
         left. Other users being deleted keep their counters at zero: their
         own jobs count nothing either.
 
-        The edges are picked before any other user's lock is taken; under
-        the locks each kind found is one ``DELETE ... RETURNING``, and the
-        counters of all the users it touched are one ``UPDATE`` per distinct
-        set of deltas (one, when the batch removed edges of one kind)."""
+        Each kind found is one ``DELETE ... RETURNING``; the other users'
+        counters change at ``flush``, after the events are appended, as the
+        last statements before COMMIT (``_count_down``), so that the batch
+        holds their locks for two statements and the commit. Their edges
+        can go before their locks are taken: no write touches an edge of a
+        tombstoned user (the rules refuse it under that user's lock), only
+        jobs do, and a job takes counter locks after its edge rows, in user
+        id order, so none waits for an edge while holding a counter lock."""
         left = limit
         picked: dict[str, list[Any]] = {}
         for name, pick in _PICKS:
@@ -152,30 +158,22 @@ class DeletionTx:
         def others(name: str) -> list[str]:
             return [row.other for row in picked[name]]
 
-        following, followers, connected = others("following"), others("followers"), others("connections")
-        outgoing, incoming = picked["outgoing"], picked["incoming"]
-        blocking, blocked_by = others("blocking"), others("blocked_by")
-        # The blocked side of the user's own blocks keeps no counter of them.
-        counted = {*following, *followers, *connected, *blocked_by}
-        counted.update(row.other for row in (*outgoing, *incoming))
-        if counted:
-            self._lock_others(counted)
-        # Their own counters are zero until their deletion finishes.
-        counted -= self.deleting(counted)
         # Each kind counts only what its DELETE returned: a promotion's job
         # may lift blocks against the user at the same time.
-        following = self._removed(_DELETE_FOLLOWING, user_id, following)
-        followers = self._removed(_DELETE_FOLLOWERS, user_id, followers)
+        following = self._removed(_DELETE_FOLLOWING, user_id, others("following"))
+        followers = self._removed(_DELETE_FOLLOWERS, user_id, others("followers"))
+        connected = others("connections")
         if connected:
             self._d.run(_DELETE_CONNECTIONS_TO, {"user_id": user_id, "ids": connected})
         connected = self._removed(_DELETE_CONNECTIONS, user_id, connected)
+        outgoing, incoming = picked["outgoing"], picked["incoming"]
         requests = [row.request_id for row in (*outgoing, *incoming)]
         gone = {row.request_id for row in self._d.rows(_DELETE_REQUESTS, {"ids": requests})} if requests else set()
         outgoing = [row for row in outgoing if row.request_id in gone]
         incoming = [row for row in incoming if row.request_id in gone]
-        blocking = self._removed(_DELETE_BLOCKING, user_id, blocking)
-        blocked_by = self._removed(_DELETE_BLOCKED_BY, user_id, blocked_by)
-        deltas: dict[str, dict[str, int]] = {}
+        blocking = self._removed(_DELETE_BLOCKING, user_id, others("blocking"))
+        blocked_by = self._removed(_DELETE_BLOCKED_BY, user_id, others("blocked_by"))
+        # The blocked side of the user's own blocks keeps no counter of them.
         for ids, column in (
             (following, "followers"),
             (followers, "following"),
@@ -185,10 +183,7 @@ class DeletionTx:
             (blocked_by, "blocked"),
         ):
             for other in ids:
-                if other in counted:
-                    change = deltas.setdefault(other, {})
-                    change[column] = change.get(column, 0) - 1
-        self._apply(deltas)
+                self._count_later(other, column)
         return Cascade(
             follows=sorted([(user_id, other) for other in following] + [(other, user_id) for other in followers]),
             connections=[(user_id, other) for other in sorted(connected)],
@@ -199,6 +194,27 @@ class DeletionTx:
             blocks=sorted([(user_id, other) for other in blocking] + [(other, user_id) for other in blocked_by]),
             more=left == 0,
         )
+
+    def _count_later(self, user_id: str, column: str) -> None:
+        """One edge of ``user_id`` counted in ``column`` is gone: counted
+        down by ``_count_down`` at ``flush``."""
+        if self._countdown is None:
+            self._countdown = {}
+            self._last.append(self._count_down)
+        change = self._countdown.setdefault(user_id, {})
+        change[column] = change.get(column, 0) - 1
+
+    def _count_down(self) -> None:
+        """Locks the counter rows of the users whose edges the batch removed
+        (in user id order, as every write locks them) and applies their
+        changes, except to users being deleted (zero until the end)."""
+        deltas, self._countdown = self._countdown or {}, None
+        if not deltas:
+            return
+        self._lock_others(deltas)
+        for other in self.deleting(deltas):
+            del deltas[other]
+        self._apply(deltas)
 
     def _removed(self, statement: Statement, user_id: str, ids: list[str]) -> list[str]:
         """Deletes the edges of ``user_id`` with the users ``ids``; returns

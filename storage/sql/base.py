@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import BindParameter, ColumnElement, Connection, bindparam, case, update
@@ -42,6 +43,9 @@ class TxBase:
         self._deltas: dict[str, dict[str, int]] = {}
         self._changes: list[Change] = []
         self.emitted = False
+        # Work ``flush`` runs last, after the events (``DeletionTx``: a
+        # batch's counter updates, so that it locks other users late).
+        self._last: list[Callable[[], None]] = []
 
     # -------------------------------------------------------------- counters
 
@@ -77,9 +81,13 @@ class TxBase:
     def flush(self, position: int | None = None) -> None:
         """Applies the counter changes added up so far, two users a statement,
         then appends the events (see ``_append_events``) with the
-        transaction's commit position when it is known (SQLite)."""
+        transaction's commit position when it is known (SQLite), then runs
+        the work left for last."""
         self._flush_counters()
         self._append_events(position)
+        last, self._last = self._last, []
+        for work in last:
+            work()
 
     def _flush_counters(self) -> None:
         pending, self._deltas = list(self._deltas.items()), {}
