@@ -83,9 +83,13 @@ class DeletionTx:
         return max(0.0, self.committed_at - self.others_locked_at)
 
     def _lock_others(self, user_ids: Iterable[str]) -> None:
+        """Locks other users' counter rows (in user id order); none for an
+        empty ``user_ids``, when the next statement locks them itself."""
         if self.others_locked_at is None:
             self.others_locked_at = time.monotonic()
-        self.lock_users(user_ids)
+        ids = list(user_ids)
+        if ids:
+            self.lock_users(ids)
 
     # --------------------------------------------------------------- tombstone
 
@@ -209,6 +213,14 @@ class DeletionTx:
         (in user id order, as every write locks them) and applies their
         changes, except to users being deleted (zero until the end)."""
         deltas, self._countdown = self._countdown or {}, None
+        groups = _grouped(deltas)
+        if len(groups) == 1:
+            # The common batch (one kind of edge): one statement locks the
+            # rows in user id order and updates them.
+            (key, ids), = groups.items()
+            self._lock_others(())
+            self._touch(self._d.rows(_LOCK_AND_ADD, self._delta_params(key, ids)))
+            return
         if not deltas:
             return
         self._lock_others(deltas)
@@ -226,14 +238,13 @@ class DeletionTx:
     def _apply(self, deltas: dict[str, dict[str, int]]) -> None:
         """Adds each user's counter deltas (their rows are locked): one
         ``UPDATE`` for all the users with the same deltas, in user id order."""
-        groups: dict[tuple[int, ...], list[str]] = {}
-        for other, change in deltas.items():
-            key = tuple(change.get(name, 0) for name in COUNTER_COLUMNS)
-            groups.setdefault(key, []).append(other)
-        for key, ids in groups.items():
-            params: dict[str, Any] = dict(zip(_DELTA_NAMES, key, strict=True))
-            params.update(ids=sorted(ids), now=self._now_us)
-            self._touch(self._d.rows(_ADD_COUNTERS, params))
+        for key, ids in _grouped(deltas).items():
+            self._touch(self._d.rows(_ADD_COUNTERS, self._delta_params(key, ids)))
+
+    def _delta_params(self, key: tuple[int, ...], ids: list[str]) -> dict[str, Any]:
+        params: dict[str, Any] = dict(zip(_DELTA_NAMES, key, strict=True))
+        params.update(ids=sorted(ids), now=self._now_us)
+        return params
 
     def finish_deletion(self, user_id: str) -> None:
         """The deletion's last step, once no edge is left: the user's counter
@@ -415,16 +426,40 @@ _DELETE_REQUESTS = Statement(
 _DELETE_BLOCKING = _delete_edges(blocks, _b.blocker_id, _b.blocked_id)
 _DELETE_BLOCKED_BY = _delete_edges(blocks, _b.blocked_id, _b.blocker_id)
 _DELTA_NAMES = tuple(f"d_{name}" for name in COUNTER_COLUMNS)
-_ADD_COUNTERS = Statement(
-    update(user_counters)
-    .where(_uc.user_id.in_(_IDS))
-    .values(
-        {
-            **{name: _uc[name] + bindparam(delta) for name, delta in zip(COUNTER_COLUMNS, _DELTA_NAMES, strict=True)},
-            "version": _next_version(bindparam("now")),
-        }
+
+
+def _grouped(deltas: dict[str, dict[str, int]]) -> dict[tuple[int, ...], list[str]]:
+    """The users by their deltas (in ``COUNTER_COLUMNS`` order)."""
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for user_id, change in deltas.items():
+        groups.setdefault(tuple(change.get(name, 0) for name in COUNTER_COLUMNS), []).append(user_id)
+    return groups
+
+
+def _add_counters(where: ColumnElement[bool]) -> Statement:
+    """Adds the deltas ``d_<column>`` to the counter rows ``where`` selects
+    and bumps their versions; returns the new rows."""
+    deltas = {name: _uc[name] + bindparam(delta) for name, delta in zip(COUNTER_COLUMNS, _DELTA_NAMES, strict=True)}
+    return Statement(
+        update(user_counters)
+        .where(where)
+        .values({**deltas, "version": _next_version(bindparam("now"))})
+        .returning(user_counters)
     )
-    .returning(user_counters)
+
+
+_ADD_COUNTERS = _add_counters(_uc.user_id.in_(_IDS))
+# The same for the users ``ids`` not being deleted, whose rows it locks first
+# in user id order (PostgreSQL: the sub-select's FOR UPDATE sits above its
+# sort), as every write locks them.
+_locked = user_counters.alias("locked")
+_LOCK_AND_ADD = _add_counters(
+    _uc.user_id.in_(
+        select(_locked.c.user_id)
+        .where(_locked.c.user_id.in_(_IDS), ~_locked.c.deleting)
+        .order_by(_locked.c.user_id)
+        .with_for_update()
+    )
 )
 
 # ---------------------------------------------------------------------- jobs
