@@ -193,7 +193,7 @@ def run(
         "write_errors": writers.errors,
     }
     for (phase, group), values in sorted(writers.latencies.items()):
-        figures[f"{group}_writes_{phase}"] = {
+        figures[_key(group, phase)] = {
             "calls": len(values),
             "p50_ms": round(_pct(values, 0.5) or 0, 2),
             "p99_ms": round(_pct(values, 0.99) or 0, 2),
@@ -201,6 +201,10 @@ def run(
     for line in report_lines(figures):
         log(line)
     return figures
+
+
+def _key(group: str, phase: str) -> str:
+    return f"reads_{phase}" if group == "reads" else f"{group}_writes_{phase}"
 
 
 _CALLS = {"unrelated": "Follow/Unfollow", "followers": "Follow/Unfollow", "reads": "GetCounts/ListFollowing"}
@@ -216,7 +220,7 @@ def report_lines(figures: dict[str, Any]) -> list[str]:
         f"p50 {hold['p50']} ms, p99 {hold['p99']} ms, max {hold['max']} ms",
     ]
     for group in ("unrelated", "followers", "reads"):
-        before, during = figures.get(f"{group}_writes_baseline"), figures.get(f"{group}_writes_deleting")
+        before, during = figures.get(_key(group, "baseline")), figures.get(_key(group, "deleting"))
         if before and during:
             lines.append(
                 f"{group} {_CALLS[group]} p99: {before['p99_ms']} ms without, {during['p99_ms']} ms during "
