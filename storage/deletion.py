@@ -150,8 +150,12 @@ class DeletionTx:
         holds their locks for two statements and the commit. Their edges
         can go before their locks are taken: no write touches an edge of a
         tombstoned user (the rules refuse it under that user's lock), only
-        jobs do, and a job takes counter locks after its edge rows, in user
-        id order, so none waits for an edge while holding a counter lock."""
+        jobs do, and a deletion's batch takes counter locks after its edge
+        rows, in user id order. A promotion's batch takes the blockers'
+        locks first (``Unblock`` may touch the same block), so a batch
+        lifting blocks against a user whose deletion starts meanwhile can
+        deadlock once with it: PostgreSQL detects it and the storage reruns
+        the batch."""
         left = limit
         picked: dict[str, list[Any]] = {}
         for name, pick in _PICKS:
