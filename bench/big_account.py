@@ -7,11 +7,17 @@ schema (dropped at the end), the followers seeded with bulk SQL.
 
 - Unrelated writes: 8 threads send Follow+Unfollow pairs between fresh
   users, and 2 threads the same from the big account's followers (whose
-  counter rows the deletion's batches lock), for ``--baseline`` seconds
+  counter rows the deletion's batches lock); 2 threads read (GetCounts of
+  10 followers, ListFollowing of a follower); for ``--baseline`` seconds
   without a deletion, then while the deletion runs; p50/p99 of each call.
 - The deletion: how long DeleteUser's response took, and how long until its
-  job was done (the tombstone's row gone); the longest batch the server ran
-  (``socialgraph_big_account_longest_batch_seconds``).
+  job was done (the tombstone's row gone), as edges a second; the longest
+  batch the server ran (``socialgraph_big_account_longest_batch_seconds``);
+  how long each batch held other users' counter rows locked, from its
+  first lock to its commit: p50 and p99 interpolated within the buckets of
+  ``socialgraph_big_account_lock_hold_seconds`` (as PromQL's
+  ``histogram_quantile``), the exact maximum from
+  ``socialgraph_big_account_longest_lock_hold_seconds``.
 
 Usage::
 
@@ -35,10 +41,10 @@ from typing import Any
 
 import grpc
 import psycopg
-from google.protobuf.message import Message
 
 from bench.events import pct
 from harness import Metrics, free_port, libpq_url, postgres_schema, running_server
+from harness.process import parse_sample
 from harness.seed import seed_followers
 from socialgraph.v1 import admin_pb2 as apb
 from socialgraph.v1 import admin_pb2_grpc, social_graph_pb2_grpc
@@ -48,6 +54,31 @@ from storage.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def histogram_quantile(samples: dict[str, float], name: str, q: float) -> float | None:
+    """The ``q`` quantile of the Prometheus histogram ``name`` (every label
+    summed), interpolated linearly within its bucket as PromQL's
+    ``histogram_quantile`` does; None when it has no observation."""
+    buckets: dict[float, float] = {}
+    for key, value in samples.items():
+        sample, labels = parse_sample(key)
+        if sample == f"{name}_bucket":
+            bound = float(labels["le"])
+            buckets[bound] = buckets.get(bound, 0.0) + value
+    bounds = sorted(buckets)
+    if not bounds or not buckets[bounds[-1]]:
+        return None
+    rank = q * buckets[bounds[-1]]
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (rank - below) / max(count - below, 1e-9)
+        lower, below = bound, count
+    return lower
 
 
 class Writers:
@@ -63,7 +94,7 @@ class Writers:
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._loop, args=(group,), daemon=True)
-            for group in ["unrelated"] * 8 + ["followers"] * 2
+            for group in ["unrelated"] * 8 + ["followers"] * 2 + ["reads"] * 2
         ]
 
     def start(self) -> Writers:
@@ -77,15 +108,23 @@ class Writers:
             thread.join()
         self._channel.close()
 
+    def _calls(self, group: str) -> list[tuple[Callable[..., Any], Any]]:
+        if group == "reads":
+            some = random.sample(self._followers, 10)
+            return [
+                (self._graph.GetCounts, pb.GetCountsRequest(user_ids=some)),
+                (self._graph.ListFollowing, pb.ListFollowingRequest(user_id=some[0], page_size=10)),
+            ]
+        a = random.choice(self._followers) if group == "followers" else str(uuid.uuid4())
+        b = str(uuid.uuid4())
+        return [
+            (self._graph.Follow, pb.FollowRequest(follower_id=a, followee_id=b)),
+            (self._graph.Unfollow, pb.UnfollowRequest(follower_id=a, followee_id=b)),
+        ]
+
     def _loop(self, group: str) -> None:
         while not self._stop.is_set():
-            a = random.choice(self._followers) if group == "followers" else str(uuid.uuid4())
-            b = str(uuid.uuid4())
-            pair: list[tuple[Callable[..., object], Message]] = [
-                (self._graph.Follow, pb.FollowRequest(follower_id=a, followee_id=b)),
-                (self._graph.Unfollow, pb.UnfollowRequest(follower_id=a, followee_id=b)),
-            ]
-            for call, request in pair:
+            for call, request in self._calls(group):
                 started = time.perf_counter()
                 try:
                     call(request, timeout=30)
@@ -126,16 +165,30 @@ def run(
                     time.sleep(0.1)
             finish_s = time.monotonic() - started
             writers.stop()
-            longest = Metrics(metrics).value("socialgraph_big_account_longest_batch_seconds")
+            samples = Metrics(metrics).samples()
+    longest = samples.get("socialgraph_big_account_longest_batch_seconds")
+    hold = "socialgraph_big_account_lock_hold_seconds"
+    hold_p50, hold_p99 = histogram_quantile(samples, hold, 0.5), histogram_quantile(samples, hold, 0.99)
+    hold_max = samples.get("socialgraph_big_account_longest_lock_hold_seconds")
+    if hold_max is not None:  # interpolating within a bucket can pass the largest value seen
+        hold_p50, hold_p99 = (None if q is None else min(q, hold_max) for q in (hold_p50, hold_p99))
+    batches = sum(value for key, value in samples.items() if parse_sample(key)[0] == f"{hold}_count")
+
+    def ms(seconds: float | None) -> float | None:
+        return None if seconds is None else round(seconds * 1000, 1)
+
     figures: dict[str, Any] = {
         "followers": followers,
         "delete_user_response_ms": round(response_s * 1000, 1),
         "deletion_finished_s": round(finish_s, 1),
-        "longest_batch_ms": None if longest is None else round(longest * 1000, 1),
+        "edges_per_s": round(followers / finish_s),
+        "longest_batch_ms": ms(longest),
+        "batches": int(batches),
+        "lock_hold_ms": {"p50": ms(hold_p50), "p99": ms(hold_p99), "max": ms(hold_max)},
         "write_errors": writers.errors,
     }
     for (phase, group), values in sorted(writers.latencies.items()):
-        figures[f"{group}_writes_{phase}"] = {
+        figures[_key(group, phase)] = {
             "calls": len(values),
             "p50_ms": round(pct(values, 50), 2),
             "p99_ms": round(pct(values, 99), 2),
@@ -145,16 +198,27 @@ def run(
     return figures
 
 
+def _key(group: str, phase: str) -> str:
+    return f"reads_{phase}" if group == "reads" else f"{group}_writes_{phase}"
+
+
+_CALLS = {"unrelated": "Follow/Unfollow", "followers": "Follow/Unfollow", "reads": "GetCounts/ListFollowing"}
+
+
 def report_lines(figures: dict[str, Any]) -> list[str]:
+    hold = figures["lock_hold_ms"]
     lines = [
         f"DeleteUser of {figures['followers']} followers: response {figures['delete_user_response_ms']} ms, "
-        f"every edge gone after {figures['deletion_finished_s']} s, longest batch {figures['longest_batch_ms']} ms",
+        f"every edge gone after {figures['deletion_finished_s']} s ({figures['edges_per_s']} edges/s), "
+        f"longest batch {figures['longest_batch_ms']} ms",
+        f"other users' counter rows locked per batch ({figures['batches']} batches): "
+        f"p50 {hold['p50']} ms, p99 {hold['p99']} ms, max {hold['max']} ms",
     ]
-    for group in ("unrelated", "followers"):
-        before, during = figures.get(f"{group}_writes_baseline"), figures.get(f"{group}_writes_deleting")
+    for group in ("unrelated", "followers", "reads"):
+        before, during = figures.get(_key(group, "baseline")), figures.get(_key(group, "deleting"))
         if before and during:
             lines.append(
-                f"{group} Follow/Unfollow p99: {before['p99_ms']} ms without, {during['p99_ms']} ms during "
+                f"{group} {_CALLS[group]} p99: {before['p99_ms']} ms without, {during['p99_ms']} ms during "
                 f"(x{during['p99_ms'] / before['p99_ms']:.2f}; p50 {before['p50_ms']} -> {during['p50_ms']} ms)"
             )
     return lines

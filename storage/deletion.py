@@ -22,10 +22,11 @@ ends, and a batch of a process that lost its lease rolls back.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, bindparam, delete, func, literal, select, update
+from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, case, delete, func, literal, select, update
 
 from .schema import COUNTER_COLUMNS, blocks, connection_requests, connections, follows, user_counters, user_jobs, users
 from .sql.run import Runner, Statement
@@ -49,28 +50,46 @@ def not_deleting(user_id: Any) -> ColumnElement[bool]:
 
 class DeletionTx:
     """The statements of tombstones, jobs and their batches, mixed into
-    ``SqlTx``, which provides what is declared here."""
+    ``SqlTx``, which provides what is declared here. Every statement runs
+    on the transaction's ``Runner`` (compiled once, ``storage/sql/run.py``)."""
 
-    _c: Connection
     _d: Runner
     _pg: bool
     _now_us: int
-    _insert: Any  # the dialect's INSERT ... ON CONFLICT
     read_us: int
     touched: dict[str, VersionedCounts]
     _locked_deleting: dict[str, bool]
+    # When this transaction took its first lock on other users' counter
+    # rows for a batch, and when it committed (``time.monotonic()``; set by
+    # the storage): what ``lock_hold`` measures.
+    others_locked_at: float | None = None
+    committed_at: float | None = None
+    # A batch's counter changes by user, applied at ``flush``.
+    _countdown: dict[str, dict[str, int]] | None = None
+    _last: list[Callable[[], None]]
 
     def lock_users(self, user_ids: Iterable[str]) -> dict[str, Counts]:
-        raise NotImplementedError
-
-    def _bump(self, user_id: list[str], **deltas: int) -> None:
         raise NotImplementedError
 
     def _touch(self, rows: Any) -> None:
         raise NotImplementedError
 
-    def _next_version(self) -> ColumnElement[int]:
-        raise NotImplementedError
+    def lock_hold(self) -> float | None:
+        """Seconds this transaction held other users' counter rows locked
+        for a batch (from its first such lock to its commit); None when it
+        took none or has not committed."""
+        if self.others_locked_at is None or self.committed_at is None:
+            return None
+        return max(0.0, self.committed_at - self.others_locked_at)
+
+    def _lock_others(self, user_ids: Iterable[str]) -> None:
+        """Locks other users' counter rows (in user id order); none for an
+        empty ``user_ids``, when the next statement locks them itself."""
+        if self.others_locked_at is None:
+            self.others_locked_at = time.monotonic()
+        ids = list(user_ids)
+        if ids:
+            self.lock_users(ids)
 
     # --------------------------------------------------------------- tombstone
 
@@ -94,147 +113,154 @@ class DeletionTx:
         what it counts now is exactly what the job removes."""
         if self.deleting([user_id]):
             return None
-        uc = user_counters.c
-        row = self._c.execute(select(user_counters).where(uc.user_id == user_id)).first()
+        row = self._d.first(_COUNTERS, {"user_id": user_id})
         counts = Counts(*row[: 1 + len(COUNTER_COLUMNS)]) if row is not None else Counts(user_id)
-        b = blocks.c
-        against = self._c.execute(
-            select(func.count()).select_from(blocks).where(b.blocked_id == user_id)
-        ).scalar_one()
+        against = int(self._d.value(_COUNT_BLOCKS_AGAINST, {"user_id": user_id}) or 0)
         removed = Removed(
             follows=counts.followers + counts.following,
             connections=counts.connections,
             requests=counts.incoming_requests + counts.outgoing_requests,
             blocks=counts.blocked + against,
         )
-        existed = self._c.execute(delete(users).where(users.c.user_id == user_id)).rowcount > 0
+        existed = self._d.run(_DELETE_USER, {"user_id": user_id}) > 0
         job = existed or removed != Removed()
         if not job:
             self._drop_counters(user_id)
             return removed, False
-        self._c.execute(user_jobs.insert().values(user_id=user_id, kind=int(JobKind.DELETE), created_us=now_us))
+        self._d.run(_INSERT_JOB, {"user_id": user_id, "kind": int(JobKind.DELETE), "created_us": now_us})
         if row is None:
-            self._c.execute(user_counters.insert().values(user_id=user_id))
-        self._touch(
-            self._c.execute(
-                update(user_counters)
-                .where(uc.user_id == user_id)
-                .values(**dict.fromkeys(COUNTER_COLUMNS, 0), version=self._next_version(), deleting=True)
-                .returning(user_counters)
-            )
-        )
+            self._d.run(_INSERT_COUNTERS, {"user_id": user_id})
+        self._touch(self._d.rows(_ZERO_COUNTERS, {"ids": [user_id], "now": self._now_us, "deleting": True}))
         self._locked_deleting[user_id] = True
         return removed, True
 
     def delete_edges(self, user_id: str, limit: int) -> Cascade:
         """Removes up to ``limit`` edges of a tombstoned user, kind after
-        kind, keeping the other users' counters exact (their rows locked in
-        user id order, as every write locks them). ``more`` is whether it
-        found ``limit`` edges: another job (a promotion's, or the deletion of
-        a user at the other end) may remove some of them between the picks
-        and the DELETEs, so what was removed does not tell. No edge of a
-        tombstoned user appears afterwards, so finding fewer means none are
+        kind, keeping the other users' counters exact. ``more`` is whether
+        it found ``limit`` edges: another job (a promotion's, or the deletion
+        of a user at the other end) may remove some of them between the
+        picks and the DELETEs, so what was removed does not tell. No edge of
+        a tombstoned user appears afterwards, so finding fewer means none are
         left. Other users being deleted keep their counters at zero: their
-        own jobs count nothing either."""
-        f, c, r, b = follows.c, connections.c, connection_requests.c, blocks.c
+        own jobs count nothing either.
+
+        Each kind found is one ``DELETE ... RETURNING``; the other users'
+        counters change at ``flush``, after the events are appended, as the
+        last statements before COMMIT (``_count_down``), so that the batch
+        holds their locks for two statements and the commit. Their edges
+        can go before their locks are taken: no write touches an edge of a
+        tombstoned user (the rules refuse it under that user's lock), only
+        jobs do, and a deletion's batch takes counter locks after its edge
+        rows, in user id order. A promotion's batch takes the blockers'
+        locks first (``Unblock`` may touch the same block), so a batch
+        lifting blocks against a user whose deletion starts meanwhile can
+        deadlock once with it: PostgreSQL detects it and the storage reruns
+        the batch."""
         left = limit
         picked: dict[str, list[Any]] = {}
-
-        def pick(name: str, query: Select[Any]) -> None:
-            nonlocal left
-            rows = list(self._c.execute(query.limit(left))) if left > 0 else []
+        for name, pick in _PICKS:
+            rows = self._d.rows(pick, {"user_id": user_id, "limit": left}) if left > 0 else []
             picked[name] = rows
             left -= len(rows)
 
-        pick("following", select(f.followee_id).where(f.follower_id == user_id).order_by(f.followee_id))
-        pick("followers", select(f.follower_id).where(f.followee_id == user_id).order_by(f.created_us, f.follower_id))
-        pick("connections", select(c.other_id).where(c.user_id == user_id).order_by(c.other_id))
-        pick(
-            "outgoing",
-            select(r.request_id, r.recipient_id)
-            .where(r.requester_id == user_id)
-            .order_by(r.created_us, r.request_id),
-        )
-        pick(
-            "incoming",
-            select(r.request_id, r.requester_id)
-            .where(r.recipient_id == user_id)
-            .order_by(r.created_us, r.request_id),
-        )
-        pick("blocking", select(b.blocked_id).where(b.blocker_id == user_id).order_by(b.blocked_id))
-        pick("blocked_by", select(b.blocker_id).where(b.blocked_id == user_id).order_by(b.blocker_id))
+        def others(name: str) -> list[str]:
+            return [row.other for row in picked[name]]
 
-        def others(name: str, column: int = 0) -> list[str]:
-            return [row[column] for row in picked[name]]
-
-        following, followers, connected = others("following"), others("followers"), others("connections")
-        outgoing, incoming = picked["outgoing"], picked["incoming"]
-        blocking, blocked_by = others("blocking"), others("blocked_by")
-        # The blocked side of the user's own blocks keeps no counter of them.
-        counted = {*following, *followers, *connected, *blocked_by}
-        counted.update(row[1] for row in (*outgoing, *incoming))
-        if counted:
-            self.lock_users(counted)
-        # Their own counters are zero until their deletion finishes.
-        counted -= self.deleting(counted)
-        # Each kind bumps only what its DELETE returned: a promotion's job
+        # Each kind counts only what its DELETE returned: a promotion's job
         # may lift blocks against the user at the same time.
-        following = self._removed(follows, f.follower_id == user_id, f.followee_id, following)
-        followers = self._removed(follows, f.followee_id == user_id, f.follower_id, followers)
+        following = self._removed(_DELETE_FOLLOWING, user_id, others("following"))
+        followers = self._removed(_DELETE_FOLLOWERS, user_id, others("followers"))
+        connected = others("connections")
         if connected:
-            self._c.execute(delete(connections).where(c.other_id == user_id, c.user_id.in_(connected)))
-        connected = self._removed(connections, c.user_id == user_id, c.other_id, connected)
-        requests = [row[0] for row in (*outgoing, *incoming)]
-        gone = self._c.execute(
-            delete(connection_requests).where(r.request_id.in_(requests)).returning(r.request_id)
-        ).scalars().all() if requests else []
-        removed_requests = set(gone)
-        outgoing = [row for row in outgoing if row[0] in removed_requests]
-        incoming = [row for row in incoming if row[0] in removed_requests]
-        blocking = self._removed(blocks, b.blocker_id == user_id, b.blocked_id, blocking)
-        blocked_by = self._removed(blocks, b.blocked_id == user_id, b.blocker_id, blocked_by)
+            self._d.run(_DELETE_CONNECTIONS_TO, {"user_id": user_id, "ids": connected})
+        connected = self._removed(_DELETE_CONNECTIONS, user_id, connected)
+        outgoing, incoming = picked["outgoing"], picked["incoming"]
+        requests = [row.request_id for row in (*outgoing, *incoming)]
+        gone = {row.request_id for row in self._d.rows(_DELETE_REQUESTS, {"ids": requests})} if requests else set()
+        outgoing = [row for row in outgoing if row.request_id in gone]
+        incoming = [row for row in incoming if row.request_id in gone]
+        blocking = self._removed(_DELETE_BLOCKING, user_id, others("blocking"))
+        blocked_by = self._removed(_DELETE_BLOCKED_BY, user_id, others("blocked_by"))
+        # The blocked side of the user's own blocks keeps no counter of them.
         for ids, column in (
             (following, "followers"),
             (followers, "following"),
             (connected, "connections"),
-            ([row[1] for row in outgoing], "incoming_requests"),
-            ([row[1] for row in incoming], "outgoing_requests"),
+            ([row.other for row in outgoing], "incoming_requests"),
+            ([row.other for row in incoming], "outgoing_requests"),
             (blocked_by, "blocked"),
         ):
-            ids = [other for other in ids if other in counted]
-            if ids:
-                self._bump(ids, **{column: -1})
+            for other in ids:
+                self._count_later(other, column)
         return Cascade(
             follows=sorted([(user_id, other) for other in following] + [(other, user_id) for other in followers]),
             connections=[(user_id, other) for other in sorted(connected)],
             requests=sorted(
-                [(row[0], user_id, row[1]) for row in outgoing] + [(row[0], row[1], user_id) for row in incoming]
+                [(row.request_id, user_id, row.other) for row in outgoing]
+                + [(row.request_id, row.other, user_id) for row in incoming]
             ),
             blocks=sorted([(user_id, other) for other in blocking] + [(other, user_id) for other in blocked_by]),
             more=left == 0,
         )
 
-    def _removed(self, table: Any, where: ColumnElement[bool], other: Any, ids: list[str]) -> list[str]:
-        """Deletes the rows of ``table`` matching ``where`` whose ``other``
-        is one of ``ids``; returns the ids it found, in order."""
+    def _count_later(self, user_id: str, column: str) -> None:
+        """One edge of ``user_id`` counted in ``column`` is gone: counted
+        down by ``_count_down`` at ``flush``."""
+        if self._countdown is None:
+            self._countdown = {}
+            self._last.append(self._count_down)
+        change = self._countdown.setdefault(user_id, {})
+        change[column] = change.get(column, 0) - 1
+
+    def _count_down(self) -> None:
+        """Locks the counter rows of the users whose edges the batch removed
+        (in user id order, as every write locks them) and applies their
+        changes, except to users being deleted (zero until the end)."""
+        deltas, self._countdown = self._countdown or {}, None
+        groups = _grouped(deltas)
+        if len(groups) == 1:
+            # The common batch (one kind of edge): one statement locks the
+            # rows in user id order and updates them.
+            (key, ids), = groups.items()
+            self._lock_others(())
+            self._touch(self._d.rows(_LOCK_AND_ADD, self._delta_params(key, ids)))
+            return
+        if not deltas:
+            return
+        self._lock_others(deltas)
+        for other in self.deleting(deltas):
+            del deltas[other]
+        self._apply(deltas)
+
+    def _removed(self, statement: Statement, user_id: str, ids: list[str]) -> list[str]:
+        """Deletes the edges of ``user_id`` with the users ``ids``; returns
+        the ids it found, in order."""
         if not ids:
             return []
-        return sorted(self._c.execute(delete(table).where(where, other.in_(ids)).returning(other)).scalars())
+        return sorted(row.other for row in self._d.rows(statement, {"user_id": user_id, "ids": ids}))
+
+    def _apply(self, deltas: dict[str, dict[str, int]]) -> None:
+        """Adds each user's counter deltas (their rows are locked): one
+        ``UPDATE`` for all the users with the same deltas, in user id order."""
+        for key, ids in _grouped(deltas).items():
+            self._touch(self._d.rows(_ADD_COUNTERS, self._delta_params(key, ids)))
+
+    def _delta_params(self, key: tuple[int, ...], ids: list[str]) -> dict[str, Any]:
+        params: dict[str, Any] = dict(zip(_DELTA_NAMES, key, strict=True))
+        params.update(ids=sorted(ids), now=self._now_us)
+        return params
 
     def finish_deletion(self, user_id: str) -> None:
         """The deletion's last step, once no edge is left: the user's counter
         row (published as zeros at a newer version) and the tombstone go."""
         self._drop_counters(user_id)
-        self._c.execute(delete(users).where(users.c.user_id == user_id))
+        self._d.run(_DELETE_USER, {"user_id": user_id})
         self._finish_job(user_id, JobKind.DELETE)
 
     def _drop_counters(self, user_id: str) -> None:
         """Deletes the user's counter row; caches learn zeros at a newer version."""
         self._locked_deleting.pop(user_id, None)
-        uc = user_counters.c
-        version = self._c.execute(
-            delete(user_counters).where(uc.user_id == user_id).returning(uc.version)
-        ).scalar()
+        version = self._d.value(_DROP_COUNTERS, {"user_id": user_id})
         self.touched[user_id] = VersionedCounts(
             Counts(user_id), max(int(version or 0) + 1, self._now_us), self.read_us
         )
@@ -243,18 +269,9 @@ class DeletionTx:
         """Zeroes the own counters of every user whose deletion is in
         progress (after ``recount``, which counts the edges their job has
         yet to remove); returns them."""
-        j, uc = user_jobs.c, user_counters.c
-        ids = list(self._c.execute(select(j.user_id).where(j.kind == int(JobKind.DELETE))).scalars())
+        ids = [row.user_id for row in self._d.rows(_DELETING_USERS)]
         if ids:
-            zero = dict.fromkeys(COUNTER_COLUMNS, 0)
-            self._touch(
-                self._c.execute(
-                    update(user_counters)
-                    .where(uc.user_id.in_(ids))
-                    .values(**zero, version=self._next_version())
-                    .returning(user_counters)
-                )
-            )
+            self._touch(self._d.rows(_ZERO_COUNTERS, {"ids": ids, "now": self._now_us, "deleting": True}))
         return ids
 
     # ------------------------------------------------------------ promotions
@@ -265,31 +282,19 @@ class DeletionTx:
         whether more may be left (``limit`` were found: a blocker's deletion
         may remove some meanwhile). Blocks by users being deleted are left
         to their deletion, which keeps their counters at zero."""
-        b = blocks.c
-        picked = list(
-            self._c.execute(
-                select(b.blocker_id)
-                .where(b.blocked_id == blocked_id, not_deleting(b.blocker_id))
-                .order_by(b.blocker_id)
-                .limit(limit)
-            ).scalars()
-        )
+        picked = [row.other for row in self._d.rows(_PICK_BLOCKERS, {"user_id": blocked_id, "limit": limit})]
         ids: list[str] = []
         if picked:
-            self.lock_users(picked)
-            ids = self._removed(blocks, b.blocked_id == blocked_id, b.blocker_id, picked)
+            self._lock_others(picked)
+            ids = self._removed(_DELETE_BLOCKED_BY, blocked_id, picked)
         if ids:
-            self._bump(ids, blocked=-1)
+            self._apply({blocker: {"blocked": -1} for blocker in ids})
         return ids, len(picked) == limit
 
     # ------------------------------------------------------------------ jobs
 
     def add_job(self, user_id: str, kind: JobKind, now_us: int) -> None:
-        self._c.execute(
-            self._insert(user_jobs)
-            .values(user_id=user_id, kind=int(kind), created_us=now_us)
-            .on_conflict_do_nothing(index_elements=["user_id", "kind"])
-        )
+        self._d.run(_ADD_JOB, {"user_id": user_id, "kind": int(kind), "created_us": now_us})
 
     def claim_job(
         self, owner: str, now_us: int, lease_us: int, job: tuple[str, JobKind] | None = None
@@ -297,54 +302,38 @@ class DeletionTx:
         """Takes the oldest job whose lease has run out (``job`` only, when
         given) for ``owner`` until ``now_us + lease_us``. On PostgreSQL
         claimers skip rows another claimer holds (SKIP LOCKED)."""
-        j = user_jobs.c
-        query = select(j.user_id, j.kind).where(j.lease_until_us < now_us)
-        if job is not None:
-            query = query.where(j.user_id == job[0], j.kind == int(job[1]))
-        query = query.order_by(j.created_us, j.user_id, j.kind).limit(1)
-        if self._pg:
-            query = query.with_for_update(skip_locked=True)
-        row = self._c.execute(query).first()
+        if job is None:
+            query = _OPEN_JOB_SKIP_LOCKED if self._pg else _OPEN_JOB
+            row = self._d.first(query, {"now": now_us})
+        else:
+            query = _THE_JOB_SKIP_LOCKED if self._pg else _THE_JOB
+            row = self._d.first(query, {"now": now_us, "user_id": job[0], "kind": int(job[1])})
         if row is None:
             return None
-        self._c.execute(
-            update(user_jobs)
-            .where(j.user_id == row.user_id, j.kind == row.kind)
-            .values(lease_owner=owner, lease_until_us=now_us + lease_us)
+        self._d.run(
+            _LEASE_JOB, {"user_id": row.user_id, "kind": row.kind, "owner": owner, "until": now_us + lease_us}
         )
         return row.user_id, JobKind(row.kind)
 
     def renew_job(self, user_id: str, kind: JobKind, owner: str, until_us: int) -> bool:
         """Extends ``owner``'s lease; False when the job is no longer theirs
         (or gone), and the caller must stop."""
-        j = user_jobs.c
-        renewed: int = self._c.execute(
-            update(user_jobs)
-            .where(j.user_id == user_id, j.kind == int(kind), j.lease_owner == owner)
-            .values(lease_until_us=until_us)
-        ).rowcount
-        return renewed > 0
+        return self._d.run(_RENEW_JOB, {"user_id": user_id, "kind": int(kind), "owner": owner, "until": until_us}) > 0
 
     def release_jobs(self, owner: str, job: tuple[str, JobKind] | None = None) -> int:
         """Gives up ``owner``'s leases (of ``job`` only, when given) at once."""
-        j = user_jobs.c
-        query = update(user_jobs).where(j.lease_owner == owner)
-        if job is not None:
-            query = query.where(j.user_id == job[0], j.kind == int(job[1]))
-        released: int = self._c.execute(query.values(lease_owner="", lease_until_us=0)).rowcount
-        return released
+        if job is None:
+            return self._d.run(_RELEASE_JOBS, {"owner": owner})
+        return self._d.run(_RELEASE_JOB, {"owner": owner, "user_id": job[0], "kind": int(job[1])})
 
     def finish_job(self, user_id: str, kind: JobKind) -> None:
         self._finish_job(user_id, kind)
 
     def _finish_job(self, user_id: str, kind: JobKind) -> None:
-        j = user_jobs.c
-        self._c.execute(delete(user_jobs).where(j.user_id == user_id, j.kind == int(kind)))
+        self._d.run(_FINISH_JOB, {"user_id": user_id, "kind": int(kind)})
 
     def pending_jobs(self) -> list[tuple[str, JobKind]]:
-        j = user_jobs.c
-        rows = self._c.execute(select(j.user_id, j.kind).order_by(j.created_us, j.user_id, j.kind))
-        return [(row.user_id, JobKind(row.kind)) for row in rows]
+        return [(row.user_id, JobKind(row.kind)) for row in self._d.rows(_PENDING_JOBS)]
 
 
 _TOMBSTONES = Statement(
@@ -352,3 +341,157 @@ _TOMBSTONES = Statement(
         user_jobs.c.kind == int(JobKind.DELETE), user_jobs.c.user_id.in_(bindparam("ids", expanding=True))
     )
 )
+
+
+
+def _next_version(now: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A counter row's next version: ``max(version + 1, now)`` (as ``parts.next_version``)."""
+    version = user_counters.c.version
+    return case((version + 1 > now, version + 1), else_=now)
+
+
+_USER: BindParameter[str] = bindparam("user_id")
+_IDS: BindParameter[list[str]] = bindparam("ids", expanding=True)
+_LIMIT: BindParameter[int] = bindparam("limit")
+_f, _c, _r, _b, _j, _uc = follows.c, connections.c, connection_requests.c, blocks.c, user_jobs.c, user_counters.c
+
+# ----------------------------------------------------------------- tombstone
+
+_COUNTERS = Statement(select(user_counters).where(_uc.user_id == _USER))
+_COUNT_BLOCKS_AGAINST = Statement(select(func.count()).select_from(blocks).where(_b.blocked_id == _USER))
+_DELETE_USER = Statement(delete(users).where(users.c.user_id == _USER))
+_INSERT_JOB = Statement(
+    user_jobs.insert().values(user_id=_USER, kind=bindparam("kind"), created_us=bindparam("created_us"))
+)
+_INSERT_COUNTERS = Statement(user_counters.insert().values(user_id=_USER))
+_ZERO_COUNTERS = Statement(
+    update(user_counters)
+    .where(_uc.user_id.in_(_IDS))
+    .values(
+        **dict.fromkeys(COUNTER_COLUMNS, 0), version=_next_version(bindparam("now")), deleting=bindparam("deleting")
+    )
+    .returning(user_counters)
+)
+_DROP_COUNTERS = Statement(delete(user_counters).where(_uc.user_id == _USER).returning(_uc.version))
+_DELETING_USERS = Statement(select(_j.user_id).where(_j.kind == int(JobKind.DELETE)))
+
+# ------------------------------------------------------------------- batches
+
+# A batch's picks, in the order it takes them, each as the other user
+# (``other``) and, for requests, ``request_id``.
+_PICKS: tuple[tuple[str, Statement], ...] = tuple(
+    (name, Statement(query.limit(_LIMIT)))
+    for name, query in (
+        ("following", select(_f.followee_id.label("other")).where(_f.follower_id == _USER).order_by(_f.followee_id)),
+        (
+            "followers",
+            select(_f.follower_id.label("other"))
+            .where(_f.followee_id == _USER)
+            .order_by(_f.created_us, _f.follower_id),
+        ),
+        ("connections", select(_c.other_id.label("other")).where(_c.user_id == _USER).order_by(_c.other_id)),
+        (
+            "outgoing",
+            select(_r.request_id, _r.recipient_id.label("other"))
+            .where(_r.requester_id == _USER)
+            .order_by(_r.created_us, _r.request_id),
+        ),
+        (
+            "incoming",
+            select(_r.request_id, _r.requester_id.label("other"))
+            .where(_r.recipient_id == _USER)
+            .order_by(_r.created_us, _r.request_id),
+        ),
+        ("blocking", select(_b.blocked_id.label("other")).where(_b.blocker_id == _USER).order_by(_b.blocked_id)),
+        ("blocked_by", select(_b.blocker_id.label("other")).where(_b.blocked_id == _USER).order_by(_b.blocker_id)),
+    )
+)
+_PICK_BLOCKERS = Statement(
+    select(_b.blocker_id.label("other"))
+    .where(_b.blocked_id == _USER, not_deleting(_b.blocker_id))
+    .order_by(_b.blocker_id)
+    .limit(_LIMIT)
+)
+
+
+def _delete_edges(table: Any, own: Any, other: Any) -> Statement:
+    """Deletes the edges of ``table`` whose ``own`` column is the user and
+    whose ``other`` column is one of ``ids``; returns ``other``."""
+    return Statement(delete(table).where(own == _USER, other.in_(_IDS)).returning(other.label("other")))
+
+
+_DELETE_FOLLOWING = _delete_edges(follows, _f.follower_id, _f.followee_id)
+_DELETE_FOLLOWERS = _delete_edges(follows, _f.followee_id, _f.follower_id)
+_DELETE_CONNECTIONS = _delete_edges(connections, _c.user_id, _c.other_id)
+_DELETE_CONNECTIONS_TO = Statement(delete(connections).where(_c.other_id == _USER, _c.user_id.in_(_IDS)))
+_DELETE_REQUESTS = Statement(
+    delete(connection_requests).where(_r.request_id.in_(_IDS)).returning(_r.request_id)
+)
+_DELETE_BLOCKING = _delete_edges(blocks, _b.blocker_id, _b.blocked_id)
+_DELETE_BLOCKED_BY = _delete_edges(blocks, _b.blocked_id, _b.blocker_id)
+_DELTA_NAMES = tuple(f"d_{name}" for name in COUNTER_COLUMNS)
+
+
+def _grouped(deltas: dict[str, dict[str, int]]) -> dict[tuple[int, ...], list[str]]:
+    """The users by their deltas (in ``COUNTER_COLUMNS`` order)."""
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for user_id, change in deltas.items():
+        groups.setdefault(tuple(change.get(name, 0) for name in COUNTER_COLUMNS), []).append(user_id)
+    return groups
+
+
+def _add_counters(where: ColumnElement[bool]) -> Statement:
+    """Adds the deltas ``d_<column>`` to the counter rows ``where`` selects
+    and bumps their versions; returns the new rows."""
+    deltas = {name: _uc[name] + bindparam(delta) for name, delta in zip(COUNTER_COLUMNS, _DELTA_NAMES, strict=True)}
+    return Statement(
+        update(user_counters)
+        .where(where)
+        .values({**deltas, "version": _next_version(bindparam("now"))})
+        .returning(user_counters)
+    )
+
+
+_ADD_COUNTERS = _add_counters(_uc.user_id.in_(_IDS))
+# The same for the users ``ids`` not being deleted, whose rows it locks first
+# in user id order (PostgreSQL: the sub-select's FOR UPDATE sits above its
+# sort), as every write locks them.
+_locked = user_counters.alias("locked")
+_LOCK_AND_ADD = _add_counters(
+    _uc.user_id.in_(
+        select(_locked.c.user_id)
+        .where(_locked.c.user_id.in_(_IDS), ~_locked.c.deleting)
+        .order_by(_locked.c.user_id)
+        .with_for_update()
+    )
+)
+
+# ---------------------------------------------------------------------- jobs
+
+_KIND: BindParameter[int] = bindparam("kind")
+_OWNER: BindParameter[str] = bindparam("owner")
+_THIS_JOB = and_(_j.user_id == _USER, _j.kind == _KIND)
+_ADD_JOB = Statement(
+    lambda insert: insert(user_jobs)
+    .values(user_id=_USER, kind=_KIND, created_us=bindparam("created_us"))
+    .on_conflict_do_nothing(index_elements=["user_id", "kind"])
+)
+_OPEN = select(_j.user_id, _j.kind).where(_j.lease_until_us < bindparam("now"))
+_OPEN_ORDER = (_j.created_us, _j.user_id, _j.kind)
+_OPEN_JOB = Statement(_OPEN.order_by(*_OPEN_ORDER).limit(1))
+_OPEN_JOB_SKIP_LOCKED = Statement(_OPEN.order_by(*_OPEN_ORDER).limit(1).with_for_update(skip_locked=True))
+_THE_JOB = Statement(_OPEN.where(_THIS_JOB).order_by(*_OPEN_ORDER).limit(1))
+_THE_JOB_SKIP_LOCKED = Statement(
+    _OPEN.where(_THIS_JOB).order_by(*_OPEN_ORDER).limit(1).with_for_update(skip_locked=True)
+)
+_LEASE_JOB = Statement(
+    update(user_jobs).where(_THIS_JOB).values(lease_owner=_OWNER, lease_until_us=bindparam("until"))
+)
+_RENEW_JOB = Statement(
+    update(user_jobs).where(_THIS_JOB, _j.lease_owner == _OWNER).values(lease_until_us=bindparam("until"))
+)
+_RELEASE = update(user_jobs).where(_j.lease_owner == _OWNER).values(lease_owner="", lease_until_us=0)
+_RELEASE_JOBS = Statement(_RELEASE)
+_RELEASE_JOB = Statement(_RELEASE.where(_THIS_JOB))
+_FINISH_JOB = Statement(delete(user_jobs).where(_THIS_JOB))
+_PENDING_JOBS = Statement(select(_j.user_id, _j.kind).order_by(*_OPEN_ORDER))

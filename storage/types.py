@@ -369,6 +369,8 @@ class Tx(Protocol):
     def delete_edges(self, user_id: str, limit: int) -> Cascade:
         """Removes up to ``limit`` edges of a tombstoned user; ``more`` says whether any may be left."""
     def finish_deletion(self, user_id: str) -> None: ...
+    def lock_hold(self) -> float | None:
+        """Seconds a committed batch held other users' counter rows locked; None when it took none."""
     def zero_deleting_counters(self) -> list[str]: ...
     def lift_blocks(self, blocked_id: str, limit: int) -> tuple[list[str], bool]:
         """Lifts up to ``limit`` blocks against ``blocked_id`` (not those of

@@ -7,10 +7,12 @@ account is done before the call returns, events and all), then leaves the
 rest to the runner every server process has in the background, which
 claims any job whose lease has run out, its own or another process's.
 
-Batches are sized by time: each one's size is what the last one's took,
-scaled to ``batch_seconds`` (at most doubling or halving, between a tenth
-of ``max_batch`` and ``max_batch`` edges), so that no batch holds other
-users' counter rows, their locks, much longer than that.
+Batches are sized by time: each one's size is the last one's scaled by
+how long it held other users' counter rows locked (from its first such
+lock to its commit; the whole batch when it locked none) to
+``batch_seconds`` (at most doubling or halving, between a tenth of
+``max_batch`` and ``max_batch`` edges), so that no batch holds their locks
+much longer than that.
 """
 
 from __future__ import annotations
@@ -39,6 +41,18 @@ BATCH_SECONDS = Histogram(
 LONGEST_BATCH = Gauge(
     "socialgraph_big_account_longest_batch_seconds", "Longest batch of a big-account job this process has run."
 )
+LOCK_HOLD_SECONDS = Histogram(
+    "socialgraph_big_account_lock_hold_seconds",
+    "How long one batch of a big-account job held other users' counter rows locked, from its first lock to its commit.",
+    ["kind"],
+    buckets=(
+        0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1, 0.125, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5,
+    ),
+)
+LONGEST_LOCK_HOLD = Gauge(
+    "socialgraph_big_account_longest_lock_hold_seconds",
+    "Longest time a batch of a big-account job in this process held other users' counter rows locked.",
+)
 JOBS_FINISHED = Counter(
     "socialgraph_big_account_jobs_finished_total", "Big-account jobs finished, by kind.", ["kind"]
 )
@@ -58,7 +72,7 @@ class JobSettings:
 
     # Most edges one batch removes.
     max_batch: int = 1000
-    # The time one batch aims at.
+    # How long one batch aims to hold other users' counter rows locked.
     batch_seconds: float = 0.05
     # How long a claim lasts without a batch renewing it.
     lease_seconds: float = 10.0
@@ -80,6 +94,7 @@ class Jobs:
         self._size = min(settings.max_batch, 100)
         self._size_lock = threading.Lock()
         self.longest_batch = 0.0
+        self.longest_lock_hold = 0.0
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -114,8 +129,9 @@ class Jobs:
         work = self._work[kind]
         lease_us = int(self.settings.lease_seconds * 1_000_000)
 
-        def batch(size: int) -> Callable[[Tx], bool | None]:
+        def batch(size: int, last: list[Tx]) -> Callable[[Tx], bool | None]:
             def run(tx: Tx) -> bool | None:
+                last[:] = [tx]  # the attempt that commits is the last one
                 if not tx.renew_job(user_id, kind, self.owner, now_us() + lease_us):
                     return None  # another process took it over
                 return work(tx, user_id, size)
@@ -125,14 +141,15 @@ class Jobs:
         while True:
             size = self.batch_size()
             started = time.monotonic()
+            last: list[Tx] = []
             try:
-                done = self._storage.read_write(batch(size))
+                done = self._storage.read_write(batch(size, last))
             except Exception:
                 # The batch rolled back; whoever claims the job next redoes it.
                 with contextlib.suppress(Exception):
                     self._release(job)
                 raise
-            self._measured(kind, size, time.monotonic() - started)
+            self._measured(kind, size, time.monotonic() - started, last[0].lock_hold() if last else None)
             if done is None:
                 return False
             if done:
@@ -153,13 +170,20 @@ class Jobs:
         with self._size_lock:
             return self._size
 
-    def _measured(self, kind: JobKind, size: int, seconds: float) -> None:
+    def _measured(self, kind: JobKind, size: int, seconds: float, held: float | None = None) -> None:
+        """Records a batch that took ``seconds`` and held other users' locks
+        for ``held`` (None: it took none), and sizes the next one."""
         BATCH_SECONDS.labels(kind.name.lower()).observe(seconds)
+        if held is not None:
+            LOCK_HOLD_SECONDS.labels(kind.name.lower()).observe(held)
         target = self.settings.batch_seconds
-        scaled = int(size * target / max(seconds, 1e-4))
+        scaled = int(size * target / max(seconds if held is None else held, 1e-4))
         with self._size_lock:
             self.longest_batch = max(self.longest_batch, seconds)
             LONGEST_BATCH.set(self.longest_batch)
+            if held is not None:
+                self.longest_lock_hold = max(self.longest_lock_hold, held)
+                LONGEST_LOCK_HOLD.set(self.longest_lock_hold)
             self._size = max(self._floor, min(self.settings.max_batch, 2 * size, max(scaled, size // 2)))
 
     # ------------------------------------------------------------- background

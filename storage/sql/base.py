@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, Connection, bindparam, case, update
+from sqlalchemy import BindParameter, Connection, bindparam, case, update
 from sqlalchemy.dialects import postgresql, sqlite
 from uuid6 import uuid7
 
@@ -42,23 +43,15 @@ class TxBase:
         self._deltas: dict[str, dict[str, int]] = {}
         self._changes: list[Change] = []
         self.emitted = False
+        # Work ``flush`` runs last, after the events (``DeletionTx``: a
+        # batch's counter updates, so that it locks other users late).
+        self._last: list[Callable[[], None]] = []
 
     # -------------------------------------------------------------- counters
 
-    def _next_version(self) -> ColumnElement[Any]:
-        version = user_counters.c.version
-        return case((version + 1 > self._now_us, version + 1), else_=self._now_us)
-
-    def _bump(self, user_id: Any, **deltas: int) -> None:
-        """Adds ``deltas`` to the counters of one user (at ``flush``), or of
-        every user a list names or a subquery selects (at once)."""
-        if isinstance(user_id, str):
-            self._add(user_id, deltas)
-            return
-        values = {name: user_counters.c[name] + delta for name, delta in deltas.items()}
-        values["version"] = self._next_version()
-        where = user_counters.c.user_id.in_(user_id)
-        self._touch(self._c.execute(update(user_counters).where(where).values(values).returning(user_counters)))
+    def _bump(self, user_id: str, **deltas: int) -> None:
+        """Adds ``deltas`` to the counters of one user (at ``flush``)."""
+        self._add(user_id, deltas)
 
     def _bump_pair(self, first: str, first_deltas: dict[str, int], second: str, second_deltas: dict[str, int]) -> None:
         """The counter changes of the two users an edge joins (at ``flush``)."""
@@ -77,9 +70,13 @@ class TxBase:
     def flush(self, position: int | None = None) -> None:
         """Applies the counter changes added up so far, two users a statement,
         then appends the events (see ``_append_events``) with the
-        transaction's commit position when it is known (SQLite)."""
+        transaction's commit position when it is known (SQLite), then runs
+        the work left for last."""
         self._flush_counters()
         self._append_events(position)
+        last, self._last = self._last, []
+        for work in last:
+            work()
 
     def _flush_counters(self) -> None:
         pending, self._deltas = list(self._deltas.items()), {}

@@ -3,14 +3,15 @@ domain error, the state it leaves and the events it appends."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import pytest
 
 from server.rules import Graph, InvalidArgument, NotFound, PermissionDenied, Policy, Reason
 from server.rules.graph import Consistency
 from storage.deletion import JobKind
-from storage.sql.writes import Writes
+from storage.sql import SqlTx
+from storage.sql.run import Statement
 from storage.types import Cause, Counts, EventKind, Removed, ReportReason, ReportStatus, Role, Storage, Tx, User
 
 from .domain import events, every, limiter, refused
@@ -214,16 +215,15 @@ def test_r4_a_batch_that_found_a_full_batch_is_not_the_last_even_when_another_jo
     for fan in fans:
         graph.follow(fan, d)
     tombstone(storage, d)
-    lock_users = Writes.lock_users
+    removed = SqlTx._removed
     taken: list[bool] = []
 
-    def racing_lock_users(tx: Writes, user_ids: Iterable[str]) -> dict[str, Counts]:
-        ids = list(user_ids)
+    def racing_removed(tx: SqlTx, statement: Statement, user_id: str, ids: list[str]) -> list[str]:
         if x in ids and not taken:
             taken.append(tx.delete_follow(d, x))  # what X's deletion would remove meanwhile
-        return lock_users(tx, ids)
+        return removed(tx, statement, user_id, ids)
 
-    monkeypatch.setattr(Writes, "lock_users", racing_lock_users)
+    monkeypatch.setattr(SqlTx, "_removed", racing_removed)
     graph.jobs.run(d, JobKind.DELETE, None)
     assert taken == [True]
     assert [c.following for c in stored_counts(storage, *fans)] == [0, 0, 0]
