@@ -127,9 +127,9 @@ class DeletionTx:
         if not job:
             self._drop_counters(user_id)
             return removed, False
+        # The tombstone's trigger (migration 0006) marks the user's counter
+        # row, creating it if need be; the zeroing marks it too.
         self._d.run(_INSERT_JOB, {"user_id": user_id, "kind": int(JobKind.DELETE), "created_us": now_us})
-        if row is None:
-            self._d.run(_INSERT_COUNTERS, {"user_id": user_id})
         self._touch(self._d.rows(_ZERO_COUNTERS, {"ids": [user_id], "now": self._now_us, "deleting": True}))
         self._locked_deleting[user_id] = True
         return removed, True
@@ -252,7 +252,10 @@ class DeletionTx:
 
     def finish_deletion(self, user_id: str) -> None:
         """The deletion's last step, once no edge is left: the user's counter
-        row (published as zeros at a newer version) and the tombstone go."""
+        row (published as zeros at a newer version) and the tombstone go.
+        The user's row is locked together with those of the users the same
+        batch counts down, in user id order, as writers lock them."""
+        self._lock_others({user_id, *(self._countdown or {})})
         self._drop_counters(user_id)
         self._d.run(_DELETE_USER, {"user_id": user_id})
         self._finish_job(user_id, JobKind.DELETE)
@@ -286,7 +289,9 @@ class DeletionTx:
         ids: list[str] = []
         if picked:
             self._lock_others(picked)
-            ids = self._removed(_DELETE_BLOCKED_BY, blocked_id, picked)
+            # A blocker whose deletion started since the pick is left to it.
+            gone = self.deleting(picked)
+            ids = self._removed(_DELETE_BLOCKED_BY, blocked_id, [p for p in picked if p not in gone])
         if ids:
             self._apply({blocker: {"blocked": -1} for blocker in ids})
         return ids, len(picked) == limit
@@ -363,7 +368,6 @@ _DELETE_USER = Statement(delete(users).where(users.c.user_id == _USER))
 _INSERT_JOB = Statement(
     user_jobs.insert().values(user_id=_USER, kind=bindparam("kind"), created_us=bindparam("created_us"))
 )
-_INSERT_COUNTERS = Statement(user_counters.insert().values(user_id=_USER))
 _ZERO_COUNTERS = Statement(
     update(user_counters)
     .where(_uc.user_id.in_(_IDS))

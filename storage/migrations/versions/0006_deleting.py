@@ -32,6 +32,32 @@ def upgrade() -> None:
     )
 
 
+    # Whoever adds a deletion's tombstone (this version's DeleteUser, or a
+    # process of an earlier one still serving during a rolling deploy)
+    # marks the user's counter row with it, creating the row if need be.
+    if op.get_bind().dialect.name == 'postgresql':
+        op.execute(
+            "CREATE FUNCTION mark_deleting() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "INSERT INTO user_counters (user_id, deleting) VALUES (NEW.user_id, true) "
+            "ON CONFLICT (user_id) DO UPDATE SET deleting = true; RETURN NULL; END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER mark_deleting AFTER INSERT ON user_jobs FOR EACH ROW "
+            f"WHEN (NEW.kind = {_DELETE}) EXECUTE FUNCTION mark_deleting()"
+        )
+    else:
+        op.execute(
+            f"CREATE TRIGGER mark_deleting AFTER INSERT ON user_jobs FOR EACH ROW WHEN NEW.kind = {_DELETE} BEGIN "
+            "INSERT INTO user_counters (user_id, deleting) VALUES (NEW.user_id, 1) "
+            "ON CONFLICT (user_id) DO UPDATE SET deleting = 1; END"
+        )
+
+
 def downgrade() -> None:
+    if op.get_bind().dialect.name == 'postgresql':
+        op.execute("DROP TRIGGER mark_deleting ON user_jobs")
+        op.execute("DROP FUNCTION mark_deleting()")
+    else:
+        op.execute("DROP TRIGGER mark_deleting")
     with op.batch_alter_table('user_counters', schema=None) as batch_op:
         batch_op.drop_column('deleting')
