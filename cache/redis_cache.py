@@ -138,6 +138,10 @@ class RedisCounterCache:
         if not self.usable():
             self._remember(changed)
             return
+        if not isinstance(self._client, Redis):
+            # A cluster stores one user a call: a batch would only queue them.
+            self._store_or_remember(changed)
+            return
         with self._batching:
             batch = self._next
             batch.add(changed)
@@ -149,13 +153,23 @@ class RedisCounterCache:
             else:
                 return
         try:
-            self._store(batch.entries)
-        except REDIS_ERRORS as exc:
-            self.failed(exc, batch.entries)
+            if self.usable():  # the store before this one may have failed
+                self._store_or_remember(batch.entries)
+            else:
+                self._remember(batch.entries)
         finally:
             with self._batching:
                 batch.stored, self._storing = True, False
                 self._batching.notify_all()
+
+    def _store_or_remember(self, changed: dict[str, VersionedCounts]) -> None:
+        try:
+            self._store(changed)
+        except REDIS_ERRORS as exc:
+            self.failed(exc, changed)
+        except Exception as exc:  # a bug: still, the entries are repaired once Redis is trusted again
+            log.exception("counter cache: publishing failed")
+            self.failed(exc, changed)
 
     def _store(self, changed: dict[str, VersionedCounts]) -> None:
         """Runs ``set_counts.lua`` through redis-py's ``Script`` (EVALSHA,
@@ -254,7 +268,7 @@ class _Batch:
         entries = self.entries
         for user_id, entry in changed.items():
             held = entries.get(user_id)
-            if held is None or entry.version > held.version:
+            if held is None or (entry.version, entry.read_us) > (held.version, held.read_us):
                 entries[user_id] = entry
 
 

@@ -69,18 +69,38 @@ def test_publishes_during_a_store_in_flight_share_the_next_one():
     client.close()
 
 
-def test_a_failed_batch_is_remembered_for_every_writer_in_it():
+@pytest.mark.parametrize("error", [redis_client.REDIS_ERRORS[0]("down"), ValueError("a bug")], ids=["redis", "other"])
+def test_a_failed_batch_is_remembered_for_every_writer_in_it(error):
     require("Redis", redis_reachable())
     client = redis_client.connect(REDIS_URL, timeout=5.0)
     cache = RedisCounterCache(client, _NoSql(), ttl_seconds=60, prefix=f"test-{uuid.uuid4().hex[:12]}",
                               retry_after=60)
+    first_in_flight, release = threading.Event(), threading.Event()
+    stores: list[set[str]] = []
 
     def store(entries: dict[str, VersionedCounts]) -> None:
-        raise redis_client.REDIS_ERRORS[0]("down")
+        stores.append(set(entries))
+        if len(stores) == 1:
+            first_in_flight.set()
+            assert release.wait(10)
+            return
+        raise error
 
     cache._store = store  # type: ignore[method-assign]
-    cache.publish({**entry("a", 1, 1), **entry("b", 2, 2)})
-    assert cache._dirty == {"a", "b"}
+    first = threading.Thread(target=cache.publish, args=(entry("first", 1, 1),))
+    first.start()
+    assert first_in_flight.wait(10)
+    waiting = [threading.Thread(target=cache.publish, args=(entry(u, 1, 1),)) for u in ("a", "b", "c")]
+    for thread in waiting:
+        thread.start()
+    while len(cache._next.entries) < 3:
+        threading.Event().wait(0.01)
+    release.set()
+    for thread in (first, *waiting):
+        thread.join(10)
+        assert not thread.is_alive()
+    assert stores == [{"first"}, {"a", "b", "c"}]
+    assert cache._dirty == {"a", "b", "c"}, "every writer of the failed batch is remembered for repair"
     assert not cache.usable(), "Redis is rested after a failure"
     if cache._repair is not None:
         cache._repair.cancel()
