@@ -131,14 +131,18 @@ class InProcessRelationshipCache(RelationshipCache):
                 flight = self._flights[key] = _Flight(self._local_counters.generation)
         if joined:
             flight.done.wait()
-            if flight.read is not None:
-                return flight.read
-            return super()._read_missing(user_id, missing, unknown_versions, newer_than)
+            if flight.error is not None:
+                raise flight.error  # the read failed for every call that waited for it, as it would have alone
+            assert flight.read is not None
+            return flight.read
         if flight.leader != threading.get_ident():
             return super()._read_missing(user_id, missing, unknown_versions, newer_than)
         try:
             flight.read = super()._read_missing(user_id, missing, unknown_versions, newer_than)
             return flight.read
+        except Exception as exc:
+            flight.error = exc
+            raise
         finally:
             with self._lock:
                 del self._flights[key]
@@ -165,12 +169,13 @@ class InProcessRelationshipCache(RelationshipCache):
 
 class _Flight:
     """A read below in progress: who reads, the counters' generation when it
-    began, and its result once done (None if it failed)."""
+    began, and once done its result or what it raised."""
 
-    __slots__ = ("leader", "generation", "done", "read")
+    __slots__ = ("leader", "generation", "done", "read", "error")
 
     def __init__(self, generation: int) -> None:
         self.leader = threading.get_ident()
         self.generation = generation
         self.done = threading.Event()
         self.read: VersionedRelationships | None = None
+        self.error: Exception | None = None

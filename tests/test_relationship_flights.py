@@ -98,3 +98,25 @@ def test_different_relationships_are_read_apart():
     calls = [threading.Thread(target=lambda: relationships.get(viewer, [str(uuid.uuid4())])) for _ in range(2)]
     run_while_held(below, calls)
     assert below.reads == 2
+
+
+def test_a_failed_read_fails_the_calls_that_waited_for_it_without_reading_again():
+    _counters, relationships, below = caches()
+    viewer, others = str(uuid.uuid4()), [str(uuid.uuid4())]
+    read = below.get_versioned
+
+    def failing(user_id: str, other_ids: Sequence[str]) -> VersionedRelationships:
+        read(user_id, other_ids)
+        raise RuntimeError("the database went away")
+
+    below.get_versioned = failing  # type: ignore[method-assign]
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            relationships.get(viewer, others)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    run_while_held(below, [threading.Thread(target=call) for _ in range(3)])
+    assert below.reads == 1 and len(errors) == 3
