@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import Counter
 from redis import Redis
@@ -308,21 +308,43 @@ class RedisRelationshipCache(RelationshipCache):
     def _key(self, first: str, second: str) -> str:
         return f"{self._prefix}:r:{{{first}}}:{second}"
 
-    def _lookup(self, user_id: str, others: list[str], newer_than: int) -> tuple[VersionedRelationships, list[str]]:
-        users = list(dict.fromkeys([user_id, *others]))
+    def _lookup(
+        self, user_id: str, others: list[str], newer_than: int, fill: bool = True
+    ) -> tuple[VersionedRelationships, list[str]]:
+        """Two round trips: the entries (one MGET on one server), then the
+        counter versions of the users they concern (all of them to ``fill``).
+        Versions read after the entries are as new or newer, so an entry
+        they validate was valid when it was read."""
         try:
+            stored = self._entries([self._key(*versions.pair(user_id, other)) for other in others])
+            present = [other for other, value in zip(others, stored, strict=True) if value is not None]
+            users = list(dict.fromkeys([user_id, *(others if fill else present)])) if fill or present else []
             pipe = self._client.pipeline(transaction=False)
-            for other in others:
-                pipe.get(self._key(*versions.pair(user_id, other)))
             for user in users:
                 pipe.hget(counts_key(self._prefix, user), "v")
-            replies = pipe.execute()
+            replies = pipe.execute() if users else []
         except REDIS_ERRORS as exc:
             self._redis_counters.failed(exc)
             return VersionedRelationships({}, {}), []
-        current = {user: int(v) for user, v in zip(users, replies[len(others) :], strict=False) if v is not None}
-        entries = [None if value is None else value.decode() for value in replies[: len(others)]]
-        return self._valid(user_id, others, entries, current, newer_than), [u for u in users if u not in current]
+        current = {user: int(v) for user, v in zip(users, replies, strict=False) if v is not None}
+        entries = [
+            versions.decode_entry(user_id, other, value.decode())
+            for other, value in zip(others, stored, strict=True)
+            if value is not None
+        ]
+        return self._valid(user_id, present, entries, current, newer_than), [u for u in users if u not in current]
+
+    def _entries(self, keys: list[str]) -> list[bytes | None]:
+        """The values at ``keys``: one MGET on one server; on a cluster,
+        whose keys sit on different slots, one GET each in a pipeline."""
+        if not keys:
+            return []
+        if isinstance(self._client, Redis):
+            return cast(list[bytes | None], self._client.mget(keys))  # the client does not decode
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(key)
+        return list(pipe.execute())
 
     def _store(self, user_id: str, read: VersionedRelationships) -> None:
         try:

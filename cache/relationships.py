@@ -53,18 +53,26 @@ class RelationshipCache:
         RELATIONSHIP_LOOKUPS.labels(self.tier, "hit").inc(len(found.relationships))
         if missing:
             RELATIONSHIP_LOOKUPS.labels(self.tier, "miss").inc(len(missing))
-            read = self._inner.get_versioned(user_id, missing)
-            self._store(user_id, read)
+            read = self._read_missing(user_id, missing, unknown_versions, newer_than)
             found.relationships.update(read.relationships)
             found.versions.update(read.versions)
             found = VersionedRelationships(found.relationships, found.versions, min(found.read_us, read.read_us))
-            if unknown_versions:
-                self._counters.get(unknown_versions)  # fills the counter layer
         return found
+
+    def _read_missing(
+        self, user_id: str, missing: list[str], unknown_versions: list[str], newer_than: int
+    ) -> VersionedRelationships:
+        """Reads the missing relationships below, stores them, and fills
+        the counter layer with the versions it lacks."""
+        read = self._inner.get_versioned(user_id, missing)
+        self._store(user_id, read)
+        if unknown_versions:
+            self._counters.get(unknown_versions)  # fills the counter layer
+        return read
 
     def interactable(self, user_id: str, other_ids: Sequence[str], newer_than: int = 0) -> dict[str, bool]:
         others = list(dict.fromkeys(other_ids))
-        found, _unknown_versions = self._lookup(user_id, others, newer_than)
+        found, _unknown_versions = self._lookup(user_id, others, newer_than, fill=False)
         allowed = {other: relationship.can_interact for other, relationship in found.relationships.items()}
         missing = [other for other in others if other not in allowed]
         RELATIONSHIP_LOOKUPS.labels(self.tier, "hit").inc(len(allowed))
@@ -73,8 +81,14 @@ class RelationshipCache:
             allowed.update(self._inner.interactable(user_id, missing))
         return allowed
 
-    def _lookup(self, user_id: str, others: list[str], newer_than: int) -> tuple[VersionedRelationships, list[str]]:
-        """The entries found valid, and the users whose versions the counter layer lacks."""
+    def _lookup(
+        self, user_id: str, others: list[str], newer_than: int, fill: bool = True
+    ) -> tuple[VersionedRelationships, list[str]]:
+        """The entries found valid, and the users whose versions the counter
+        layer lacks; without ``fill`` (the caller stores nothing), only
+        those of users that entries were found for. An entry is valid only
+        while both users' versions are known, so a layer may skip the
+        entries of users without one."""
         raise NotImplementedError
 
     def _store(self, user_id: str, read: VersionedRelationships) -> None:
@@ -84,11 +98,11 @@ class RelationshipCache:
         self,
         user_id: str,
         others: list[str],
-        entries: Sequence[str | None],
+        entries: Sequence[versions.Decoded | None],
         current: dict[str, int],
         newer_than: int,
     ) -> VersionedRelationships:
-        """The entries (stored value or None per other) that may be served."""
+        """The entries (decoded, or None, per other) that may be served."""
         now = oldest = now_us()
         found = VersionedRelationships({}, {})
         for other, value in zip(others, entries, strict=False):

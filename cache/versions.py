@@ -43,6 +43,9 @@ FORMAT = "r1"
 COUNTS_FORMAT = "c1"  # bump when the counter hash changes its fields or their meaning
 
 Versions = tuple[int, int]
+# A relationship entry decoded: the versions and the relationship as the
+# pair's first user sees them, and when it was read.
+Decoded = tuple[Versions, Relationship, int]
 
 
 # ------------------------------------------------------------------ counters
@@ -101,7 +104,7 @@ def encode(versions: Versions, relationship: Relationship, read_us: int) -> str:
     return f"{FORMAT}:{read_us}:{versions[0]}:{versions[1]}:{flags}:{relationship.mutual_connections_count}"
 
 
-def decode(value: str, other_id: str) -> tuple[Versions, Relationship, int] | None:
+def decode(value: str, other_id: str) -> Decoded | None:
     """An entry as stored, seen by the pair's first user (``other_id`` is the
     second), with its ``read_us``; None for an entry of another format."""
     parts = value.split(":")
@@ -117,32 +120,40 @@ def turned(versions: Versions, relationship: Relationship, viewer_id: str) -> tu
     return (versions[1], versions[0]), relationship.seen_by_other(viewer_id)
 
 
+def decoded(user_id: str, other_id: str, versions: Versions, relationship: Relationship, read_us: int) -> Decoded:
+    """What ``user_id`` read about ``other_id``, as the pair's first user sees it."""
+    if user_id != pair(user_id, other_id)[0]:
+        versions, relationship = turned(versions, relationship, user_id)
+    return versions, relationship, read_us
+
+
 def entry(user_id: str, other_id: str, versions: Versions, relationship: Relationship, read_us: int) -> str:
     """What ``user_id`` read about ``other_id``, stored as the pair's first user sees it."""
-    first = pair(user_id, other_id)[0]
-    if user_id != first:
-        versions, relationship = turned(versions, relationship, user_id)
-    return encode(versions, relationship, read_us)
+    return encode(*decoded(user_id, other_id, versions, relationship, read_us))
+
+
+def decode_entry(user_id: str, other_id: str, value: str) -> Decoded | None:
+    """A stored entry of the pair ``user_id``, ``other_id`` (in either order) decoded."""
+    return decode(value, pair(user_id, other_id)[1])
 
 
 def valid(
     user_id: str,
     other_id: str,
-    value: str | None,
+    found: Decoded | None,
     current: dict[str, int],
     freshness: Freshness,
     newer_than: int,
     now: int,
-) -> tuple[Versions, Relationship, int] | None:
-    """A stored entry seen from ``user_id``, with its ``read_us``, when it
-    may be served: its format is this one, both users' ``current`` counter
-    versions are the ones it was read at, it was read after ``newer_than``
-    and within the staleness bound. None otherwise (a miss)."""
-    first, second = pair(user_id, other_id)
-    decoded = None if value is None else decode(value, second)
-    if decoded is None:
+) -> Decoded | None:
+    """A decoded entry (None: none of this format) seen from ``user_id``,
+    with its ``read_us``, when it may be served: both users' ``current``
+    counter versions are the ones it was read at, it was read after
+    ``newer_than`` and within the staleness bound. None otherwise (a miss)."""
+    if found is None:
         return None
-    stored, relationship, read_us = decoded
+    first, second = pair(user_id, other_id)
+    stored, relationship, read_us = found
     if stored != (current.get(first), current.get(second)):
         return None
     if read_us <= newer_than or not freshness.fresh(read_us, now):

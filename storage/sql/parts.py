@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    any_,
     bindparam,
     case,
     func,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     tuple_,
     union_all,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..deletion import JobKind, not_deleting
 from ..schema import (
@@ -94,7 +96,19 @@ _BLOCKS_EITHER_WAY = (EDGES["blocking"], EDGES["blocked_by"])
 def _matches(column: Column[Any], value: ColumnElement[Any] | BindParameter[Any]) -> ColumnElement[bool]:
     if isinstance(value, BindParameter) and value.expanding:
         return column.in_(value)
+    if isinstance(value, BindParameter) and isinstance(value.type, ARRAY):
+        return column == any_(value)
     return column == value
+
+
+def id_list(name: str, array: bool) -> BindParameter[list[str]]:
+    """A parameter that takes a list of ids: on PostgreSQL (``array``) one
+    array parameter matched with ``= ANY(...)``, so the statement's text is
+    the same for every length and the driver parses and prepares it once;
+    elsewhere expanded into ``IN (...)``, one parameter per id."""
+    if array:
+        return bindparam(name, type_=ARRAY(String))  # type: ignore[arg-type]
+    return bindparam(name, expanding=True)
 
 
 def block_between(user_id: ColumnElement[Any], other_id: ColumnElement[Any]) -> ColumnElement[bool]:
@@ -110,26 +124,30 @@ def block_between(user_id: ColumnElement[Any], other_id: ColumnElement[Any]) -> 
     )
 
 
-def blocked_among_query() -> Select[Any]:
+def blocked_among_query(array: bool = False) -> Select[Any]:
     """The candidates a block stands between ``me`` and, in either direction;
-    none of them, or no one while ``me``'s, has a deletion in progress."""
+    none of them, or no one while ``me``'s, has a deletion in progress.
+    ``candidates``: a list of ids (``id_list``; ``array`` on PostgreSQL)."""
     me: BindParameter[str] = bindparam("me")
-    candidates: BindParameter[list[str]] = bindparam("candidates", expanding=True)
+    candidates = id_list("candidates", array)
     return union_all(  # type: ignore[return-value]
         *(
-            select(e.other).where(e.mine == me, e.other.in_(candidates), not_deleting(e.other), not_deleting(me))
+            select(e.other).where(
+                e.mine == me, _matches(e.other, candidates), not_deleting(e.other), not_deleting(me)
+            )
             for e in _BLOCKS_EITHER_WAY
         )
     )
 
 
-def relationships_query() -> Select[Any]:
+def relationships_query(array: bool = False) -> Select[Any]:
     """(tag, other, n) rows: a flag's name for each stored edge between
     ``me`` and ``others``, the mutual-connection counts (of connections
     without a deletion in progress), the counter versions of all of them,
-    and ``deleting`` for each of them whose deletion is in progress."""
+    and ``deleting`` for each of them whose deletion is in progress.
+    ``others``: a list of ids (``id_list``; ``array`` on PostgreSQL)."""
     me: BindParameter[str] = bindparam("me")
-    others: BindParameter[list[str]] = bindparam("others", expanding=True)
+    others = id_list("others", array)
     c, uc = connections.c, user_counters.c
     c2 = connections.alias("c2")
 
@@ -139,20 +157,23 @@ def relationships_query() -> Select[Any]:
         return select(literal(tag).label("tag"), other.label("other"), n.label("n")).where(*where)
 
     return union_all(  # type: ignore[return-value]
-        *(tagged(flag, e.other, [e.mine == me, e.other.in_(others)]) for flag, e in EDGES.items()),
+        *(tagged(flag, e.other, [e.mine == me, _matches(e.other, others)]) for flag, e in EDGES.items()),
         tagged(
             "mutual",
             c2.c.user_id,
-            [c.user_id == me, c2.c.other_id == c.other_id, c2.c.user_id.in_(others), not_deleting(c.other_id)],
+            [c.user_id == me, c2.c.other_id == c.other_id, _matches(c2.c.user_id, others), not_deleting(c.other_id)],
             func.count(),
         )
         .select_from(connections.join(c2, c2.c.other_id == c.other_id))
         .group_by(c2.c.user_id),
-        tagged("version", uc.user_id, [or_(uc.user_id == me, uc.user_id.in_(others))], uc.version),
+        tagged("version", uc.user_id, [or_(uc.user_id == me, _matches(uc.user_id, others))], uc.version),
         tagged(
             "deleting",
             user_jobs.c.user_id,
-            [user_jobs.c.kind == int(JobKind.DELETE), or_(user_jobs.c.user_id == me, user_jobs.c.user_id.in_(others))],
+            [
+                user_jobs.c.kind == int(JobKind.DELETE),
+                or_(user_jobs.c.user_id == me, _matches(user_jobs.c.user_id, others)),
+            ],
         ),
     )
 
