@@ -38,7 +38,11 @@ def test_the_last_batch_of_a_deletion_and_a_write_naming_the_user_do_not_deadloc
         try:
             upgrade(storage)
             fan, doomed = named("a"), named("z")  # fan < doomed
-            storage.read_write(lambda tx: (tx.lock_users((fan, doomed)), tx.insert_follow(fan, doomed, 1)))
+            def follow(tx: Tx) -> None:
+                tx.lock_users((fan, doomed))
+                tx.insert_follow(fan, doomed, 1)
+
+            storage.read_write(follow)
             storage.read_write(lambda tx: (tx.lock_users((doomed,)), tx.start_deletion(doomed, 1)))
             finished, go = threading.Event(), threading.Event()
 
@@ -84,7 +88,11 @@ def test_lifting_blocks_leaves_a_blocker_whose_deletion_started_after_the_pick(
             upgrade(storage)
             promoted, blocker = named("p"), named("b")
             block = Block(named("k"), blocker, promoted, "", 1)
-            storage.read_write(lambda tx: (tx.lock_users((blocker, promoted)), tx.insert_block(block)))
+            def insert(tx: Tx) -> None:
+                tx.lock_users((blocker, promoted))
+                tx.insert_block(block)
+
+            storage.read_write(insert)
             lock_others = SqlTx._lock_others
 
             def tombstoned_meanwhile(tx: SqlTx, user_ids: object) -> None:
