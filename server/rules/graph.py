@@ -23,6 +23,7 @@ from uuid6 import uuid7
 from cache.readers import CounterReader, RelationshipReader
 from cache.sql import SqlCounters, SqlRelationships
 from ratelimit import Limiter
+from ratelimit.base import Decision, admit
 from storage.deletion import JobKind
 from storage.positions import InvalidToken
 from storage.types import (
@@ -267,16 +268,17 @@ class Graph:
     # ------------------------------------------------------------ connections
 
     def send_connection_request(self, requester_id: str, recipient_id: str, message: str) -> SendResult:
-        """C1-C7: the limiter first, then one transaction; the limiter slot is
-        given back when the call creates nothing."""
+        """C1-C7: the limiter first (what it writes to the database, first
+        thing in the transaction), then the rules, in one transaction; the
+        limiter slot is given back when the call creates nothing."""
         _distinct("recipient_id", requester_id, recipient_id)
         request_id = new_id()
-        decision = self.limiter.acquire(requester_id, request_id)
-        if not decision.allowed:
-            assert decision.window is not None
-            raise RateLimited(requester_id, decision.window, decision.retry_after)
+        decision, limit_in_tx = admit(self.limiter, requester_id, request_id)
+        _refuse_if_limited(requester_id, decision)
 
         def run(tx: Tx) -> SendResult:
+            if limit_in_tx is not None:
+                _refuse_if_limited(requester_id, limit_in_tx(tx))
             counts = _lock_present(tx, (requester_id, recipient_id))
             pair = tx.pair(requester_id, recipient_id)
             _refuse_if_blocked(pair)
@@ -304,6 +306,8 @@ class Graph:
 
         try:
             result = self.storage.read_write(run)
+        except RateLimited:
+            raise  # refused in the transaction: nothing was recorded
         except BaseException:
             self.limiter.release(requester_id, request_id)
             raise
@@ -843,6 +847,12 @@ def _lock_present(tx: Tx, user_ids: tuple[str, ...]) -> dict[str, Counts]:
 def _unless_deleting(tx: Tx, user_id: str, read: Callable[..., list[Any]], *args: object) -> list[Any]:
     """A list of ``user_id``'s: empty while their deletion is in progress."""
     return [] if tx.deleting((user_id,)) else read(user_id, *args)
+
+
+def _refuse_if_limited(requester_id: str, decision: Decision) -> None:
+    if not decision.allowed:
+        assert decision.window is not None
+        raise RateLimited(requester_id, decision.window, decision.retry_after)
 
 
 def _refuse_if_blocked(pair: Pair) -> None:
