@@ -10,9 +10,9 @@ an attempt that ended up creating nothing.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import Counter
 
@@ -96,3 +96,28 @@ class Limiter(Protocol):
     def acquire(self, key: str, token: str) -> Decision: ...
 
     def release(self, key: str, token: str) -> None: ...
+
+
+# What a limiter leaves to the caller's database transaction: given the
+# transaction (a ``storage.types.Tx``), it decides (the database limiter) or
+# records the admitted attempt in the database log (Redis, whose log the
+# database keeps whole for a fallback), and returns the decision.
+InTransaction = Callable[[Any], Decision]
+
+
+class SharesTransactions(Limiter, Protocol):
+    def acquire_within(self, key: str, token: str) -> tuple[Decision, InTransaction | None]: ...
+
+
+def admit(limiter: Limiter, key: str, token: str) -> tuple[Decision, InTransaction | None]:
+    """``acquire``, leaving what the limiter writes to the database to the
+    caller's transaction when the limiter can (``acquire_within``): the
+    decision known now, and the step the transaction runs first, if any
+    (its decision is final; a refusal there records nothing). The attempt
+    is admitted and recorded once that transaction commits; ``release``
+    gives it back as after ``acquire``."""
+    within = getattr(limiter, "acquire_within", None)
+    if within is None:
+        return limiter.acquire(key, token), None
+    decided: tuple[Decision, InTransaction | None] = within(key, token)
+    return decided

@@ -22,7 +22,7 @@ from prometheus_client import Counter
 
 from cache.redis_client import REDIS_ERRORS
 
-from .base import Decision, Limiter
+from .base import Decision, InTransaction, Limiter
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,10 @@ class Recording(Limiter, Protocol):
     def record(self, key: str, token: str, at_us: int | None = None) -> None: ...
 
     def entries(self, key: str) -> list[tuple[str, int]]: ...
+
+    def acquire_within(self, key: str, token: str) -> tuple[Decision, InTransaction | None]: ...
+
+    def recorder(self, key: str, token: str) -> InTransaction: ...
 
 
 class FailoverLimiter:
@@ -82,6 +86,20 @@ class FailoverLimiter:
                         raise
                 return decision
         return self._fallback.acquire(key, token)
+
+    def acquire_within(self, key: str, token: str) -> tuple[Decision, InTransaction | None]:
+        """As ``acquire``, but an attempt Redis admits is recorded in the
+        database by the caller's transaction, not one of its own; while
+        Redis is down the database limiter decides in that transaction."""
+        if not self.degraded:
+            try:
+                self._sync(key)
+                decision = self._primary.acquire(key, token)
+            except REDIS_ERRORS as exc:
+                self._mark_down(exc)
+            else:
+                return decision, self._fallback.recorder(key, token) if decision.allowed else None
+        return self._fallback.acquire_within(key, token)
 
     def release(self, key: str, token: str) -> None:
         self._fallback.release(key, token)

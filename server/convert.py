@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from google.protobuf import json_format
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from socialgraph.v1 import common_pb2 as pb
@@ -33,6 +36,19 @@ def related_user(record: types.RelatedUser) -> pb.RelatedUser:
         display_name=record.display_name,
         avatar_url=record.avatar_url,
     )
+
+
+def add_related_users(
+    target: RepeatedCompositeFieldContainer[pb.RelatedUser], records: Iterable[types.RelatedUser]
+) -> None:
+    """Appends ``related_user`` of each record to a response's list: built in
+    place, not built and then copied in (a page holds up to 1000)."""
+    add = target.add
+    for record in records:
+        message = add(user_id=record.user_id, display_name=record.display_name, avatar_url=record.avatar_url)
+        seconds, micros = divmod(record.since_us, 1_000_000)
+        message.since.seconds = seconds
+        message.since.nanos = micros * 1000
 
 
 def connection_request(record: types.ConnectionRequest) -> pb.ConnectionRequest:

@@ -39,21 +39,40 @@ class SqlLimiter:
         self._decisions = decision_counters("sql")
 
     def acquire(self, key: str, token: str) -> Decision:
-        now = self._clock()
+        return self._storage.read_write(self.acquire_within(key, token)[1])
 
-        def run(tx: Tx) -> Decision:
+    def acquire_within(self, key: str, token: str) -> tuple[Decision, Callable[[Tx], Decision]]:
+        """The decision is the transaction's: it locks the key, reads its log
+        and records the attempt when every window has room. Counted once,
+        however often the transaction is rerun."""
+        now = self._clock()
+        counted = False
+
+        def decide(tx: Tx) -> Decision:
+            nonlocal counted
             tx.lock_limiter_key(key)
             times = tx.limiter_times(key, now - self._horizon_us)
-            refused = refusal(self.windows, [t / 1e6 for t in times], now / 1e6)
-            if refused is not None:
-                return refused
-            tx.limiter_add(key, token, now)
+            decision = refusal(self.windows, [t / 1e6 for t in times], now / 1e6) or ALLOWED
+            if decision.allowed:
+                tx.limiter_add(key, token, now)
+            if not counted:
+                counted = True
+                self._decisions[decision.allowed].inc()
+            return decision
+
+        self._maybe_prune(now)
+        return ALLOWED, decide
+
+    def recorder(self, key: str, token: str) -> Callable[[Tx], Decision]:
+        """What a transaction runs to add an attempt another limiter admitted
+        (as ``record``, inside the caller's transaction)."""
+        at = self._clock()
+
+        def add(tx: Tx) -> Decision:
+            tx.limiter_add(key, token, at)
             return ALLOWED
 
-        decision = self._storage.read_write(run)
-        self._decisions[decision.allowed].inc()
-        self._maybe_prune(now)
-        return decision
+        return add
 
     def record(self, key: str, token: str, at_us: int | None = None) -> None:
         """Adds an attempt another limiter admitted, so the log stays whole."""

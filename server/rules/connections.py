@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ratelimit.base import Decision, admit
 from storage.types import Cause, ConnectionRequest, Counts, EventKind, Pair, Tx
 
 from .core import GraphCore, _distinct, _emit, _lock_present, _refuse_if_blocked, new_id
@@ -13,16 +14,17 @@ class ConnectionRules(GraphCore):
     # ------------------------------------------------------------ connections
 
     def send_connection_request(self, requester_id: str, recipient_id: str, message: str) -> SendResult:
-        """C1-C7: the limiter first, then one transaction; the limiter slot is
-        given back when the call creates nothing."""
+        """C1-C7: the limiter first (what it writes to the database, first
+        thing in the transaction), then the rules, in one transaction; the
+        limiter slot is given back when the call creates nothing."""
         _distinct("recipient_id", requester_id, recipient_id)
         request_id = new_id()
-        decision = self.limiter.acquire(requester_id, request_id)
-        if not decision.allowed:
-            assert decision.window is not None
-            raise RateLimited(requester_id, decision.window, decision.retry_after)
+        decision, limit_in_tx = admit(self.limiter, requester_id, request_id)
+        _refuse_if_limited(requester_id, decision)
 
         def run(tx: Tx) -> SendResult:
+            if limit_in_tx is not None:
+                _refuse_if_limited(requester_id, limit_in_tx(tx))
             counts = _lock_present(tx, (requester_id, recipient_id))
             pair = tx.pair(requester_id, recipient_id)
             _refuse_if_blocked(pair)
@@ -50,6 +52,8 @@ class ConnectionRules(GraphCore):
 
         try:
             result = self.storage.read_write(run)
+        except RateLimited:
+            raise  # refused in the transaction: nothing was recorded
         except BaseException:
             self.limiter.release(requester_id, request_id)
             raise
@@ -160,3 +164,9 @@ class ConnectionRules(GraphCore):
 
 _ACCEPTED, _CROSSING = 1, 2  # socialgraph.v1.ConnectedVia
 _NO_PAIR = Pair(None, None, None, None, None, None, False)
+
+
+def _refuse_if_limited(requester_id: str, decision: Decision) -> None:
+    if not decision.allowed:
+        assert decision.window is not None
+        raise RateLimited(requester_id, decision.window, decision.retry_after)

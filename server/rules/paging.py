@@ -119,11 +119,22 @@ def within(items: Sequence[T], max_bytes: int | None) -> list[T]:
 
 def weight(item: object) -> int:
     """An upper bound on the bytes ``item`` (a storage record) takes in a response."""
-    total = _FIELD_BYTES
-    for f in dataclasses.fields(item):  # type: ignore[arg-type]
-        value = getattr(item, f.name)
-        total += _FIELD_BYTES + (len(value.encode()) if isinstance(value, str) else 0)
+    names = _FIELD_NAMES.get(type(item)) or _field_names(type(item))
+    total = _FIELD_BYTES * (1 + len(names))
+    for name in names:
+        value = getattr(item, name)
+        if isinstance(value, str):
+            total += len(value) if value.isascii() else len(value.encode())
     return total
+
+
+# The field names of each record type, found once.
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(record: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES[record] = tuple(f.name for f in dataclasses.fields(record))
+    return names
 
 
 def _mac(key: bytes, kind: str, scope: str, position: bytes) -> bytes:

@@ -3,7 +3,7 @@ layer, encode. No business rule lives here."""
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import TypedDict, TypeVar
 
 import grpc
 
@@ -52,13 +52,13 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
         self, request: pb.ListFollowersRequest, context: grpc.ServicerContext
     ) -> pb.ListFollowersResponse:
         page = self._graph.list_followers(*_user_list_args(request))
-        return pb.ListFollowersResponse(**_users(page))
+        return _users(pb.ListFollowersResponse(), page)
 
     def ListFollowing(
         self, request: pb.ListFollowingRequest, context: grpc.ServicerContext
     ) -> pb.ListFollowingResponse:
         page = self._graph.list_following(*_user_list_args(request))
-        return pb.ListFollowingResponse(**_users(page))
+        return _users(pb.ListFollowingResponse(), page)
 
     # Connections
 
@@ -119,7 +119,7 @@ class SocialGraphServicer(pb_grpc.SocialGraphServiceServicer):
         self, request: pb.ListConnectionsRequest, context: grpc.ServicerContext
     ) -> pb.ListConnectionsResponse:
         page = self._graph.list_connections(*_user_list_args(request))
-        return pb.ListConnectionsResponse(**_users(page))
+        return _users(pb.ListConnectionsResponse(), page)
 
     def ListIncomingConnectionRequests(
         self, request: pb.ListIncomingConnectionRequestsRequest, context: grpc.ServicerContext
@@ -276,21 +276,18 @@ def _request_list_args(
     )
 
 
-class _UserPage(TypedDict):
-    users: list[common_pb2.RelatedUser]
-    next_page_token: str
-
-
 class _RequestPage(TypedDict):
     requests: list[common_pb2.ConnectionRequest]
     next_page_token: str
 
 
-def _users(page: Page[RelatedUser]) -> _UserPage:
-    return {
-        "users": [convert.related_user(u) for u in page.items],
-        "next_page_token": page.next_page_token,
-    }
+_UserList = TypeVar("_UserList", pb.ListFollowersResponse, pb.ListFollowingResponse, pb.ListConnectionsResponse)
+
+
+def _users(response: _UserList, page: Page[RelatedUser]) -> _UserList:
+    convert.add_related_users(response.users, page.items)
+    response.next_page_token = page.next_page_token
+    return response
 
 
 def _requests(page: Page[ConnectionRequest]) -> _RequestPage:

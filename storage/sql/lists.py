@@ -73,6 +73,8 @@ class Lists(Reads):
     def _page_of_users(
         self, kind: str, user_id: str, after: Cursor | None, limit: int, viewer_id: str | None
     ) -> list[RelatedUser]:
+        """A page of ``user_id``'s list, empty while their deletion is in
+        progress: one statement, which checks that too."""
         params = _page({"user_id": user_id, "viewer_id": viewer_id}, after, limit)
         rows = self._d.rows(_users_page(kind, viewer_id is not None, after is not None), params)
         return [parts.related_user(row) for row in rows]
@@ -128,7 +130,8 @@ def _page(params: dict[str, Any], after: Cursor | None, limit: int) -> dict[str,
 def _users_page(kind: str, viewer: bool, after: bool) -> Statement:
     table, owner, listed = _USER_LISTS[kind]
     created = table.c.created_us
-    query = parts.related(listed, created, table).where(owner == bindparam("user_id"), not_deleting(listed))
+    user_id: BindParameter[str] = bindparam("user_id")
+    query = parts.related(listed, created, table).where(owner == user_id, not_deleting(listed), not_deleting(user_id))
     if viewer:
         query = query.where(~parts.block_between(bindparam("viewer_id"), listed))
     return Statement(parts.keyset(query, created, listed, after))

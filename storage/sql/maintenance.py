@@ -95,8 +95,11 @@ class Maintenance(Reads):
 
     def limiter_times(self, key: str, since_us: int) -> list[int]:
         """The key's admitted attempts after ``since_us``, oldest first;
-        older ones are deleted."""
-        self._d.run(_LIMITER_EXPIRE, {"key": key, "since_us": since_us})
+        older ones are deleted (on PostgreSQL by the same statement)."""
+        params = {"key": key, "since_us": since_us}
+        if self._pg:
+            return [row[0] for row in self._d.rows(_LIMITER_EXPIRE_AND_TIMES, params)]
+        self._d.run(_LIMITER_EXPIRE, params)
         return [row[0] for row in self._d.rows(_LIMITER_TIMES, {"key": key})]
 
     def limiter_entries(self, key: str, since_us: int) -> list[tuple[str, int]]:
@@ -221,10 +224,17 @@ _log = limiter_log.c
 _LIMITER_LOCK = Statement(
     select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("key"), _LIMITER_LOCK_SEED)))
 )
-_LIMITER_EXPIRE = Statement(
-    delete(limiter_log).where(_log.limiter_key == bindparam("key"), _log.at_us <= bindparam("since_us"))
-)
+_EXPIRE = delete(limiter_log).where(_log.limiter_key == bindparam("key"), _log.at_us <= bindparam("since_us"))
+_LIMITER_EXPIRE = Statement(_EXPIRE)
 _LIMITER_TIMES = Statement(select(_log.at_us).where(_log.limiter_key == bindparam("key")).order_by(_log.at_us))
+# The expiry as a data-modifying CTE, which PostgreSQL runs whether or not
+# the query reads it; the query's snapshot still has the rows it deletes.
+_LIMITER_EXPIRE_AND_TIMES = Statement(
+    select(_log.at_us)
+    .add_cte(_EXPIRE.cte("expired"))
+    .where(_log.limiter_key == bindparam("key"), _log.at_us > bindparam("since_us"))
+    .order_by(_log.at_us)
+)
 _LIMITER_ENTRIES = Statement(
     select(_log.token, _log.at_us).where(_log.limiter_key == bindparam("key"), _log.at_us > bindparam("since_us"))
 )
