@@ -281,7 +281,8 @@ class H2load:
         probe = [subprocess.Popen(self._cmd(server.port, paths, f, None, 1, 1, duration=self.args.probe),
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for f in files]
         rate = sum(self._parse(p.communicate(timeout=120)[0])["rps"] for p in probe)
-        per = max(2, int(rate * duration / len(files)) // len(paths) * len(paths))
+        # At least 4 calls of each method a process: a slow probe must not leave a sample of a few calls.
+        per = max(4 * len(paths), int(rate * duration / len(files)) // len(paths) * len(paths))
         before = metrics(server).quiesce()
         meter = server.cpu_meter()
         logs = [os.path.join(self.tmp, f"pair{i}.log") for i in range(len(files))]
@@ -380,7 +381,7 @@ class Ghz:
         half = len(data) // 2
         probe, data = (data, data) if len(data) == 1 else (data[half:], data[:half])
         rate = self._run(server, call, probe, duration=self.args.probe)["rps"]
-        n = max(64, int(rate * duration))
+        n = max(4 * self.args.connections * self.args.streams, int(rate * duration))
         if len(data) > 1:
             n = min(n, len(data))
         before = metrics(server).quiesce()
