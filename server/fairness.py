@@ -22,6 +22,15 @@ The executor learns the connection and marks a shed call through what grpc
 passes to ``submit``: the call's ``contextvars.Context`` (grpc submits
 ``context.run``) and its event (whose ``call.peer()`` names the connection).
 Anything else is queued under one shared key and never shed.
+
+Writes may wait on a row lock for as long as another transaction holds it
+(every block of one celebrity waits for that user's counter row), each
+holding its thread meanwhile. So writes run on at most ``max_workers``
+less a quarter (at least one thread): the rest stay free for reads, which
+take no locks, and a pile-up of writes on one hot row cannot make
+unrelated reads wait for a thread. A write whose turn comes while the
+writes' threads are all busy waits at the head of its connection's queue;
+other connections' reads are served meanwhile.
 """
 
 from __future__ import annotations
@@ -52,6 +61,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 # A call to run: its future, function, arguments and keyword arguments.
 _Work = tuple[futures.Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+# Method names (the part after the service) of calls that only read.
+_READ_PREFIXES = ("Get", "List", "BatchGet", "Can", "Filter", "Check", "Watch", "ServerReflectionInfo")
 
 
 class FairExecutor(futures.Executor):
@@ -59,9 +70,11 @@ class FairExecutor(futures.Executor):
         self._limit = limit
         self._lock = threading.Condition()
         # Keys with queued work, in serving order.
-        self._queues: OrderedDict[object, deque[tuple[_Work, bool]]] = OrderedDict()
+        self._queues: OrderedDict[object, deque[tuple[_Work, bool, bool]]] = OrderedDict()
         self._in_flight: dict[object, int] = {}
         self._total = 0
+        self._writes = 0
+        self._max_writes = max(1, max_workers - max_workers // 4)
         self._shed: deque[_Work] = deque()
         self._shutdown = False
         self._threads = [
@@ -92,7 +105,7 @@ class FairExecutor(futures.Executor):
                     self._in_flight[key] = mine + 1
                     self._total += 1
                     IN_FLIGHT.inc()
-                self._queues.setdefault(key, deque()).append(((future, fn, args, kwargs), counted))
+                self._queues.setdefault(key, deque()).append(((future, fn, args, kwargs), counted, _writes(args)))
             self._lock.notify_all()
         return future
 
@@ -104,23 +117,30 @@ class FairExecutor(futures.Executor):
             for thread in self._threads:
                 thread.join()
 
-    def _next(self) -> tuple[object, tuple[_Work, bool]] | None:
-        """The oldest call of the connection whose turn it is (None on shutdown)."""
+    def _next(self) -> tuple[object, tuple[_Work, bool, bool]] | None:
+        """The oldest call of the first connection in line whose oldest call
+        may run now: a write only while the writes have a thread left (None
+        on shutdown)."""
         with self._lock:
-            while not self._queues:
-                if self._shutdown:
+            while True:
+                if self._shutdown and not self._queues:
                     return None
+                writes_full = self._writes >= self._max_writes
+                key = next((k for k, queue in self._queues.items() if not (writes_full and queue[0][2])), _NONE)
+                if key is not _NONE:
+                    break
                 self._lock.wait()
-            key, queue = next(iter(self._queues.items()))
+            queue = self._queues.pop(key)
             work = queue.popleft()
-            del self._queues[key]
             if queue:
                 self._queues[key] = queue  # to the back of the line
+            if work[2]:
+                self._writes += 1
             return key, work
 
     def _work(self) -> None:
         while (item := self._next()) is not None:
-            key, (work, counted) = item
+            key, (work, counted, write) = item
             # Hold no reference to a finished call: grpc frees its stream
             # when the call object goes.
             del item
@@ -128,6 +148,10 @@ class FairExecutor(futures.Executor):
                 _run(*work)
             finally:
                 del work
+                if write:
+                    with self._lock:
+                        self._writes -= 1
+                        self._lock.notify_all()
                 if counted:
                     self._done(key)
 
@@ -166,6 +190,25 @@ def _streaming(args: Sequence[Any]) -> bool:
     """Whether a call grpc submits streams its response (grpc runs those
     through ``_stream_response_in_pool``)."""
     return getattr(args[0] if args else None, "__name__", "") == "_stream_response_in_pool"
+
+
+def _writes(args: Sequence[Any]) -> bool:
+    """Whether a call grpc submits may write (anything but a known read)."""
+    try:
+        # A method registered with the server (the generated add_*_to_server)
+        # is named by the event's tag; any other by its call details.
+        event = args[1]
+        method = event.call_details.method or event.tag
+    except (IndexError, AttributeError, TypeError):
+        return False
+    if isinstance(method, bytes):
+        method = method.decode()
+    if not isinstance(method, str) or not method:
+        return False
+    return not method.rsplit("/", 1)[-1].startswith(_READ_PREFIXES)
+
+
+_NONE = object()
 
 
 def _connection(args: Sequence[Any]) -> object:
