@@ -25,12 +25,12 @@ Anything else is queued under one shared key and never shed.
 
 Writes may wait on a row lock for as long as another transaction holds it
 (every block of one celebrity waits for that user's counter row), each
-holding its thread meanwhile. So writes run on at most ``max_workers``
-less a quarter (at least one thread): the rest stay free for reads, which
-take no locks, and a pile-up of writes on one hot row cannot make
-unrelated reads wait for a thread. A write whose turn comes while the
-writes' threads are all busy waits at the head of its connection's queue;
-other connections' reads are served meanwhile.
+holding its thread meanwhile. So writes run on at most three quarters of
+the threads that streams leave (at least one): the rest stay free for
+reads, which take no row locks, and a pile-up of writes on one hot row cannot make
+unrelated reads wait for a thread (streams, which hold a thread for their
+life, are left out first). While the writes' threads are all busy, a
+connection's oldest read runs ahead of its queued writes.
 """
 
 from __future__ import annotations
@@ -61,8 +61,16 @@ P = ParamSpec("P")
 T = TypeVar("T")
 # A call to run: its future, function, arguments and keyword arguments.
 _Work = tuple[futures.Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
-# Method names (the part after the service) of calls that only read.
-_READ_PREFIXES = ("Get", "List", "BatchGet", "Can", "Filter", "Check", "Watch", "ServerReflectionInfo")
+# The calls that only read, by method name (the part after the service):
+# the services' reads, health and reflection. Any other call may write.
+_READS = frozenset(
+    {
+        "BatchGetRelationships", "CanInteract", "FilterInteractable", "GetCounts", "GetMutualConnections",
+        "GetRelationship", "GetStats", "GetUser", "ListBlocked", "ListConnections", "ListFeedSources",
+        "ListFollowers", "ListFollowing", "ListIncomingConnectionRequests", "ListOutgoingConnectionRequests",
+        "ListReports", "Watch", "Check", "ServerReflectionInfo",
+    }
+)
 
 
 class FairExecutor(futures.Executor):
@@ -74,7 +82,8 @@ class FairExecutor(futures.Executor):
         self._in_flight: dict[object, int] = {}
         self._total = 0
         self._writes = 0
-        self._max_writes = max(1, max_workers - max_workers // 4)
+        self._streams = 0
+        self._max_workers = max_workers
         self._shed: deque[_Work] = deque()
         self._shutdown = False
         self._threads = [
@@ -125,18 +134,36 @@ class FairExecutor(futures.Executor):
             while True:
                 if self._shutdown and not self._queues:
                     return None
-                writes_full = self._writes >= self._max_writes
-                key = next((k for k, queue in self._queues.items() if not (writes_full and queue[0][2])), _NONE)
-                if key is not _NONE:
+                # A quarter of the threads not taken by streams stays for reads.
+                free = self._max_workers - self._streams
+                writes_full = self._writes >= max(1, free - free // 4)
+                found = self._runnable(writes_full)
+                if found is not None:
                     break
                 self._lock.wait()
+            key, index = found
             queue = self._queues.pop(key)
-            work = queue.popleft()
+            work = queue[index]
+            del queue[index]
             if queue:
                 self._queues[key] = queue  # to the back of the line
             if work[2]:
                 self._writes += 1
+            elif not work[1]:
+                self._streams += 1
             return key, work
+
+    def _runnable(self, writes_full: bool) -> tuple[object, int] | None:
+        """The first connection in line with a call that may run, and that
+        call's place in its queue: its oldest, or while writes may not run,
+        its oldest read."""
+        for key, queue in self._queues.items():
+            if not writes_full:
+                return key, 0
+            index = next((i for i, (_work, _counted, write) in enumerate(queue) if not write), None)
+            if index is not None:
+                return key, index
+        return None
 
     def _work(self) -> None:
         while (item := self._next()) is not None:
@@ -148,9 +175,12 @@ class FairExecutor(futures.Executor):
                 _run(*work)
             finally:
                 del work
-                if write:
+                if write or not counted:
                     with self._lock:
-                        self._writes -= 1
+                        if write:
+                            self._writes -= 1
+                        else:
+                            self._streams -= 1
                         self._lock.notify_all()
                 if counted:
                     self._done(key)
@@ -205,10 +235,8 @@ def _writes(args: Sequence[Any]) -> bool:
         method = method.decode()
     if not isinstance(method, str) or not method:
         return False
-    return not method.rsplit("/", 1)[-1].startswith(_READ_PREFIXES)
+    return method.rsplit("/", 1)[-1] not in _READS
 
-
-_NONE = object()
 
 
 def _connection(args: Sequence[Any]) -> object:

@@ -5,6 +5,7 @@ row) cannot take every thread, so unrelated reads still find one."""
 from __future__ import annotations
 
 import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -50,7 +51,7 @@ def test_reads_find_a_thread_while_writes_wait_on_a_lock() -> None:
             for i in range(5)
         ]
         assert [read.result(5) for read in reads] == [f"read-{i}" for i in range(5)], "reads are not starved"
-        assert sum(name.startswith("block") for name in ran) == 6, "writes run on 8 - 8 // 4 threads"
+        assert running(ran, "block", 6) == 6, "writes run on 8 - 8 // 4 threads"
         release.set()
         assert sorted(f.result(10) for f in blocked) == sorted(f"block-{i}" for i in range(20)), "every write runs"
     finally:
@@ -58,20 +59,60 @@ def test_reads_find_a_thread_while_writes_wait_on_a_lock() -> None:
         executor.shutdown()
 
 
-def test_a_call_without_a_method_is_a_read_and_a_connection_keeps_its_order() -> None:
+def running(ran: list[str], prefix: str, expected: int) -> int:
+    """How many ``prefix`` calls started, once ``expected`` did (or 2 s passed)
+    and a moment more showed no other starting."""
+    deadline = time.monotonic() + 2
+    while sum(name.startswith(prefix) for name in ran) < expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    return sum(name.startswith(prefix) for name in ran)
+
+
+def test_a_connection_s_reads_run_ahead_of_its_writes_waiting_for_a_thread() -> None:
+    """One channel for everything (a gateway): its reads do not wait behind
+    its own writes once the writes' threads are busy; CancelConnectionRequest
+    is a write; a call without a method is a read."""
     executor = FairExecutor(max_workers=4, limit=1000)
     release = threading.Event()
     ran: list[str] = []
     try:
         writes = [
-            submit(executor, call(release, ran, f"w{i}"), event("Follow", "one"))
-            for i in range(4)
+            submit(executor, call(release, ran, f"w{i}"), event("CancelConnectionRequest", "one"))
+            for i in range(5)
         ]
+        read = submit(executor, call(None, ran, "read"), event("CanInteract", "one"))
         unknown = submit(executor, call(None, ran, "plain"), None)
-        assert unknown.result(5) == "plain"
-        assert ran.count("w0") == 1 and "w3" not in ran, "3 writes at most (4 - 1), in the connection's order"
+        assert (read.result(5), unknown.result(5)) == ("read", "plain")
+        assert running(ran, "w", 3) == 3, "3 writes at most (4 - 4 // 4)"
         release.set()
-        assert [f.result(10) for f in writes] == ["w0", "w1", "w2", "w3"]
+        assert [f.result(10) for f in writes] == ["w0", "w1", "w2", "w3", "w4"]
+        assert ran.index("w3") > ran.index("read"), "the writes started in the connection's order, after the read"
+    finally:
+        release.set()
+        executor.shutdown()
+
+
+def test_streams_holding_threads_leave_a_quarter_of_the_rest_to_reads() -> None:
+    executor = FairExecutor(max_workers=8, limit=1000)
+    release = threading.Event()
+    ran: list[str] = []
+    try:
+
+        def stream(_behaviour: Any, _event: Any) -> str:
+            ran.append("stream")
+            assert release.wait(10)
+            return "stream"
+
+        stream.__name__ = "_stream_response_in_pool"  # what grpc submits for a streaming response
+        streams = [executor.submit(lambda _b, e: stream(_b, e), stream, event("Watch", f"s{i}")) for i in range(4)]
+        assert running(ran, "stream", 4) == 4
+        writes = [submit(executor, call(release, ran, f"write-{i}"), event("Block", f"w{i}")) for i in range(6)]
+        read = submit(executor, call(None, ran, "read"), event("GetRelationship", "r"))
+        assert read.result(5) == "read", "a thread is left for reads"
+        assert running(ran, "write", 3) == 3, "writes take 3 of the 4 threads the streams leave"
+        release.set()
+        assert len([f.result(10) for f in (*streams, *writes)]) == 10
     finally:
         release.set()
         executor.shutdown()
