@@ -31,13 +31,10 @@ import cProfile
 import json
 import os
 import pstats
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -118,17 +115,6 @@ def measure(calls: int) -> dict[str, float]:
             client.delete(*keys[i : i + 500])
 
 
-def child(tree: str | None, calls: int) -> dict[str, float]:
-    env = dict(os.environ)
-    if tree:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree, env.get("PYTHONPATH")]))
-    out = subprocess.run(
-        [sys.executable, os.path.join(HERE, "read_paths.py"), "--child", "--calls", str(calls)],
-        env=env, check=True, capture_output=True, text=True, cwd=tempfile.gettempdir(),
-    ).stdout
-    return cast(dict[str, float], json.loads(out.strip().splitlines()[-1]))
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", help="another checkout to compare with (its server/, storage/, cache/, ratelimit/)")
@@ -139,12 +125,14 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.calls)))
         return
+    from bench.storage_paths import child  # the parent only: the child runs as a script, without the package
+
     trees = {"this": ROOT} if not args.base else {"base": os.path.abspath(args.base), "this": ROOT}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
     for i in range(args.rounds):
         # Each tree goes first in every other round.
         for name, tree in list(trees.items()) if i % 2 == 0 else list(trees.items())[::-1]:
-            runs[name].append(child(tree, args.calls))
+            runs[name].append(child(__file__, tree, "--calls", str(args.calls)))
     print(f"PostgreSQL + Redis: µs per call, best of {args.rounds} rounds of {args.calls} calls")
     for op in runs["this"][0]:
         best = {name: min(r[op] for r in rounds) for name, rounds in runs.items()}

@@ -176,12 +176,14 @@ def measure(backend: str, calls: int, only: set[str]) -> dict[str, float]:
                     conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def child(tree: str | None, backend: str, calls: int, only: str) -> dict[str, float]:
+def child(script: str, tree: str | None, *args: str) -> dict[str, float]:
+    """Runs ``script --child ARGS`` with ``tree`` (another checkout) first on
+    the path; returns the figures it prints as JSON on its last line."""
     env = dict(os.environ)
     if tree:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree, env.get("PYTHONPATH")]))
     out = subprocess.run(
-        [sys.executable, __file__, "--child", backend, "--calls", str(calls), "--only", only],
+        [sys.executable, script, "--child", *args],
         env=env, check=True, capture_output=True, text=True, cwd=tempfile.gettempdir(),
     ).stdout
     return cast(dict[str, float], json.loads(out.strip().splitlines()[-1]))
@@ -205,7 +207,7 @@ def main() -> None:
         for i in range(args.rounds):
             # Each tree goes first in every other round.
             for name, tree in (list(trees.items()) if i % 2 == 0 else list(trees.items())[::-1]):
-                runs[name].append(child(tree, backend, args.calls, args.only))
+                runs[name].append(child(__file__, tree, backend, "--calls", str(args.calls), "--only", args.only))
         print(f"{backend}: µs per call, best of {args.rounds} rounds of {args.calls} calls")
         for op in runs["this"][0]:
             medians = {name: min(r[op] for r in rounds) for name, rounds in runs.items()}
