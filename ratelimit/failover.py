@@ -71,35 +71,36 @@ class FailoverLimiter:
         return self._clock() < self._down_until
 
     def acquire(self, key: str, token: str) -> Decision:
-        if not self.degraded:
+        decision = self._primary_decision(key, token)
+        if decision is None:
+            return self._fallback.acquire(key, token)
+        if decision.allowed:
             try:
-                self._sync(key)
-                decision = self._primary.acquire(key, token)
-            except REDIS_ERRORS as exc:
-                self._mark_down(exc)
-            else:
-                if decision.allowed:
-                    try:
-                        self._fallback.record(key, token)
-                    except BaseException:
-                        self._release_primary(key, token)
-                        raise
-                return decision
-        return self._fallback.acquire(key, token)
+                self._fallback.record(key, token)
+            except BaseException:
+                self._release_primary(key, token)
+                raise
+        return decision
 
     def acquire_within(self, key: str, token: str) -> tuple[Decision, InTransaction | None]:
         """As ``acquire``, but an attempt Redis admits is recorded in the
         database by the caller's transaction, not one of its own; while
         Redis is down the database limiter decides in that transaction."""
-        if not self.degraded:
-            try:
-                self._sync(key)
-                decision = self._primary.acquire(key, token)
-            except REDIS_ERRORS as exc:
-                self._mark_down(exc)
-            else:
-                return decision, self._fallback.recorder(key, token) if decision.allowed else None
-        return self._fallback.acquire_within(key, token)
+        decision = self._primary_decision(key, token)
+        if decision is None:
+            return self._fallback.acquire_within(key, token)
+        return decision, self._fallback.recorder(key, token) if decision.allowed else None
+
+    def _primary_decision(self, key: str, token: str) -> Decision | None:
+        """Redis's decision, or None while it is down (a failure marks it down)."""
+        if self.degraded:
+            return None
+        try:
+            self._sync(key)
+            return self._primary.acquire(key, token)
+        except REDIS_ERRORS as exc:
+            self._mark_down(exc)
+            return None
 
     def release(self, key: str, token: str) -> None:
         self._fallback.release(key, token)
