@@ -130,7 +130,7 @@ class DeletionTx:
         # The tombstone's trigger (migration 0006) marks the user's counter
         # row, creating it if need be; the zeroing marks it too.
         self._d.run(_INSERT_JOB, {"user_id": user_id, "kind": int(JobKind.DELETE), "created_us": now_us})
-        self._touch(self._d.rows(_ZERO_COUNTERS, {"ids": [user_id], "now": self._now_us, "deleting": True}))
+        self._touch(self._d.rows(_ZERO_COUNTERS, {"ids": [user_id], "now": self._now_us}))
         self._locked_deleting[user_id] = True
         return removed, True
 
@@ -274,7 +274,7 @@ class DeletionTx:
         yet to remove); returns them."""
         ids = [row.user_id for row in self._d.rows(_DELETING_USERS)]
         if ids:
-            self._touch(self._d.rows(_ZERO_COUNTERS, {"ids": ids, "now": self._now_us, "deleting": True}))
+            self._touch(self._d.rows(_ZERO_COUNTERS, {"ids": ids, "now": self._now_us}))
         return ids
 
     # ------------------------------------------------------------ promotions
@@ -372,7 +372,7 @@ _ZERO_COUNTERS = Statement(
     update(user_counters)
     .where(_uc.user_id.in_(_IDS))
     .values(
-        **dict.fromkeys(COUNTER_COLUMNS, 0), version=_next_version(bindparam("now")), deleting=bindparam("deleting")
+        **dict.fromkeys(COUNTER_COLUMNS, 0), version=_next_version(bindparam("now")), deleting=True
     )
     .returning(user_counters)
 )
