@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, case, delete, func, literal, select, update
 
 from .schema import COUNTER_COLUMNS, blocks, connection_requests, connections, follows, user_counters, user_jobs, users
-from .sql.run import Runner, Statement
+from .sql.run import Runner, Statement, id_list, matches
 from .types import Cascade, Counts, Removed, VersionedCounts
 
 
@@ -67,9 +67,17 @@ class DeletionTx:
     # A batch's counter changes by user, applied at ``flush``.
     _countdown: dict[str, dict[str, int]] | None = None
     _last: list[Callable[[], None]]
+    commit_held: float | None
+
+    def with_commit(self, statement: Statement, params: dict[str, Any], then: Callable[[list[Any]], None]) -> None:
+        raise NotImplementedError
 
     def lock_users(self, user_ids: Iterable[str]) -> dict[str, Counts]:
         raise NotImplementedError
+
+    @property
+    def _by_ids(self) -> _ByIds:
+        return _BY_IDS[self._pg]
 
     def _touch(self, rows: Any) -> None:
         raise NotImplementedError
@@ -77,7 +85,12 @@ class DeletionTx:
     def lock_hold(self) -> float | None:
         """Seconds this transaction held other users' counter rows locked
         for a batch (from its first such lock to its commit); None when it
-        took none or has not committed."""
+        took none or has not committed. When its only such locks were taken
+        by the statement sent with the COMMIT (PostgreSQL), as measured by
+        PostgreSQL's clock; otherwise by this process's, which adds the
+        time its thread waited for the GIL."""
+        if self.commit_held is not None:
+            return self.commit_held
         if self.others_locked_at is None or self.committed_at is None:
             return None
         return max(0.0, self.committed_at - self.others_locked_at)
@@ -102,7 +115,7 @@ class DeletionTx:
         locked = self._locked_deleting
         if ids <= locked.keys():
             return {user_id for user_id in ids if locked[user_id]}
-        return {row.user_id for row in self._d.rows(_TOMBSTONES, {"ids": sorted(ids)})} if ids else set()
+        return {row.user_id for row in self._d.rows(self._by_ids.tombstones, {"ids": sorted(ids)})} if ids else set()
 
     def start_deletion(self, user_id: str, now_us: int) -> tuple[Removed, bool] | None:
         """Tombstones ``user_id`` (the caller holds their lock): removes the
@@ -130,7 +143,7 @@ class DeletionTx:
         # The tombstone's trigger (migration 0006) marks the user's counter
         # row, creating it if need be; the zeroing marks it too.
         self._d.run(_INSERT_JOB, {"user_id": user_id, "kind": int(JobKind.DELETE), "created_us": now_us})
-        self._touch(self._d.rows(_ZERO_COUNTERS, {"ids": [user_id], "now": self._now_us}))
+        self._touch(self._d.rows(self._by_ids.zero_counters, {"ids": [user_id], "now": self._now_us}))
         self._locked_deleting[user_id] = True
         return removed, True
 
@@ -168,19 +181,23 @@ class DeletionTx:
 
         # Each kind counts only what its DELETE returned: a promotion's job
         # may lift blocks against the user at the same time.
-        following = self._removed(_DELETE_FOLLOWING, user_id, others("following"))
-        followers = self._removed(_DELETE_FOLLOWERS, user_id, others("followers"))
+        following = self._removed(self._by_ids.delete_following, user_id, others("following"))
+        followers = self._removed(self._by_ids.delete_followers, user_id, others("followers"))
         connected = others("connections")
         if connected:
-            self._d.run(_DELETE_CONNECTIONS_TO, {"user_id": user_id, "ids": connected})
-        connected = self._removed(_DELETE_CONNECTIONS, user_id, connected)
+            self._d.run(self._by_ids.delete_connections_to, {"user_id": user_id, "ids": connected})
+        connected = self._removed(self._by_ids.delete_connections, user_id, connected)
         outgoing, incoming = picked["outgoing"], picked["incoming"]
         requests = [row.request_id for row in (*outgoing, *incoming)]
-        gone = {row.request_id for row in self._d.rows(_DELETE_REQUESTS, {"ids": requests})} if requests else set()
+        gone = (
+            {row.request_id for row in self._d.rows(self._by_ids.delete_requests, {"ids": requests})}
+            if requests
+            else set()
+        )
         outgoing = [row for row in outgoing if row.request_id in gone]
         incoming = [row for row in incoming if row.request_id in gone]
-        blocking = self._removed(_DELETE_BLOCKING, user_id, others("blocking"))
-        blocked_by = self._removed(_DELETE_BLOCKED_BY, user_id, others("blocked_by"))
+        blocking = self._removed(self._by_ids.delete_blocking, user_id, others("blocking"))
+        blocked_by = self._removed(self._by_ids.delete_blocked_by, user_id, others("blocked_by"))
         # The blocked side of the user's own blocks keeps no counter of them.
         for ids, column in (
             (following, "followers"),
@@ -221,9 +238,15 @@ class DeletionTx:
         if len(groups) == 1:
             # The common batch (one kind of edge): one statement locks the
             # rows in user id order and updates them.
-            (key, ids), = groups.items()
+            ((key, ids),) = groups.items()
+            params = self._delta_params(key, ids)
+            if self._pg and self.others_locked_at is None:
+                # Its only locks of other users: sent with the COMMIT, and
+                # held for as long as PostgreSQL says (``lock_hold``).
+                self.with_commit(self._by_ids.lock_and_add, params, self._touch)
+                return
             self._lock_others(())
-            self._touch(self._d.rows(_LOCK_AND_ADD, self._delta_params(key, ids)))
+            self._touch(self._d.rows(self._by_ids.lock_and_add, params))
             return
         if not deltas:
             return
@@ -243,7 +266,7 @@ class DeletionTx:
         """Adds each user's counter deltas (their rows are locked): one
         ``UPDATE`` for all the users with the same deltas, in user id order."""
         for key, ids in _grouped(deltas).items():
-            self._touch(self._d.rows(_ADD_COUNTERS, self._delta_params(key, ids)))
+            self._touch(self._d.rows(self._by_ids.add_counters, self._delta_params(key, ids)))
 
     def _delta_params(self, key: tuple[int, ...], ids: list[str]) -> dict[str, Any]:
         params: dict[str, Any] = dict(zip(_DELTA_NAMES, key, strict=True))
@@ -264,9 +287,7 @@ class DeletionTx:
         """Deletes the user's counter row; caches learn zeros at a newer version."""
         self._locked_deleting.pop(user_id, None)
         version = self._d.value(_DROP_COUNTERS, {"user_id": user_id})
-        self.touched[user_id] = VersionedCounts(
-            Counts(user_id), max(int(version or 0) + 1, self._now_us), self.read_us
-        )
+        self.touched[user_id] = VersionedCounts(Counts(user_id), max(int(version or 0) + 1, self._now_us), self.read_us)
 
     def zero_deleting_counters(self) -> list[str]:
         """Zeroes the own counters of every user whose deletion is in
@@ -274,7 +295,7 @@ class DeletionTx:
         yet to remove); returns them."""
         ids = [row.user_id for row in self._d.rows(_DELETING_USERS)]
         if ids:
-            self._touch(self._d.rows(_ZERO_COUNTERS, {"ids": ids, "now": self._now_us}))
+            self._touch(self._d.rows(self._by_ids.zero_counters, {"ids": ids, "now": self._now_us}))
         return ids
 
     # ------------------------------------------------------------ promotions
@@ -291,7 +312,7 @@ class DeletionTx:
             self._lock_others(picked)
             # A blocker whose deletion started since the pick is left to it.
             gone = self.deleting(picked)
-            ids = self._removed(_DELETE_BLOCKED_BY, blocked_id, [p for p in picked if p not in gone])
+            ids = self._removed(self._by_ids.delete_blocked_by, blocked_id, [p for p in picked if p not in gone])
         if ids:
             self._apply({blocker: {"blocked": -1} for blocker in ids})
         return ids, len(picked) == limit
@@ -315,9 +336,7 @@ class DeletionTx:
             row = self._d.first(query, {"now": now_us, "user_id": job[0], "kind": int(job[1])})
         if row is None:
             return None
-        self._d.run(
-            _LEASE_JOB, {"user_id": row.user_id, "kind": row.kind, "owner": owner, "until": now_us + lease_us}
-        )
+        self._d.run(_LEASE_JOB, {"user_id": row.user_id, "kind": row.kind, "owner": owner, "until": now_us + lease_us})
         return row.user_id, JobKind(row.kind)
 
     def renew_job(self, user_id: str, kind: JobKind, owner: str, until_us: int) -> bool:
@@ -341,14 +360,6 @@ class DeletionTx:
         return [(row.user_id, JobKind(row.kind)) for row in self._d.rows(_PENDING_JOBS)]
 
 
-_TOMBSTONES = Statement(
-    select(user_jobs.c.user_id).where(
-        user_jobs.c.kind == int(JobKind.DELETE), user_jobs.c.user_id.in_(bindparam("ids", expanding=True))
-    )
-)
-
-
-
 def _next_version(now: ColumnElement[Any]) -> ColumnElement[Any]:
     """A counter row's next version: ``max(version + 1, now)`` (as ``parts.next_version``)."""
     version = user_counters.c.version
@@ -356,7 +367,6 @@ def _next_version(now: ColumnElement[Any]) -> ColumnElement[Any]:
 
 
 _USER: BindParameter[str] = bindparam("user_id")
-_IDS: BindParameter[list[str]] = bindparam("ids", expanding=True)
 _LIMIT: BindParameter[int] = bindparam("limit")
 _f, _c, _r, _b, _j, _uc = follows.c, connections.c, connection_requests.c, blocks.c, user_jobs.c, user_counters.c
 
@@ -367,14 +377,6 @@ _COUNT_BLOCKS_AGAINST = Statement(select(func.count()).select_from(blocks).where
 _DELETE_USER = Statement(delete(users).where(users.c.user_id == _USER))
 _INSERT_JOB = Statement(
     user_jobs.insert().values(user_id=_USER, kind=bindparam("kind"), created_us=bindparam("created_us"))
-)
-_ZERO_COUNTERS = Statement(
-    update(user_counters)
-    .where(_uc.user_id.in_(_IDS))
-    .values(
-        **dict.fromkeys(COUNTER_COLUMNS, 0), version=_next_version(bindparam("now")), deleting=True
-    )
-    .returning(user_counters)
 )
 _DROP_COUNTERS = Statement(delete(user_counters).where(_uc.user_id == _USER).returning(_uc.version))
 _DELETING_USERS = Statement(select(_j.user_id).where(_j.kind == int(JobKind.DELETE)))
@@ -418,21 +420,6 @@ _PICK_BLOCKERS = Statement(
 )
 
 
-def _delete_edges(table: Any, own: Any, other: Any) -> Statement:
-    """Deletes the edges of ``table`` whose ``own`` column is the user and
-    whose ``other`` column is one of ``ids``; returns ``other``."""
-    return Statement(delete(table).where(own == _USER, other.in_(_IDS)).returning(other.label("other")))
-
-
-_DELETE_FOLLOWING = _delete_edges(follows, _f.follower_id, _f.followee_id)
-_DELETE_FOLLOWERS = _delete_edges(follows, _f.followee_id, _f.follower_id)
-_DELETE_CONNECTIONS = _delete_edges(connections, _c.user_id, _c.other_id)
-_DELETE_CONNECTIONS_TO = Statement(delete(connections).where(_c.other_id == _USER, _c.user_id.in_(_IDS)))
-_DELETE_REQUESTS = Statement(
-    delete(connection_requests).where(_r.request_id.in_(_IDS)).returning(_r.request_id)
-)
-_DELETE_BLOCKING = _delete_edges(blocks, _b.blocker_id, _b.blocked_id)
-_DELETE_BLOCKED_BY = _delete_edges(blocks, _b.blocked_id, _b.blocker_id)
 _DELTA_NAMES = tuple(f"d_{name}" for name in COUNTER_COLUMNS)
 
 
@@ -456,19 +443,53 @@ def _add_counters(where: ColumnElement[bool]) -> Statement:
     )
 
 
-_ADD_COUNTERS = _add_counters(_uc.user_id.in_(_IDS))
-# The same for the users ``ids`` not being deleted, whose rows it locks first
-# in user id order (PostgreSQL: the sub-select's FOR UPDATE sits above its
-# sort), as every write locks them.
-_locked = user_counters.alias("locked")
-_LOCK_AND_ADD = _add_counters(
-    _uc.user_id.in_(
-        select(_locked.c.user_id)
-        .where(_locked.c.user_id.in_(_IDS), ~_locked.c.deleting)
-        .order_by(_locked.c.user_id)
-        .with_for_update()
-    )
-)
+class _ByIds:
+    """The statements that take a list of ids (``ids``), in one form of
+    ``id_list``: one array parameter on PostgreSQL (the same text for every
+    batch size, so it is parsed and prepared once), expanded on SQLite."""
+
+    def __init__(self, array: bool) -> None:
+        ids = id_list("ids", array)
+
+        def delete_edges(table: Any, own: Any, other: Any) -> Statement:
+            # The edges of ``table`` whose ``own`` column is the user and
+            # whose ``other`` column is one of ``ids``; returns ``other``.
+            return Statement(delete(table).where(own == _USER, matches(other, ids)).returning(other.label("other")))
+
+        self.tombstones = Statement(select(_j.user_id).where(_j.kind == int(JobKind.DELETE), matches(_j.user_id, ids)))
+        self.zero_counters = Statement(
+            update(user_counters)
+            .where(matches(_uc.user_id, ids))
+            .values(**dict.fromkeys(COUNTER_COLUMNS, 0), version=_next_version(bindparam("now")), deleting=True)
+            .returning(user_counters)
+        )
+        self.delete_following = delete_edges(follows, _f.follower_id, _f.followee_id)
+        self.delete_followers = delete_edges(follows, _f.followee_id, _f.follower_id)
+        self.delete_connections = delete_edges(connections, _c.user_id, _c.other_id)
+        self.delete_connections_to = Statement(
+            delete(connections).where(_c.other_id == _USER, matches(_c.user_id, ids))
+        )
+        self.delete_requests = Statement(
+            delete(connection_requests).where(matches(_r.request_id, ids)).returning(_r.request_id)
+        )
+        self.delete_blocking = delete_edges(blocks, _b.blocker_id, _b.blocked_id)
+        self.delete_blocked_by = delete_edges(blocks, _b.blocked_id, _b.blocker_id)
+        self.add_counters = _add_counters(matches(_uc.user_id, ids))
+        # The same for the users ``ids`` not being deleted, whose rows it
+        # locks first in user id order (PostgreSQL: the sub-select's FOR
+        # UPDATE sits above its sort), as every write locks them.
+        locked = user_counters.alias("locked")
+        self.lock_and_add = _add_counters(
+            _uc.user_id.in_(
+                select(locked.c.user_id)
+                .where(matches(locked.c.user_id, ids), ~locked.c.deleting)
+                .order_by(locked.c.user_id)
+                .with_for_update()
+            )
+        )
+
+
+_BY_IDS = {array: _ByIds(array) for array in (False, True)}
 
 # ---------------------------------------------------------------------- jobs
 
@@ -476,9 +497,11 @@ _KIND: BindParameter[int] = bindparam("kind")
 _OWNER: BindParameter[str] = bindparam("owner")
 _THIS_JOB = and_(_j.user_id == _USER, _j.kind == _KIND)
 _ADD_JOB = Statement(
-    lambda insert: insert(user_jobs)
-    .values(user_id=_USER, kind=_KIND, created_us=bindparam("created_us"))
-    .on_conflict_do_nothing(index_elements=["user_id", "kind"])
+    lambda insert: (
+        insert(user_jobs)
+        .values(user_id=_USER, kind=_KIND, created_us=bindparam("created_us"))
+        .on_conflict_do_nothing(index_elements=["user_id", "kind"])
+    )
 )
 _OPEN = select(_j.user_id, _j.kind).where(_j.lease_until_us < bindparam("now"))
 _OPEN_ORDER = (_j.created_us, _j.user_id, _j.kind)
@@ -488,9 +511,7 @@ _THE_JOB = Statement(_OPEN.where(_THIS_JOB).order_by(*_OPEN_ORDER).limit(1))
 _THE_JOB_SKIP_LOCKED = Statement(
     _OPEN.where(_THIS_JOB).order_by(*_OPEN_ORDER).limit(1).with_for_update(skip_locked=True)
 )
-_LEASE_JOB = Statement(
-    update(user_jobs).where(_THIS_JOB).values(lease_owner=_OWNER, lease_until_us=bindparam("until"))
-)
+_LEASE_JOB = Statement(update(user_jobs).where(_THIS_JOB).values(lease_owner=_OWNER, lease_until_us=bindparam("until")))
 _RENEW_JOB = Statement(
     update(user_jobs).where(_THIS_JOB, _j.lease_owner == _OWNER).values(lease_until_us=bindparam("until"))
 )

@@ -135,6 +135,7 @@ class SqlStorage:
                             position = tx.bump_position() if write and not self._postgres else None
                             tx.flush(position)
                             committing = True
+                            tx.run_with_commit()
                         tx.committed_at = time.monotonic()
                         if write:
                             position = self._committed_at(conn, tx, position)

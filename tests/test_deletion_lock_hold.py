@@ -4,18 +4,23 @@ counter row to its commit, and the runner sizes batches by it."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
 
 from server.rules import Graph
 from server.rules.jobs import Jobs, JobSettings
-from storage import SqlStorage
+from storage import SqlStorage, open_storage
 from storage.deletion import JobKind
+from storage.migrate import upgrade
+from storage.sql import SqlTx
 from storage.types import Block, Cascade, Role, Storage, Tx, User
 
-from .support import new_user
+from .support import new_user, temporary_database
 from .test_deletion import finish_jobs, make_graph
 
 LOCK_HOLD = "socialgraph_big_account_lock_hold_seconds"
@@ -60,6 +65,55 @@ def test_a_batch_measures_how_long_it_held_other_users_locks(storage: SqlStorage
     assert len(cascade.follows) == 3
     held = tx.lock_hold()
     assert held is not None and 0 <= held < 60
+
+
+@pytest.mark.postgres
+def test_a_batch_releases_other_users_locks_before_its_process_handles_the_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The statement that locks the other users' counter rows goes with the
+    COMMIT: a process that is slow to handle its result (its other threads
+    hold the GIL) does not keep them locked. Here the batch's handling of the
+    rows waits until another transaction has locked one of those users."""
+    with temporary_database("postgres", tmp_path) as url:
+        storage = open_storage(url, pool_size=4)
+        try:
+            upgrade(storage)
+            _released_before_handling(storage, monkeypatch)
+        finally:
+            storage.close()
+
+
+def _released_before_handling(storage: SqlStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+    graph: Graph = make_graph(storage)
+    big, fans = new_user(), [new_user() for _ in range(3)]
+    graph.upsert_user(User(big, Role.MEMBER, "Big", "", 0))
+    for fan in fans:
+        graph.follow(fan, big)
+    _tombstone(storage, big)
+
+    other_locked: list[bool] = []
+    touch = SqlTx._touch
+
+    def touch_when_the_other_has_locked(tx: SqlTx, rows: Any) -> None:
+        rows = list(rows)
+        if {row.user_id for row in rows} == set(fans):
+            done = threading.Event()
+
+            def lock_a_fan() -> None:
+                storage.read_write(lambda other: other.lock_users((fans[0],)))
+                done.set()
+
+            threading.Thread(target=lock_a_fan, daemon=True).start()
+            other_locked.append(done.wait(3.0))
+        touch(tx, rows)
+
+    monkeypatch.setattr(SqlTx, "_touch", touch_when_the_other_has_locked)
+    cascade, tx = _batch(storage, big)
+    assert len(cascade.follows) == 3
+    assert other_locked == [True]
+    held = tx.lock_hold()
+    assert held is not None and held < 3.0
 
 
 def test_a_batch_that_locks_nobody_else_measures_nothing(storage: SqlStorage, user: Callable[[], str]) -> None:
@@ -109,3 +163,25 @@ def test_batches_are_sized_by_the_lock_hold_not_the_whole_batch(storage: Storage
     assert jobs.batch_size() == 1000
     jobs._measured(JobKind.DELETE, 4000, 0.05, 0.5)
     assert jobs.batch_size() == 2000
+
+
+def test_a_batch_s_statements_have_one_text_for_every_size_on_postgresql() -> None:
+    """A batch's ids go to PostgreSQL as one array: its statements are
+    parsed and prepared once, not once per batch size (expanded into one
+    parameter per id, sizes from a tenth of ``--edge-batch-size`` up to it
+    gave up to a thousand texts of a thousand parameters each)."""
+    from sqlalchemy.dialects import postgresql
+
+    from storage.deletion import _BY_IDS
+    from storage.sql.run import Statement
+
+    dialect = postgresql.psycopg.dialect()  # type: ignore[attr-defined]
+    statements = {name: s for name, s in vars(_BY_IDS[True]).items() if isinstance(s, Statement)}
+    assert len(statements) >= 10
+    for name, statement in statements.items():
+        form = statement.form(dialect)
+        texts = {
+            form.bind({**dict.fromkeys(form.defaults, 0), "ids": [f"u{i}" for i in range(size)]})[0]
+            for size in (1, 7, 700)
+        }
+        assert len(texts) == 1, name

@@ -20,7 +20,6 @@ from sqlalchemy import (
     String,
     Table,
     and_,
-    any_,
     bindparam,
     case,
     func,
@@ -30,7 +29,6 @@ from sqlalchemy import (
     tuple_,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..deletion import JobKind, not_deleting
 from ..schema import (
@@ -57,6 +55,7 @@ from ..types import (
     Role,
     User,
 )
+from .run import id_list, matches
 
 Row = Any  # a named tuple of a statement's columns (see run.py)
 
@@ -93,31 +92,13 @@ assert tuple(EDGES) == FLAGS, "every Relationship flag needs its edge"
 _BLOCKS_EITHER_WAY = (EDGES["blocking"], EDGES["blocked_by"])
 
 
-def _matches(column: Column[Any], value: ColumnElement[Any] | BindParameter[Any]) -> ColumnElement[bool]:
-    if isinstance(value, BindParameter) and value.expanding:
-        return column.in_(value)
-    if isinstance(value, BindParameter) and isinstance(value.type, ARRAY):
-        return column == any_(value)
-    return column == value
-
-
-def id_list(name: str, array: bool) -> BindParameter[list[str]]:
-    """A parameter that takes a list of ids: on PostgreSQL (``array``) one
-    array parameter matched with ``= ANY(...)``, so the statement's text is
-    the same for every length and the driver parses and prepares it once;
-    elsewhere expanded into ``IN (...)``, one parameter per id."""
-    if array:
-        return bindparam(name, type_=ARRAY(String))  # type: ignore[arg-type]
-    return bindparam(name, expanding=True)
-
-
 def block_between(user_id: ColumnElement[Any], other_id: ColumnElement[Any]) -> ColumnElement[bool]:
     """Whether a block stands between two users, in either direction (none
     does while ``user_id``'s deletion is in progress)."""
     return (
         select(literal(1))
         .where(
-            or_(*(and_(e.mine == user_id, _matches(e.other, other_id)) for e in _BLOCKS_EITHER_WAY)),
+            or_(*(and_(e.mine == user_id, matches(e.other, other_id)) for e in _BLOCKS_EITHER_WAY)),
             not_deleting(user_id),
         )
         .exists()
@@ -132,9 +113,7 @@ def blocked_among_query(array: bool = False) -> Select[Any]:
     candidates = id_list("candidates", array)
     return union_all(  # type: ignore[return-value]
         *(
-            select(e.other).where(
-                e.mine == me, _matches(e.other, candidates), not_deleting(e.other), not_deleting(me)
-            )
+            select(e.other).where(e.mine == me, matches(e.other, candidates), not_deleting(e.other), not_deleting(me))
             for e in _BLOCKS_EITHER_WAY
         )
     )
@@ -157,22 +136,22 @@ def relationships_query(array: bool = False) -> Select[Any]:
         return select(literal(tag).label("tag"), other.label("other"), n.label("n")).where(*where)
 
     return union_all(  # type: ignore[return-value]
-        *(tagged(flag, e.other, [e.mine == me, _matches(e.other, others)]) for flag, e in EDGES.items()),
+        *(tagged(flag, e.other, [e.mine == me, matches(e.other, others)]) for flag, e in EDGES.items()),
         tagged(
             "mutual",
             c2.c.user_id,
-            [c.user_id == me, c2.c.other_id == c.other_id, _matches(c2.c.user_id, others), not_deleting(c.other_id)],
+            [c.user_id == me, c2.c.other_id == c.other_id, matches(c2.c.user_id, others), not_deleting(c.other_id)],
             func.count(),
         )
         .select_from(connections.join(c2, c2.c.other_id == c.other_id))
         .group_by(c2.c.user_id),
-        tagged("version", uc.user_id, [or_(uc.user_id == me, _matches(uc.user_id, others))], uc.version),
+        tagged("version", uc.user_id, [or_(uc.user_id == me, matches(uc.user_id, others))], uc.version),
         tagged(
             "deleting",
             user_jobs.c.user_id,
             [
                 user_jobs.c.kind == int(JobKind.DELETE),
-                or_(user_jobs.c.user_id == me, _matches(user_jobs.c.user_id, others)),
+                or_(user_jobs.c.user_id == me, matches(user_jobs.c.user_id, others)),
             ],
         ),
     )

@@ -16,7 +16,9 @@ skips it, using only SQLAlchemy's public API:
   transaction runner classifies errors from both alike.
 
 A statement whose form depends on the dialect (``INSERT ... ON CONFLICT``)
-is given as a function of the dialect's ``insert``.
+is given as a function of the dialect's ``insert``. A list of ids is one
+array parameter on PostgreSQL (``id_list``), so such a statement's text, and
+the driver's prepared statement, is the same for every length.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, exc
+from sqlalchemy import BindParameter, Column, ColumnElement, Connection, String, any_, bindparam, exc
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -59,6 +62,25 @@ class _Shape:
         self.sql = sql
         self.positiontup = list(positiontup) if positiontup is not None else None
         self.expansion = expansion
+
+
+def id_list(name: str, array: bool) -> BindParameter[list[str]]:
+    """A parameter that takes a list of ids: on PostgreSQL (``array``) one
+    array parameter matched with ``= ANY(...)``, so the statement's text is
+    the same for every length and the driver parses and prepares it once;
+    elsewhere expanded into ``IN (...)``, one parameter per id."""
+    if array:
+        return bindparam(name, type_=ARRAY(String))  # type: ignore[arg-type]
+    return bindparam(name, expanding=True)
+
+
+def matches(column: Column[Any], value: ColumnElement[Any] | BindParameter[Any]) -> ColumnElement[bool]:
+    """``column`` equals ``value``, or is one of its ids when ``value`` is an ``id_list``."""
+    if isinstance(value, BindParameter) and value.expanding:
+        return column.in_(value)
+    if isinstance(value, BindParameter) and isinstance(value.type, ARRAY):
+        return column == any_(value)
+    return column == value
 
 
 class _Form:
@@ -130,6 +152,9 @@ class Statement:
         return self._build(_INSERTS[dialect_name])
 
 
+_CLOCK = "SELECT clock_timestamp()"
+
+
 class Runner:
     """Runs ``Statement``s inside the transaction of ``conn``."""
 
@@ -173,6 +198,29 @@ class Runner:
         except self._dbapi.Error as error:
             raise self._wrapped(error, sql, bound) from error
         return int(self._cursor.rowcount)
+
+    def rows_then_commit(self, statement: Statement, params: Params) -> tuple[list[Any], float]:
+        """PostgreSQL: runs ``statement`` and COMMITs in one round trip
+        (psycopg's pipeline mode), so what it locks is held for its execution
+        and the commit, whatever this process does meanwhile. Returns its
+        rows and how long that took by PostgreSQL's clock: from just before
+        the statement to just after the COMMIT, read in the same pipeline."""
+        form = statement.form(self._dialect)
+        sql, bound = form.bind(params)
+        conn: Any = self._conn.connection.dbapi_connection
+        before, commit, after = conn.cursor(), conn.cursor(), conn.cursor()
+        try:
+            with conn.pipeline():
+                before.execute(_CLOCK)
+                self._cursor.execute(sql, bound)
+                commit.execute("COMMIT")
+                after.execute(_CLOCK)
+            fetched = self._cursor.fetchall()
+            held = (after.fetchone()[0] - before.fetchone()[0]).total_seconds()
+        except self._dbapi.Error as error:
+            raise self._wrapped(error, sql, bound) from error
+        make = self._row(form)._make
+        return [make(row) for row in fetched], max(0.0, held)
 
     def _fetch(self, form: _Form, params: Params | None, *, all_rows: bool) -> Any:
         sql, bound = self._execute(form, params or {})
