@@ -111,3 +111,32 @@ def test_the_feed_takes_a_run_that_follows_its_head_and_reads_the_log_otherwise(
     assert window.events == logged(postgres, start) and window.head == start + 3
     assert feed._extend(numbered)  # already held: nothing to do
     assert held(feed, start + 2).events == numbered
+
+
+@pytest.mark.postgres
+def test_finding_the_events_to_number_does_not_grow_with_the_numbered_ones(postgres: SqlStorage) -> None:
+    """Each numbered event leaves a dead index entry until VACUUM. The
+    sequencer finds the events left to number through an index of its own,
+    in id order, which skips entries its earlier scans found dead; over the
+    ``seq`` index with ``seq IS NULL``, a bitmap scan visited each of them
+    on every run (6.8 ms a run after 200k events, against 0.7)."""
+    from sqlalchemy.dialects import postgresql
+
+    from storage.sql.maintenance import _SEQUENCE_EVENTS_PG
+
+    with postgres.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE events SET (autovacuum_enabled = false)")
+        conn.exec_driver_sql(
+            "INSERT INTO events (event_id, kind, actor_id, subject_id, occurred_us) "
+            "SELECT gen_random_uuid()::text, 1, 'a', 'b', 1 FROM generate_series(1, 20000)"
+        )
+        conn.exec_driver_sql("ANALYZE events")
+    log = EventLog(postgres, now_us)
+    while log.sequence():
+        pass
+    follow(postgres, "a", "b")
+    sql, params = _SEQUENCE_EVENTS_PG.form(postgresql.psycopg.dialect()).bind({"limit": 1000})  # type: ignore[attr-defined]
+    with postgres.engine.begin() as conn:
+        plan = "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + sql, params))
+        conn.rollback()
+    assert "ix_events_pending" in plan, plan
