@@ -4,6 +4,8 @@ counter row to its commit, and the runner sizes batches by it."""
 
 from __future__ import annotations
 
+import re
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
+from psycopg import pq
 
 from server.rules import Graph
 from server.rules.jobs import Jobs, JobSettings
@@ -18,6 +21,7 @@ from storage import SqlStorage, open_storage
 from storage.deletion import JobKind
 from storage.migrate import upgrade
 from storage.sql import SqlTx
+from storage.sql.run import Runner
 from storage.types import Block, Cascade, Role, Storage, Tx, User
 
 from .support import new_user, temporary_database
@@ -114,6 +118,50 @@ def _released_before_handling(storage: SqlStorage, monkeypatch: pytest.MonkeyPat
     assert other_locked == [True]
     held = tx.lock_hold()
     assert held is not None and held < 3.0
+
+
+@pytest.mark.postgres
+def test_a_batch_sends_the_statement_that_locks_others_in_one_message_with_its_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sent separately (even pipelined), the statement would run and hold
+    its locks while the process's thread waits for the GIL to send the
+    COMMIT. libpq's trace shows what left for the server."""
+    sent: list[str] = []
+    rows_then_commit = Runner.rows_then_commit
+
+    def traced(runner: Runner, statement: Any, params: Any) -> Any:
+        pgconn = runner._conn.connection.dbapi_connection.pgconn  # type: ignore[union-attr]
+        with tempfile.TemporaryFile() as trace:
+            pgconn.trace(trace.fileno())
+            pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+            try:
+                return rows_then_commit(runner, statement, params)
+            finally:
+                pgconn.untrace()
+                trace.seek(0)
+                # One entry per message; a query's text may span lines.
+                messages = re.split(r"\n(?=[FB]\t)", trace.read().decode())
+                sent.extend(message for message in messages if message.startswith("F\t"))
+
+    monkeypatch.setattr(Runner, "rows_then_commit", traced)
+    with temporary_database("postgres", tmp_path) as url:
+        storage = open_storage(url, pool_size=4)
+        try:
+            upgrade(storage)
+            graph: Graph = make_graph(storage)
+            big, fans = new_user(), [new_user() for _ in range(3)]
+            graph.upsert_user(User(big, Role.MEMBER, "Big", "", 0))
+            for fan in fans:
+                graph.follow(fan, big)
+            _tombstone(storage, big)
+            cascade, tx = _batch(storage, big)
+        finally:
+            storage.close()
+    assert len(cascade.follows) == 3
+    assert tx.lock_hold() is not None
+    assert len(sent) == 1, sent
+    assert "UPDATE user_counters" in sent[0] and "FOR UPDATE" in sent[0] and "COMMIT" in sent[0], sent
 
 
 def test_a_batch_that_locks_nobody_else_measures_nothing(storage: SqlStorage, user: Callable[[], str]) -> None:

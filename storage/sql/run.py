@@ -28,6 +28,7 @@ from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import psycopg
 from sqlalchemy import BindParameter, Column, ColumnElement, Connection, String, any_, bindparam, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -200,27 +201,30 @@ class Runner:
         return int(self._cursor.rowcount)
 
     def rows_then_commit(self, statement: Statement, params: Params) -> tuple[list[Any], float]:
-        """PostgreSQL: runs ``statement`` and COMMITs in one round trip
-        (psycopg's pipeline mode), so what it locks is held for its execution
-        and the commit, whatever this process does meanwhile. Returns its
-        rows and how long that took by PostgreSQL's clock: from just before
-        the statement to just after the COMMIT, read in the same pipeline."""
+        """PostgreSQL: runs ``statement`` and COMMITs in one message (a
+        simple query of several statements, parameters bound by psycopg on
+        the client), so what it locks is held for its execution and the
+        commit only: no step of this process, which may wait for the GIL,
+        comes between them. Returns its rows and how long that took by
+        PostgreSQL's clock, read just before the statement and just after
+        the COMMIT in the same message. The statement is not prepared."""
         form = statement.form(self._dialect)
         sql, bound = form.bind(params)
-        conn: Any = self._conn.connection.dbapi_connection
-        before, commit, after = conn.cursor(), conn.cursor(), conn.cursor()
+        connection: Any = self._conn.connection.dbapi_connection
+        cursor = psycopg.ClientCursor(connection)
         try:
-            with conn.pipeline():
-                before.execute(_CLOCK)
-                self._cursor.execute(sql, bound)
-                commit.execute("COMMIT")
-                after.execute(_CLOCK)
-            fetched = self._cursor.fetchall()
-            held = (after.fetchone()[0] - before.fetchone()[0]).total_seconds()
+            cursor.execute(f"{_CLOCK}; {sql}; COMMIT; {_CLOCK}", bound)
+            before = cursor.fetchone()
+            cursor.nextset()
+            fetched = cursor.fetchall()
+            make = self._row(form, cursor)._make
+            cursor.nextset()  # the COMMIT
+            cursor.nextset()
+            after = cursor.fetchone()
         except self._dbapi.Error as error:
             raise self._wrapped(error, sql, bound) from error
-        make = self._row(form)._make
-        return [make(row) for row in fetched], max(0.0, held)
+        assert before is not None and after is not None
+        return [make(row) for row in fetched], max(0.0, (after[0] - before[0]).total_seconds())
 
     def _fetch(self, form: _Form, params: Params | None, *, all_rows: bool) -> Any:
         sql, bound = self._execute(form, params or {})
@@ -237,9 +241,9 @@ class Runner:
             raise self._wrapped(error, sql, bound) from error
         return sql, bound
 
-    def _row(self, form: _Form) -> Any:
+    def _row(self, form: _Form, cursor: Any = None) -> Any:
         if form.row is None:
-            names = [column[0] for column in self._cursor.description]
+            names = [column[0] for column in (cursor or self._cursor).description]
             form.row = namedtuple("Row", names, rename=True)  # type: ignore[misc]
         return form.row
 
