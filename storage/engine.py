@@ -135,7 +135,9 @@ class SqlStorage:
                             position = tx.bump_position() if write and not self._postgres else None
                             tx.flush(position)
                             committing = True
-                            tx.run_with_commit()
+                            committed = tx.commit() if write else None
+                            if committed is not None:
+                                position = committed
                         tx.committed_at = time.monotonic()
                         if write:
                             position = self._committed_at(conn, tx, position)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,6 +70,24 @@ def temporary_database(backend: str, directory: str | Path) -> Iterator[str]:
 
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@contextlib.contextmanager
+def messages_sent(pgconn: psycopg.pq.abc.PGconn) -> Iterator[list[str]]:
+    """The protocol messages a PostgreSQL connection sends to the server
+    within the block (libpq's trace), one entry each, e.g. ``F\t12\tQuery\t "..."``."""
+    sent: list[str] = []
+    with tempfile.TemporaryFile() as trace:
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE)
+        try:
+            yield sent
+        finally:
+            pgconn.untrace()
+            trace.seek(0)
+            # A query's text may span lines: a message starts at F or B and a tab.
+            messages = re.split(r"\n(?=[FB]\t)", trace.read().decode())
+            sent.extend(message for message in messages if message.startswith("F\t"))
 
 
 def new_user() -> str:

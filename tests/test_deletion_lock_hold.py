@@ -4,8 +4,6 @@ counter row to its commit, and the runner sizes batches by it."""
 
 from __future__ import annotations
 
-import re
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +11,6 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-from psycopg import pq
 
 from server.rules import Graph
 from server.rules.jobs import Jobs, JobSettings
@@ -24,7 +21,7 @@ from storage.sql import SqlTx
 from storage.sql.run import Runner
 from storage.types import Block, Cascade, Role, Storage, Tx, User
 
-from .support import new_user, temporary_database
+from .support import messages_sent, new_user, temporary_database
 from .test_deletion import finish_jobs, make_graph
 
 LOCK_HOLD = "socialgraph_big_account_lock_hold_seconds"
@@ -127,24 +124,15 @@ def test_a_batch_sends_the_statement_that_locks_others_in_one_message_with_its_c
     """Sent separately (even pipelined), the statement would run and hold
     its locks while the process's thread waits for the GIL to send the
     COMMIT. libpq's trace shows what left for the server."""
-    sent: list[str] = []
-    rows_then_commit = Runner.rows_then_commit
+    commits: list[list[str]] = []  # each commit's messages
+    commit = Runner.commit
 
-    def traced(runner: Runner, statement: Any, params: Any) -> Any:
-        pgconn = runner._conn.connection.dbapi_connection.pgconn  # type: ignore[union-attr]
-        with tempfile.TemporaryFile() as trace:
-            pgconn.trace(trace.fileno())
-            pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
-            try:
-                return rows_then_commit(runner, statement, params)
-            finally:
-                pgconn.untrace()
-                trace.seek(0)
-                # One entry per message; a query's text may span lines.
-                messages = re.split(r"\n(?=[FB]\t)", trace.read().decode())
-                sent.extend(message for message in messages if message.startswith("F\t"))
+    def traced(runner: Runner, *args: Any) -> Any:
+        with messages_sent(runner._conn.connection.dbapi_connection.pgconn) as messages:  # type: ignore[union-attr]
+            commits.append(messages)
+            return commit(runner, *args)
 
-    monkeypatch.setattr(Runner, "rows_then_commit", traced)
+    monkeypatch.setattr(Runner, "commit", traced)
     with temporary_database("postgres", tmp_path) as url:
         storage = open_storage(url, pool_size=4)
         try:
@@ -160,6 +148,7 @@ def test_a_batch_sends_the_statement_that_locks_others_in_one_message_with_its_c
             storage.close()
     assert len(cascade.follows) == 3
     assert tx.lock_hold() is not None
+    sent = commits[-1]  # the batch's
     assert len(sent) == 1, sent
     assert "UPDATE user_counters" in sent[0] and "FOR UPDATE" in sent[0] and "COMMIT" in sent[0], sent
 

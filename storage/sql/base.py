@@ -85,24 +85,10 @@ class TxBase:
     def with_commit(self, statement: Statement, params: Params, then: Callable[[list[Any]], None]) -> None:
         """Makes ``statement`` the transaction's last, after ``flush``; ``then``
         gets its rows. On PostgreSQL it is sent together with the COMMIT
-        (``Runner.rows_then_commit``), so the rows it locks stay locked for
+        (``Reads.commit``), so the rows it locks stay locked for
         its execution and the commit only, never for a round trip through
         this process while its other threads hold the GIL."""
         self._with_commit = (statement, params, then)
-
-    def run_with_commit(self) -> None:
-        """Run by the storage last, as it commits: the ``with_commit``
-        statement; on PostgreSQL the COMMIT goes with it, and the storage's
-        own commit finds the transaction ended."""
-        last, self._with_commit = self._with_commit, None
-        if last is None:
-            return
-        statement, params, then = last
-        if self._pg:
-            rows, self.commit_held = self._d.rows_then_commit(statement, params)
-        else:
-            rows = self._d.rows(statement, params)
-        then(rows)
 
     def _flush_counters(self) -> None:
         pending, self._deltas = list(self._deltas.items()), {}

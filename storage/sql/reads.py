@@ -51,6 +51,25 @@ class Reads(TxBase):
         the commit counter on SQLite."""
         return int(self._d.value(WAL_POSITION if self._pg else _COUNTER))
 
+    def commit(self) -> int | None:
+        """Run by the storage last, as a write commits: the ``with_commit``
+        statement, if any; then on PostgreSQL the COMMIT, in one message
+        with both and with the read of the WAL position after it (the
+        write's position), which it returns. On SQLite it returns None and
+        the storage's own commit follows; on PostgreSQL that finds the
+        transaction ended."""
+        last, self._with_commit = self._with_commit, None
+        if not self._pg:
+            if last is not None:
+                statement, params, then = last
+                then(self._d.rows(statement, params))
+            return None
+        committed = self._d.commit(WAL_POSITION, None if last is None else last[:2])
+        if last is not None:
+            self.commit_held = committed.held
+            last[2](committed.rows)
+        return int(committed.value)
+
     def bump_position(self) -> int:
         """SQLite: this write's commit position (run just before COMMIT)."""
         return int(self._d.value(_BUMP_COUNTER))

@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from sqlalchemy import BindParameter, Column, ColumnElement, Connection, String, any_, bindparam, exc
@@ -51,6 +51,22 @@ _WRAPPERS: tuple[tuple[str, type[exc.DBAPIError]], ...] = (
     ("DatabaseError", exc.DatabaseError),
     ("InterfaceError", exc.InterfaceError),
 )
+
+
+class Committed(NamedTuple):
+    """What ``Runner.commit`` read: the rows of the statement sent before
+    the COMMIT, how long PostgreSQL took from just before that statement
+    to just after the COMMIT (None without one), and the value read after."""
+
+    rows: list[Any]
+    held: float | None
+    value: Any
+
+
+def _only(row: Any) -> Any:
+    """The one value of a one-column row that must be there."""
+    assert row is not None
+    return row[0]
 
 
 class _Shape:
@@ -200,31 +216,41 @@ class Runner:
             raise self._wrapped(error, sql, bound) from error
         return int(self._cursor.rowcount)
 
-    def rows_then_commit(self, statement: Statement, params: Params) -> tuple[list[Any], float]:
-        """PostgreSQL: runs ``statement`` and COMMITs in one message (a
+    def commit(self, read: Statement, first: tuple[Statement, Params] | None = None) -> Committed:
+        """PostgreSQL: COMMITs in one message with what goes with it (a
         simple query of several statements, parameters bound by psycopg on
-        the client), so what it locks is held for its execution and the
-        commit only: no step of this process, which may wait for the GIL,
-        comes between them. Returns its rows and how long that took by
-        PostgreSQL's clock, read just before the statement and just after
-        the COMMIT in the same message. The statement is not prepared."""
-        form = statement.form(self._dialect)
-        sql, bound = form.bind(params)
+        the client): ``first``, run just before the COMMIT between two reads
+        of PostgreSQL's clock, and ``read``, a value read just after it. No
+        step of this process, which may wait for the GIL, comes between
+        them, so what ``first`` locks is held for its execution and the
+        commit only; and the value read after the commit costs no round
+        trip of its own. ``first`` is not prepared (``read`` and the COMMIT
+        never are)."""
+        read_sql = read.form(self._dialect).bind({})[0]
+        sql, bound = "", None
+        if first is not None:
+            form = first[0].form(self._dialect)
+            sql, bound = form.bind(first[1])
         connection: Any = self._conn.connection.dbapi_connection
         cursor = psycopg.ClientCursor(connection)
         try:
-            cursor.execute(f"{_CLOCK}; {sql}; COMMIT; {_CLOCK}", bound)
-            before = cursor.fetchone()
+            if first is None:
+                cursor.execute(f"COMMIT; {read_sql}")
+                cursor.nextset()
+                return Committed([], None, _only(cursor.fetchone()))
+            cursor.execute(f"{_CLOCK}; {sql}; COMMIT; {_CLOCK}; {read_sql}", bound)
+            before = _only(cursor.fetchone())
             cursor.nextset()
             fetched = cursor.fetchall()
             make = self._row(form, cursor)._make
             cursor.nextset()  # the COMMIT
             cursor.nextset()
-            after = cursor.fetchone()
+            after = _only(cursor.fetchone())
+            cursor.nextset()
+            value = _only(cursor.fetchone())
         except self._dbapi.Error as error:
-            raise self._wrapped(error, sql, bound) from error
-        assert before is not None and after is not None
-        return [make(row) for row in fetched], max(0.0, (after[0] - before[0]).total_seconds())
+            raise self._wrapped(error, sql or read_sql, bound) from error
+        return Committed([make(row) for row in fetched], max(0.0, (after - before).total_seconds()), value)
 
     def _fetch(self, form: _Form, params: Params | None, *, all_rows: bool) -> Any:
         sql, bound = self._execute(form, params or {})

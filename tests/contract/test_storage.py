@@ -4,18 +4,22 @@ after commit, and consistency tokens."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
 
 from storage import StorageConflict, StorageUnavailable, open_storage
+from storage.migrate import upgrade
 from storage.positions import InvalidToken
 from storage.types import Change, EventKind, Storage, Tx, VersionedCounts
 
-from ..support import POSTGRES_DSN, free_port
+from ..support import POSTGRES_DSN, free_port, messages_sent, temporary_database
 from .edges import counts, follow, short, tick
 
 # ------------------------------------------------------ commit, rollback
@@ -254,6 +258,37 @@ def test_a_write_token_names_its_commit_position(storage: Storage, user: Callabl
     assert p1 < p2
     assert storage.token_at(p2) == second
     assert storage.positions.reflected_after(p1) is not None  # seen, and a later one too
+
+
+@pytest.mark.postgres
+def test_a_write_reads_its_position_in_the_message_of_its_commit(tmp_path: Path, user: Callable[[], str]) -> None:
+    """PostgreSQL: the WAL position is read right after COMMIT, in the same
+    message, so it costs the write no round trip of its own."""
+    with temporary_database("postgres", tmp_path) as url:
+        storage = open_storage(url, pool_size=1)
+        try:
+            upgrade(storage)
+            follow(storage, user(), user())
+            with contextlib.ExitStack() as tracing:
+
+                def trace(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+                    sent.append(tracing.enter_context(messages_sent(dbapi_connection.pgconn)))
+
+                sent: list[list[str]] = []
+                event.listen(storage.engine, "checkout", trace)
+                try:
+                    follow(storage, user(), user())
+                finally:
+                    event.remove(storage.engine, "checkout", trace)
+            token = storage.last_token()
+        finally:
+            storage.close()
+    messages = [message for checkout in sent for message in checkout]
+    with_commit = [message for message in messages if "COMMIT" in message]
+    assert len(with_commit) == 1, messages
+    assert "pg_current_wal_lsn()" in with_commit[0], messages
+    assert sum("pg_current_wal_lsn()" in message for message in messages) == 1, messages
+    assert token
 
 
 def test_observing_the_position_covers_writes_of_other_processes(
