@@ -170,7 +170,9 @@ class SqlStorage:
     def _committed_at(self, conn: Connection, tx: SqlTx, position: int | None) -> int | None:
         """Records a committed write's position for ``last_token`` and
         ``positions``: SQLite's counter as bumped, PostgreSQL's WAL position
-        read now. A failure to read it fails nothing: the write is committed."""
+        as read in the COMMIT's message (``Reads.commit``), or read now when
+        that read failed. A failure to read it fails nothing: the write is
+        committed."""
         if position is None:
             try:
                 _dbapi(conn).autocommit = True

@@ -55,9 +55,10 @@ class Reads(TxBase):
         """Run by the storage last, as a write commits: the ``with_commit``
         statement, if any; then on PostgreSQL the COMMIT, in one message
         with both and with the read of the WAL position after it (the
-        write's position), which it returns. On SQLite it returns None and
-        the storage's own commit follows; on PostgreSQL that finds the
-        transaction ended."""
+        write's position), which it returns (None when that read failed
+        after the COMMIT: the storage reads it again). On SQLite it returns
+        None and the storage's own commit follows; on PostgreSQL that finds
+        the transaction ended."""
         last, self._with_commit = self._with_commit, None
         if not self._pg:
             if last is not None:
@@ -68,7 +69,7 @@ class Reads(TxBase):
         if last is not None:
             self.commit_held = committed.held
             last[2](committed.rows)
-        return int(committed.value)
+        return None if committed.value is None else int(committed.value)
 
     def bump_position(self) -> int:
         """SQLite: this write's commit position (run just before COMMIT)."""

@@ -23,6 +23,7 @@ the driver's prepared statement, is the same for every length.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +36,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+
+log = logging.getLogger(__name__)
 
 Params = Mapping[str, Any]
 Build = Callable[[Callable[..., Any]], ClauseElement]
@@ -60,7 +63,7 @@ class Committed(NamedTuple):
 
     rows: list[Any]
     held: float | None
-    value: Any
+    value: Any  # None when the read after the COMMIT failed
 
 
 def _only(row: Any) -> Any:
@@ -249,6 +252,13 @@ class Runner:
             cursor.nextset()
             value = _only(cursor.fetchone())
         except self._dbapi.Error as error:
+            if not connection.broken and connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                # The COMMIT went through (a failed statement before it would
+                # have left the transaction failed, and with no deferred
+                # constraint only a lost connection fails a COMMIT): what
+                # followed it failed. The write stands, without what was read.
+                log.warning("a read after COMMIT failed; the write is committed: %s", error)
+                return Committed([], None, None)
             raise self._wrapped(error, sql or read_sql, bound) from error
         return Committed([make(row) for row in fetched], max(0.0, (after - before).total_seconds()), value)
 

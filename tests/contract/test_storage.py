@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 
 from storage import StorageConflict, StorageUnavailable, open_storage
@@ -289,6 +289,28 @@ def test_a_write_reads_its_position_in_the_message_of_its_commit(tmp_path: Path,
     assert "pg_current_wal_lsn()" in with_commit[0], messages
     assert sum("pg_current_wal_lsn()" in message for message in messages) == 1, messages
     assert token
+
+
+@pytest.mark.postgres
+def test_a_write_whose_position_cannot_be_read_after_its_commit_succeeds(
+    tmp_path: Path, user: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read after COMMIT shares the COMMIT's message; its failure does
+    not turn the committed write into a failed call."""
+    import storage.sql.reads as reads
+    from storage.sql.run import Statement
+
+    with temporary_database("postgres", tmp_path) as url:
+        storage = open_storage(url, pool_size=1)
+        try:
+            upgrade(storage)
+            monkeypatch.setattr(reads, "WAL_POSITION", Statement(text("SELECT 1 / 0")))
+            a, b = user(), user()
+            follow(storage, a, b)
+            monkeypatch.undo()
+            assert counts(storage, a)[0].following == 1
+        finally:
+            storage.close()
 
 
 def test_observing_the_position_covers_writes_of_other_processes(
