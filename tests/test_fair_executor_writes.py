@@ -116,3 +116,27 @@ def test_streams_holding_threads_leave_a_quarter_of_the_rest_to_reads() -> None:
     finally:
         release.set()
         executor.shutdown()
+
+
+def test_a_call_wakes_one_idle_thread_not_every_one() -> None:
+    """Each woken thread takes the lock and looks for work; waking every
+    idle thread for one call made them queue for the lock in turn."""
+    executor = FairExecutor(max_workers=16, limit=1000)
+    looked = []
+    runnable = executor._runnable
+
+    def counted(writes_full: bool) -> Any:
+        looked.append(writes_full)
+        return runnable(writes_full)
+
+    executor._runnable = counted  # type: ignore[method-assign]
+    try:
+        time.sleep(0.2)  # every thread idle, waiting
+        looked.clear()
+        ran: list[str] = []
+        assert submit(executor, call(None, ran, "read"), event("GetRelationship", "r")).result(5) == "read"
+        time.sleep(0.2)  # any other woken thread looks meanwhile
+        # The woken thread found the call, and looked again once it was done.
+        assert len(looked) <= 3, len(looked)
+    finally:
+        executor.shutdown()
