@@ -71,10 +71,10 @@ class Settings:
     connection_limit: int = _setting(2000, "most connections a user may have (C6)")
     auto_follow: bool = _setting(True, "sending and accepting a request follow the other user (C4)")
     edge_batch_size: int = _setting(
-        500, "most edges one batch removes when deleting or promoting a user (batches are sized by time below it)"
+        250, "most edges one batch removes when deleting or promoting a user (batches are sized by time below it)"
     )
     job_batch_ms: float = _setting(
-        25.0, "milliseconds one batch of a deletion or promotion aims at (it holds the other users' locks that long)"
+        15.0, "milliseconds one batch of a deletion or promotion aims at (it holds the other users' locks that long)"
     )
     job_inline_ms: float = _setting(
         200.0, "milliseconds DeleteUser and UpsertUser remove edges before leaving the rest to the background"

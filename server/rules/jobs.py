@@ -71,9 +71,9 @@ class JobSettings:
     """How big-account jobs run (see the README's "Big accounts")."""
 
     # Most edges one batch removes.
-    max_batch: int = 500
+    max_batch: int = 250
     # How long one batch aims to hold other users' counter rows locked.
-    batch_seconds: float = 0.025
+    batch_seconds: float = 0.015
     # How long a claim lasts without a batch renewing it.
     lease_seconds: float = 10.0
     # How often the runner looks for jobs when it has none.

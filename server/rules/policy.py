@@ -35,8 +35,8 @@ class Policy:
     page_bytes: int = 512 * 1024
     # Most edges one transaction of a big account's deletion or promotion
     # removes; batches are sized to ``batch_seconds`` below that.
-    edge_batch: int = 500
-    batch_seconds: float = 0.025
+    edge_batch: int = 250
+    batch_seconds: float = 0.015
     # How long DeleteUser and UpsertUser run their own big-account job
     # before leaving it to the background runner; None: to the end.
     inline_seconds: float | None = None
