@@ -4,8 +4,9 @@ counter row to its commit, and the runner sizes batches by it."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +55,30 @@ def _batch(storage: SqlStorage, user_id: str) -> tuple[Cascade, Tx]:
     return cascade, last[0]
 
 
-def test_a_batch_measures_how_long_it_held_other_users_locks(storage: SqlStorage, user: Callable[[], str]) -> None:
+def _tombstoned_with_fans(storage: SqlStorage, user: Callable[[], str]) -> tuple[str, list[str]]:
+    """A user three others follow, whose deletion has started."""
     graph: Graph = make_graph(storage)
     big, fans = user(), [user() for _ in range(3)]
     graph.upsert_user(User(big, Role.MEMBER, "Big", "", 0))
     for fan in fans:
         graph.follow(fan, big)
     _tombstone(storage, big)
+    return big, fans
 
+
+@contextlib.contextmanager
+def _postgres(tmp_path: Path) -> Iterator[SqlStorage]:
+    with temporary_database("postgres", tmp_path) as url:
+        storage = open_storage(url, pool_size=4)
+        try:
+            upgrade(storage)
+            yield storage
+        finally:
+            storage.close()
+
+
+def test_a_batch_measures_how_long_it_held_other_users_locks(storage: SqlStorage, user: Callable[[], str]) -> None:
+    big, _fans = _tombstoned_with_fans(storage, user)
     cascade, tx = _batch(storage, big)
     assert len(cascade.follows) == 3
     held = tx.lock_hold()
@@ -76,23 +93,12 @@ def test_a_batch_releases_other_users_locks_before_its_process_handles_the_rows(
     COMMIT: a process that is slow to handle its result (its other threads
     hold the GIL) does not keep them locked. Here the batch's handling of the
     rows waits until another transaction has locked one of those users."""
-    with temporary_database("postgres", tmp_path) as url:
-        storage = open_storage(url, pool_size=4)
-        try:
-            upgrade(storage)
-            _released_before_handling(storage, monkeypatch)
-        finally:
-            storage.close()
+    with _postgres(tmp_path) as storage:
+        _released_before_handling(storage, monkeypatch)
 
 
 def _released_before_handling(storage: SqlStorage, monkeypatch: pytest.MonkeyPatch) -> None:
-    graph: Graph = make_graph(storage)
-    big, fans = new_user(), [new_user() for _ in range(3)]
-    graph.upsert_user(User(big, Role.MEMBER, "Big", "", 0))
-    for fan in fans:
-        graph.follow(fan, big)
-    _tombstone(storage, big)
-
+    big, fans = _tombstoned_with_fans(storage, new_user)
     other_locked: list[bool] = []
     touch = SqlTx._touch
 
@@ -133,19 +139,9 @@ def test_a_batch_sends_the_statement_that_locks_others_in_one_message_with_its_c
             return commit(runner, *args)
 
     monkeypatch.setattr(Runner, "commit", traced)
-    with temporary_database("postgres", tmp_path) as url:
-        storage = open_storage(url, pool_size=4)
-        try:
-            upgrade(storage)
-            graph: Graph = make_graph(storage)
-            big, fans = new_user(), [new_user() for _ in range(3)]
-            graph.upsert_user(User(big, Role.MEMBER, "Big", "", 0))
-            for fan in fans:
-                graph.follow(fan, big)
-            _tombstone(storage, big)
-            cascade, tx = _batch(storage, big)
-        finally:
-            storage.close()
+    with _postgres(tmp_path) as storage:
+        big, _fans = _tombstoned_with_fans(storage, new_user)
+        cascade, tx = _batch(storage, big)
     assert len(cascade.follows) == 3
     assert tx.lock_hold() is not None
     sent = commits[-1]  # the batch's
