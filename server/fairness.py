@@ -142,9 +142,10 @@ class FairExecutor(futures.Executor):
             while True:
                 if self._shutdown and not self._queues:
                     return None
-                # A quarter of the threads not taken by streams stays for reads.
+                # A quarter of the threads not taken by streams stays for
+                # reads, and at least one when there are two or more.
                 free = self._max_workers - self._streams
-                writes_full = self._writes >= max(1, free - free // 4)
+                writes_full = self._writes >= max(1, free - max(1, free // 4))
                 found = self._runnable(writes_full)
                 if found is not None:
                     break

@@ -118,6 +118,25 @@ def test_streams_holding_threads_leave_a_quarter_of_the_rest_to_reads() -> None:
         executor.shutdown()
 
 
+def test_a_thread_stays_for_reads_with_as_few_as_two() -> None:
+    """A quarter of two or three threads rounds down to none: writes waiting
+    on a lock could take them all."""
+    for threads in (2, 3):
+        executor = FairExecutor(max_workers=threads, limit=1000)
+        release = threading.Event()
+        ran: list[str] = []
+        try:
+            writes = [submit(executor, call(release, ran, f"write-{i}"), event("Block", f"w{i}")) for i in range(4)]
+            read = submit(executor, call(None, ran, "read"), event("GetRelationship", "r"))
+            assert read.result(5) == "read", f"a thread is left for reads of {threads}"
+            assert running(ran, "write", threads - 1) == threads - 1
+            release.set()
+            assert len([f.result(10) for f in writes]) == 4
+        finally:
+            release.set()
+            executor.shutdown()
+
+
 def test_a_call_wakes_one_idle_thread_not_every_one() -> None:
     """Each woken thread takes the lock and looks for work; waking every
     idle thread for one call made them queue for the lock in turn."""
