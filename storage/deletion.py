@@ -75,10 +75,6 @@ class DeletionTx:
     def lock_users(self, user_ids: Iterable[str]) -> dict[str, Counts]:
         raise NotImplementedError
 
-    @property
-    def _by_ids(self) -> _ByIds:
-        return _BY_IDS[self._pg]
-
     def _touch(self, rows: Any) -> None:
         raise NotImplementedError
 
@@ -115,7 +111,7 @@ class DeletionTx:
         locked = self._locked_deleting
         if ids <= locked.keys():
             return {user_id for user_id in ids if locked[user_id]}
-        return {row.user_id for row in self._d.rows(self._by_ids.tombstones, {"ids": sorted(ids)})} if ids else set()
+        return {row.user_id for row in self._d.rows(_TOMBSTONES, {"ids": sorted(ids)})} if ids else set()
 
     def start_deletion(self, user_id: str, now_us: int) -> tuple[Removed, bool] | None:
         """Tombstones ``user_id`` (the caller holds their lock): removes the
@@ -143,7 +139,7 @@ class DeletionTx:
         # The tombstone's trigger (migration 0006) marks the user's counter
         # row, creating it if need be; the zeroing marks it too.
         self._d.run(_INSERT_JOB, {"user_id": user_id, "kind": int(JobKind.DELETE), "created_us": now_us})
-        self._touch(self._d.rows(self._by_ids.zero_counters, {"ids": [user_id], "now": self._now_us}))
+        self._touch(self._d.rows(_ZERO_COUNTERS, {"ids": [user_id], "now": self._now_us}))
         self._locked_deleting[user_id] = True
         return removed, True
 
@@ -181,23 +177,23 @@ class DeletionTx:
 
         # Each kind counts only what its DELETE returned: a promotion's job
         # may lift blocks against the user at the same time.
-        following = self._removed(self._by_ids.delete_following, user_id, others("following"))
-        followers = self._removed(self._by_ids.delete_followers, user_id, others("followers"))
+        following = self._removed(_DELETE_FOLLOWING, user_id, others("following"))
+        followers = self._removed(_DELETE_FOLLOWERS, user_id, others("followers"))
         connected = others("connections")
         if connected:
-            self._d.run(self._by_ids.delete_connections_to, {"user_id": user_id, "ids": connected})
-        connected = self._removed(self._by_ids.delete_connections, user_id, connected)
+            self._d.run(_DELETE_CONNECTIONS_TO, {"user_id": user_id, "ids": connected})
+        connected = self._removed(_DELETE_CONNECTIONS, user_id, connected)
         outgoing, incoming = picked["outgoing"], picked["incoming"]
         requests = [row.request_id for row in (*outgoing, *incoming)]
         gone = (
-            {row.request_id for row in self._d.rows(self._by_ids.delete_requests, {"ids": requests})}
+            {row.request_id for row in self._d.rows(_DELETE_REQUESTS, {"ids": requests})}
             if requests
             else set()
         )
         outgoing = [row for row in outgoing if row.request_id in gone]
         incoming = [row for row in incoming if row.request_id in gone]
-        blocking = self._removed(self._by_ids.delete_blocking, user_id, others("blocking"))
-        blocked_by = self._removed(self._by_ids.delete_blocked_by, user_id, others("blocked_by"))
+        blocking = self._removed(_DELETE_BLOCKING, user_id, others("blocking"))
+        blocked_by = self._removed(_DELETE_BLOCKED_BY, user_id, others("blocked_by"))
         # The blocked side of the user's own blocks keeps no counter of them.
         for ids, column in (
             (following, "followers"),
@@ -243,10 +239,10 @@ class DeletionTx:
             if self._pg and self.others_locked_at is None:
                 # Its only locks of other users: sent with the COMMIT, and
                 # held for as long as PostgreSQL says (``lock_hold``).
-                self.with_commit(self._by_ids.lock_and_add, params, self._touch)
+                self.with_commit(_LOCK_AND_ADD, params, self._touch)
                 return
             self._lock_others(())
-            self._touch(self._d.rows(self._by_ids.lock_and_add, params))
+            self._touch(self._d.rows(_LOCK_AND_ADD, params))
             return
         if not deltas:
             return
@@ -266,7 +262,7 @@ class DeletionTx:
         """Adds each user's counter deltas (their rows are locked): one
         ``UPDATE`` for all the users with the same deltas, in user id order."""
         for key, ids in _grouped(deltas).items():
-            self._touch(self._d.rows(self._by_ids.add_counters, self._delta_params(key, ids)))
+            self._touch(self._d.rows(_ADD_COUNTERS, self._delta_params(key, ids)))
 
     def _delta_params(self, key: tuple[int, ...], ids: list[str]) -> dict[str, Any]:
         params: dict[str, Any] = dict(zip(_DELTA_NAMES, key, strict=True))
@@ -295,7 +291,7 @@ class DeletionTx:
         yet to remove); returns them."""
         ids = [row.user_id for row in self._d.rows(_DELETING_USERS)]
         if ids:
-            self._touch(self._d.rows(self._by_ids.zero_counters, {"ids": ids, "now": self._now_us}))
+            self._touch(self._d.rows(_ZERO_COUNTERS, {"ids": ids, "now": self._now_us}))
         return ids
 
     # ------------------------------------------------------------ promotions
@@ -312,7 +308,7 @@ class DeletionTx:
             self._lock_others(picked)
             # A blocker whose deletion started since the pick is left to it.
             gone = self.deleting(picked)
-            ids = self._removed(self._by_ids.delete_blocked_by, blocked_id, [p for p in picked if p not in gone])
+            ids = self._removed(_DELETE_BLOCKED_BY, blocked_id, [p for p in picked if p not in gone])
         if ids:
             self._apply({blocker: {"blocked": -1} for blocker in ids})
         return ids, len(picked) == limit
@@ -443,53 +439,42 @@ def _add_counters(where: ColumnElement[bool]) -> Statement:
     )
 
 
-class _ByIds:
-    """The statements that take a list of ids (``ids``), in one form of
-    ``id_list``: one array parameter on PostgreSQL (the same text for every
-    batch size, so it is parsed and prepared once), expanded on SQLite."""
-
-    def __init__(self, array: bool) -> None:
-        ids = id_list("ids", array)
-
-        def delete_edges(table: Any, own: Any, other: Any) -> Statement:
-            # The edges of ``table`` whose ``own`` column is the user and
-            # whose ``other`` column is one of ``ids``; returns ``other``.
-            return Statement(delete(table).where(own == _USER, matches(other, ids)).returning(other.label("other")))
-
-        self.tombstones = Statement(select(_j.user_id).where(_j.kind == int(JobKind.DELETE), matches(_j.user_id, ids)))
-        self.zero_counters = Statement(
-            update(user_counters)
-            .where(matches(_uc.user_id, ids))
-            .values(**dict.fromkeys(COUNTER_COLUMNS, 0), version=_next_version(bindparam("now")), deleting=True)
-            .returning(user_counters)
-        )
-        self.delete_following = delete_edges(follows, _f.follower_id, _f.followee_id)
-        self.delete_followers = delete_edges(follows, _f.followee_id, _f.follower_id)
-        self.delete_connections = delete_edges(connections, _c.user_id, _c.other_id)
-        self.delete_connections_to = Statement(
-            delete(connections).where(_c.other_id == _USER, matches(_c.user_id, ids))
-        )
-        self.delete_requests = Statement(
-            delete(connection_requests).where(matches(_r.request_id, ids)).returning(_r.request_id)
-        )
-        self.delete_blocking = delete_edges(blocks, _b.blocker_id, _b.blocked_id)
-        self.delete_blocked_by = delete_edges(blocks, _b.blocked_id, _b.blocker_id)
-        self.add_counters = _add_counters(matches(_uc.user_id, ids))
-        # The same for the users ``ids`` not being deleted, whose rows it
-        # locks first in user id order (PostgreSQL: the sub-select's FOR
-        # UPDATE sits above its sort), as every write locks them.
-        locked = user_counters.alias("locked")
-        self.lock_and_add = _add_counters(
-            _uc.user_id.in_(
-                select(locked.c.user_id)
-                .where(matches(locked.c.user_id, ids), ~locked.c.deleting)
-                .order_by(locked.c.user_id)
-                .with_for_update()
-            )
-        )
+_IDS = id_list("ids")
 
 
-_BY_IDS = {array: _ByIds(array) for array in (False, True)}
+def _delete_edges(table: Any, own: Any, other: Any) -> Statement:
+    """Deletes the edges of ``table`` whose ``own`` column is the user and
+    whose ``other`` column is one of ``ids``; returns ``other``."""
+    return Statement(delete(table).where(own == _USER, matches(other, _IDS)).returning(other.label("other")))
+
+
+_TOMBSTONES = Statement(select(_j.user_id).where(_j.kind == int(JobKind.DELETE), matches(_j.user_id, _IDS)))
+_ZERO_COUNTERS = Statement(
+    update(user_counters)
+    .where(matches(_uc.user_id, _IDS))
+    .values(**dict.fromkeys(COUNTER_COLUMNS, 0), version=_next_version(bindparam("now")), deleting=True)
+    .returning(user_counters)
+)
+_DELETE_FOLLOWING = _delete_edges(follows, _f.follower_id, _f.followee_id)
+_DELETE_FOLLOWERS = _delete_edges(follows, _f.followee_id, _f.follower_id)
+_DELETE_CONNECTIONS = _delete_edges(connections, _c.user_id, _c.other_id)
+_DELETE_CONNECTIONS_TO = Statement(delete(connections).where(_c.other_id == _USER, matches(_c.user_id, _IDS)))
+_DELETE_REQUESTS = Statement(delete(connection_requests).where(matches(_r.request_id, _IDS)).returning(_r.request_id))
+_DELETE_BLOCKING = _delete_edges(blocks, _b.blocker_id, _b.blocked_id)
+_DELETE_BLOCKED_BY = _delete_edges(blocks, _b.blocked_id, _b.blocker_id)
+_ADD_COUNTERS = _add_counters(matches(_uc.user_id, _IDS))
+# The same for the users ``ids`` not being deleted, whose rows it locks first
+# in user id order (PostgreSQL: the sub-select's FOR UPDATE sits above its
+# sort), as every write locks them.
+_locked = user_counters.alias("locked")
+_LOCK_AND_ADD = _add_counters(
+    _uc.user_id.in_(
+        select(_locked.c.user_id)
+        .where(matches(_locked.c.user_id, _IDS), ~_locked.c.deleting)
+        .order_by(_locked.c.user_id)
+        .with_for_update()
+    )
+)
 
 # ---------------------------------------------------------------------- jobs
 

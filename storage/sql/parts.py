@@ -105,12 +105,12 @@ def block_between(user_id: ColumnElement[Any], other_id: ColumnElement[Any]) -> 
     )
 
 
-def blocked_among_query(array: bool = False) -> Select[Any]:
+def blocked_among_query() -> Select[Any]:
     """The candidates a block stands between ``me`` and, in either direction;
     none of them, or no one while ``me``'s, has a deletion in progress.
-    ``candidates``: a list of ids (``id_list``; ``array`` on PostgreSQL)."""
+    ``candidates``: a list of ids (``id_list``)."""
     me: BindParameter[str] = bindparam("me")
-    candidates = id_list("candidates", array)
+    candidates = id_list("candidates")
     return union_all(  # type: ignore[return-value]
         *(
             select(e.other).where(e.mine == me, matches(e.other, candidates), not_deleting(e.other), not_deleting(me))
@@ -119,14 +119,14 @@ def blocked_among_query(array: bool = False) -> Select[Any]:
     )
 
 
-def relationships_query(array: bool = False) -> Select[Any]:
+def relationships_query() -> Select[Any]:
     """(tag, other, n) rows: a flag's name for each stored edge between
     ``me`` and ``others``, the mutual-connection counts (of connections
     without a deletion in progress), the counter versions of all of them,
     and ``deleting`` for each of them whose deletion is in progress.
-    ``others``: a list of ids (``id_list``; ``array`` on PostgreSQL)."""
+    ``others``: a list of ids (``id_list``)."""
     me: BindParameter[str] = bindparam("me")
-    others = id_list("others", array)
+    others = id_list("others")
     c, uc = connections.c, user_counters.c
     c2 = connections.alias("c2")
 

@@ -114,8 +114,7 @@ class Reads(TxBase):
         found: dict[str, dict[str, Any]] = defaultdict(dict)
         versions = dict.fromkeys((user_id, *other_ids), 0)
         deleting: set[str] = set()
-        statement = _RELATIONSHIPS_ARRAY if self._pg else _RELATIONSHIPS
-        for tag, other, n in self._d.rows(statement, {"me": user_id, "others": list(set(other_ids))}):
+        for tag, other, n in self._d.rows(_RELATIONSHIPS, {"me": user_id, "others": list(set(other_ids))}):
             if tag == "version":
                 versions[other] = int(n)
             elif tag == "deleting":
@@ -138,8 +137,7 @@ class Reads(TxBase):
         return {row.user_id: VersionedCounts(parts.counts(row), row.version, self.read_us) for row in rows}
 
     def blocked_among(self, user_id: str, candidate_ids: Sequence[str]) -> set[str]:
-        statement = _BLOCKED_AMONG_ARRAY if self._pg else _BLOCKED_AMONG
-        rows = self._d.rows(statement, {"me": user_id, "candidates": list(set(candidate_ids))})
+        rows = self._d.rows(_BLOCKED_AMONG, {"me": user_id, "candidates": list(set(candidate_ids))})
         return {row[0] for row in rows}
 
     def mutual_connections(self, user_id: str, other_id: str, limit: int) -> tuple[int, list[RelatedUser]]:
@@ -167,9 +165,7 @@ def _mutual() -> tuple[Any, Any]:
 COUNTS_QUERY = select(user_counters).where(user_counters.c.user_id.in_(bindparam("ids", expanding=True)))
 _COUNTS = Statement(COUNTS_QUERY)
 _RELATIONSHIPS = Statement(parts.relationships_query())
-_RELATIONSHIPS_ARRAY = Statement(parts.relationships_query(array=True))
 _BLOCKED_AMONG = Statement(parts.blocked_among_query())
-_BLOCKED_AMONG_ARRAY = Statement(parts.blocked_among_query(array=True))
 _PAIR = Statement(parts.pair_query())
 _GET_USER = Statement(select(users).where(users.c.user_id == bindparam("user_id")))
 _ROLE_OF = Statement(select(users.c.role).where(users.c.user_id == bindparam("user_id")))

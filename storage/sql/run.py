@@ -16,9 +16,10 @@ skips it, using only SQLAlchemy's public API:
   transaction runner classifies errors from both alike.
 
 A statement whose form depends on the dialect (``INSERT ... ON CONFLICT``)
-is given as a function of the dialect's ``insert``. A list of ids is one
-array parameter on PostgreSQL (``id_list``), so such a statement's text, and
-the driver's prepared statement, is the same for every length.
+is given as a function of the dialect's ``insert``. A list of ids
+(``id_list``, ``matches``) is one array parameter on PostgreSQL, so such a
+statement's text, and the driver's prepared statement, is the same for every
+length, and expanded elsewhere: one statement serves both.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import psycopg
-from sqlalchemy import BindParameter, Column, ColumnElement, Connection, String, any_, bindparam, exc
+from sqlalchemy import Boolean, ColumnElement, Connection, String, any_, bindparam, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -84,23 +86,52 @@ class _Shape:
         self.expansion = expansion
 
 
-def id_list(name: str, array: bool) -> BindParameter[list[str]]:
-    """A parameter that takes a list of ids: on PostgreSQL (``array``) one
-    array parameter matched with ``= ANY(...)``, so the statement's text is
-    the same for every length and the driver parses and prepares it once;
+class IdList:
+    """A parameter that takes a list of ids (``id_list``)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def id_list(name: str) -> IdList:
+    """A parameter that takes a list of ids, matched with ``matches``: on
+    PostgreSQL one array parameter (``= ANY(...)``), so the statement's text
+    is the same for every length and the driver parses and prepares it once;
     elsewhere expanded into ``IN (...)``, one parameter per id."""
-    if array:
-        return bindparam(name, type_=ARRAY(String))  # type: ignore[arg-type]
-    return bindparam(name, expanding=True)
+    return IdList(name)
 
 
-def matches(column: Column[Any], value: ColumnElement[Any] | BindParameter[Any]) -> ColumnElement[bool]:
+def matches(column: ColumnElement[Any], value: ColumnElement[Any] | IdList) -> ColumnElement[bool]:
     """``column`` equals ``value``, or is one of its ids when ``value`` is an ``id_list``."""
-    if isinstance(value, BindParameter) and value.expanding:
-        return column.in_(value)
-    if isinstance(value, BindParameter) and isinstance(value.type, ARRAY):
-        return column == any_(value)
+    if isinstance(value, IdList):
+        return _InIds(column, value.name)
     return column == value
+
+
+class _InIds(ColumnElement[bool]):
+    """``column`` is one of the ids of the list parameter ``name``, in the
+    form of the dialect it is compiled for."""
+
+    inherit_cache = False
+    type = Boolean()
+    _is_implicitly_boolean = True  # a comparison: no "= 1" on SQLite
+
+    def __init__(self, column: ColumnElement[Any], name: str) -> None:
+        self.column = column
+        self.name = name
+
+
+@compiles(_InIds)
+def _in_ids(element: _InIds, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.column.in_(bindparam(element.name, expanding=True)), **kw))
+
+
+@compiles(_InIds, "postgresql")
+def _any_id(element: _InIds, compiler: Any, **kw: Any) -> str:
+    array = bindparam(element.name, type_=ARRAY(String))
+    return str(compiler.process(element.column == any_(array), **kw))
 
 
 class _Form:
