@@ -39,10 +39,13 @@ class SideLoad:
     """Unrelated calls one client sends, one at a time at most every
     ``pace`` seconds, alone for the row's duration just before the row and
     then while it runs: the p99 of those during the row, as a multiple of
-    their p99 alone, must be at most ``target``. ``method`` must not be one of
-    the row's: the row's verification leaves its calls out."""
+    their p99 alone, must be at most ``target``. The client cycles through
+    ``methods`` with the same request (Follow and Unfollow read the same
+    body). No method may be one of the row's: the row's verification leaves
+    the side calls out."""
 
-    method: str
+    name: str
+    methods: tuple[str, ...]
     request: Callable[[Context], Message]
     target: float
     pace: float = 0.01
@@ -64,7 +67,8 @@ class Scenario:
     ``socialgraph_rpcs_total``; ``target`` is the least ratio to the same
     generator's Health/Check floor (None: measured, not judged).
     ``every_server``: also run on the later ``--workers`` servers.
-    ``alongside``: unrelated calls whose latency the row must not ruin."""
+    ``alongside``: unrelated calls whose latency the row must not ruin, each
+    side load on a client of its own, all at once."""
 
     name: str
     methods: tuple[str, ...]
@@ -73,10 +77,11 @@ class Scenario:
     expect: str = "OK"
     target: float | None = None
     every_server: bool = False
-    alongside: SideLoad | None = None
+    alongside: tuple[SideLoad, ...] = ()
 
     def __post_init__(self) -> None:
         if self.generator not in FLOOR_OF:
             raise ValueError(f"{self.name}: generator {self.generator!r} is none of {sorted(FLOOR_OF)}")
-        if self.alongside is not None and self.alongside.method in self.methods:
-            raise ValueError(f"{self.name}: the side load's method is one of the row's")
+        for side in self.alongside:
+            if set(side.methods) & set(self.methods):
+                raise ValueError(f"{self.name}: a method of the side load {side.name!r} is one of the row's")
