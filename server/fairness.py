@@ -89,6 +89,9 @@ class FairExecutor(futures.Executor):
         self._total = 0
         self._writes = 0
         self._streams = 0
+        # Queued calls that only read: while the writes' threads are all
+        # busy, a thread looks for one only when there is one.
+        self._queued_reads = 0
         self._max_workers = max_workers
         self._shed: deque[_Work] = deque()
         self._shutdown = False
@@ -105,6 +108,7 @@ class FairExecutor(futures.Executor):
         key = _connection(args)
         context = getattr(fn, "__self__", None)
         counted = not _streaming(args)
+        write = _writes(args)
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new calls after shutdown")
@@ -121,7 +125,8 @@ class FairExecutor(futures.Executor):
                     self._in_flight[key] = mine + 1
                     self._total += 1
                     IN_FLIGHT.inc()
-                self._queues.setdefault(key, deque()).append(((future, fn, args, kwargs), counted, _writes(args)))
+                self._queued_reads += not write
+                self._queues.setdefault(key, deque()).append(((future, fn, args, kwargs), counted, write))
                 self._lock.notify()
         return future
 
@@ -158,14 +163,18 @@ class FairExecutor(futures.Executor):
                 self._queues[key] = queue  # to the back of the line
             if work[2]:
                 self._writes += 1
-            elif not work[1]:
-                self._streams += 1
+            else:
+                self._queued_reads -= 1
+                if not work[1]:
+                    self._streams += 1
             return key, work
 
     def _runnable(self, writes_full: bool) -> tuple[object, int] | None:
         """The first connection in line with a call that may run, and that
         call's place in its queue: its oldest, or while writes may not run,
         its oldest read."""
+        if writes_full and not self._queued_reads:
+            return None  # only writes are queued: none may run
         for key, queue in self._queues.items():
             if not writes_full:
                 return key, 0
@@ -246,7 +255,6 @@ def _writes(args: Sequence[Any]) -> bool:
     if not isinstance(method, str) or not method:
         return False
     return method.rsplit("/", 1)[-1] not in _READS
-
 
 
 def _connection(args: Sequence[Any]) -> object:

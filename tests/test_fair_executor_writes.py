@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from types import SimpleNamespace
 from typing import Any
 
@@ -158,4 +159,35 @@ def test_a_call_wakes_one_idle_thread_not_every_one() -> None:
         # The woken thread found the call, and looked again once it was done.
         assert len(looked) <= 3, len(looked)
     finally:
+        executor.shutdown()
+
+
+def test_looking_for_a_read_walks_no_queued_writes_when_none_is_queued() -> None:
+    """While the writes' threads are all busy, a thread that wakes looks for
+    a queued read; with only writes queued it must not walk them (under a
+    flood of writes every wake-up walked every queued call)."""
+    executor = FairExecutor(max_workers=4, limit=1000)
+    release = threading.Event()
+    ran: list[str] = []
+    walked: list[int] = []
+
+    class Walked(deque[Any]):
+        def __iter__(self) -> Any:
+            walked.append(len(self))
+            return super().__iter__()
+
+    try:
+        writes = [submit(executor, call(release, ran, f"write-{i}"), event("Block", f"w{i}")) for i in range(40)]
+        assert running(ran, "write", 3) == 3, "writes run on 4 - 4 // 4 threads"
+        with executor._lock:
+            for key in list(executor._queues):
+                executor._queues[key] = Walked(executor._queues[key])
+            assert executor._runnable(True) is None
+        assert walked == [], "queued writes were walked"
+        read = submit(executor, call(None, ran, "read"), event("GetRelationship", "w39"))
+        assert read.result(5) == "read", "a read queued behind writes still runs"
+        release.set()
+        assert len([f.result(10) for f in writes]) == 40
+    finally:
+        release.set()
         executor.shutdown()
