@@ -8,7 +8,9 @@ PostgreSQL, as microseconds per call on one thread: wall time, and the CPU
 time of this process (the Python path and SQLite; not PostgreSQL's server),
 which other processes on a busy machine disturb far less, Python function
 calls per call (cProfile: exact whatever the load) and, on PostgreSQL, round
-trips to the database per call (the driver's waits for an answer). Each
+trips to the database per call (the driver's waits for an answer) and the
+CPU time of every PostgreSQL process per call (its backends, WAL writer and
+the rest: the whole machine's PostgreSQL, so other users of it count too). Each
 figure is its best round: other processes only ever make a round slower.
 
 The figures compare two versions of the code on the same machine in the same
@@ -80,6 +82,7 @@ def measure(backend: str, calls: int, only: set[str]) -> dict[str, float]:
     import psycopg
     import redis
 
+    from harness import CpuMeter
     from ratelimit import InProcessLimiter, parse_windows
     from ratelimit.failover import FailoverLimiter
     from ratelimit.redis import RedisLimiter
@@ -117,6 +120,7 @@ def measure(backend: str, calls: int, only: set[str]) -> dict[str, float]:
                     return
                 for _ in range(min(20, calls)):
                     fn()
+                meter = CpuMeter(())
                 wall, cpu, before = time.perf_counter(), time.process_time(), trips[0]
                 for _ in range(calls):
                     fn()
@@ -124,6 +128,7 @@ def measure(backend: str, calls: int, only: set[str]) -> dict[str, float]:
                 figures[f"{name} cpu"] = (time.process_time() - cpu) / calls * 1e6
                 if backend != "sqlite":
                     figures[f"{name} trips"] = (trips[0] - before) / calls
+                    figures[f"{name} pg cpu"] = meter.per_request(calls)["postgres"]
                 profile = cProfile.Profile()
                 profile.runcall(lambda: [fn() for _ in range(100)])
                 # typeshed's Stats leaves out total_calls (set by Stats.init)

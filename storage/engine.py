@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from .errors import StorageConflict, StorageUnavailable
 from .positions import Positions, decode_token, encode_token
 from .sql import SqlTx
+from .sql.run import forget_prepared
 from .types import CountersListener, VersionedCounts
 from .watchdog import Watchdog
 
@@ -35,7 +36,10 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+# serialization_failure, deadlock_detected, and invalid_sql_statement_name:
+# a statement the COMMIT's message EXECUTEs was deallocated under it
+# (``Runner.commit``), which nothing committed and a rerun prepares again.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "26000"})
 MAX_ATTEMPTS = 8
 _WRITE = "socialgraph_write"
 
@@ -266,9 +270,24 @@ def open_storage(url: str, *, pool_size: int = 16, deadline: float | None = None
                 "tcp_user_timeout": 10_000,
             },
         )
+        _forget_prepared_on_rollback(engine)
     else:
         raise ValueError(f"unsupported database URL {url!r}: use sqlite:// or postgresql://")
     return SqlStorage(engine, deadline=deadline)
+
+
+def _forget_prepared_on_rollback(engine: Engine) -> None:
+    """psycopg deallocates every prepared statement of a connection it rolls
+    back, the ones the COMMIT's message EXECUTEs too (``Runner.commit``):
+    they are forgotten first, and prepared again when next needed."""
+
+    @event.listens_for(engine, "rollback")
+    def _on_rollback(conn: Connection) -> None:
+        forget_prepared(conn.connection.dbapi_connection)
+
+    @event.listens_for(engine, "reset")
+    def _on_reset(dbapi_conn: Any, _record: object, _state: object) -> None:
+        forget_prepared(dbapi_conn)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -50,6 +50,8 @@ class TxBase:
         # PostgreSQL held what it locked, by its own clock.
         self._with_commit: tuple[Statement, Params, Callable[[list[Any]], None]] | None = None
         self.commit_held: float | None = None
+        # Statements sent ahead of the COMMIT in its message (``_later``).
+        self._ahead: list[tuple[Statement, Params, Callable[[list[Any]], None] | None]] = []
 
     # -------------------------------------------------------------- counters
 
@@ -90,6 +92,19 @@ class TxBase:
         this process while its other threads hold the GIL."""
         self._with_commit = (statement, params, then)
 
+    def _later(self, statement: Statement, params: Params, then: Callable[[list[Any]], None] | None = None) -> None:
+        """Runs a statement whose outcome no rule decides on before the
+        commit; ``then`` gets its rows. On PostgreSQL it goes in the COMMIT's
+        message (``Reads.commit``), ahead of the COMMIT, and costs no round
+        trip of its own; elsewhere it runs now. Every user whose counters it
+        changes is locked already, so running it last changes no lock order."""
+        if self._pg:
+            self._ahead.append((statement, params, then))
+        elif then is None:
+            self._d.run(statement, params)
+        else:
+            then(self._d.rows(statement, params))
+
     def _flush_counters(self) -> None:
         pending, self._deltas = list(self._deltas.items()), {}
         for i in range(0, len(pending), 2):
@@ -99,7 +114,7 @@ class TxBase:
             for name in COUNTER_COLUMNS:
                 params[f"first_{name}"] = first_deltas.get(name, 0)
                 params[f"second_{name}"] = second_deltas.get(name, 0)
-            self._touch(self._d.rows(_BUMP_PAIR, params))
+            self._later(_BUMP_PAIR, params, self._touch)
 
     # ---------------------------------------------------------------- events
 
@@ -139,7 +154,7 @@ class TxBase:
                 for row, keys in zip(rows, _EVENT_KEYS, strict=False)
                 for key, value in zip(keys, row, strict=True)
             }
-            self._d.run(_INSERT_EVENTS[len(rows)], params)
+            self._later(_INSERT_EVENTS[len(rows)], params)
         else:
             self._d.run(_INSERT_EVENTS[1], [dict(zip(_EVENT_KEYS[0], row, strict=True)) for row in rows])
         if not self._pg:

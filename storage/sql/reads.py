@@ -52,20 +52,26 @@ class Reads(TxBase):
         return int(self._d.value(WAL_POSITION if self._pg else _COUNTER))
 
     def commit(self) -> int | None:
-        """Run by the storage last, as a write commits: the ``with_commit``
-        statement, if any; then on PostgreSQL the COMMIT, in one message
-        with both and with the read of the WAL position after it (the
-        write's position), which it returns (None when that read failed
-        after the COMMIT: the storage reads it again). On SQLite it returns
-        None and the storage's own commit follows; on PostgreSQL that finds
-        the transaction ended."""
+        """Run by the storage last, as a write commits: the statements held
+        back for the COMMIT (``_later``) and the ``with_commit`` statement,
+        if any; then on PostgreSQL the COMMIT, in one message with them and
+        with the read of the WAL position after it (the write's position),
+        which it returns (None when that read failed after the COMMIT: the
+        storage reads it again). On SQLite, where nothing is held back, it
+        returns None and the storage's own commit follows; on PostgreSQL
+        that finds the transaction ended."""
         last, self._with_commit = self._with_commit, None
         if not self._pg:
             if last is not None:
                 statement, params, then = last
                 then(self._d.rows(statement, params))
             return None
-        committed = self._d.commit(WAL_POSITION, None if last is None else last[:2])
+        ahead, self._ahead = self._ahead, []
+        held = None if last is None else last[:2]
+        committed = self._d.commit(WAL_POSITION, [(statement, params) for statement, params, _then in ahead], held)
+        for (_statement, _params, use), rows in zip(ahead, committed.ahead, strict=True):
+            if use is not None:
+                use(rows)
         if last is not None:
             self.commit_held = committed.held
             last[2](committed.rows)

@@ -24,8 +24,11 @@ length, and expanded elsewhere: one statement serves both.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import re
 import threading
+import weakref
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -59,10 +62,12 @@ _WRAPPERS: tuple[tuple[str, type[exc.DBAPIError]], ...] = (
 
 
 class Committed(NamedTuple):
-    """What ``Runner.commit`` read: the rows of the statement sent before
-    the COMMIT, how long PostgreSQL took from just before that statement
-    to just after the COMMIT (None without one), and the value read after."""
+    """What ``Runner.commit`` read: the rows of each statement sent ahead of
+    the COMMIT, those of the one sent last before it (``held``), how long
+    PostgreSQL took from just before that one to just after the COMMIT
+    (None without one), and the value read after."""
 
+    ahead: list[list[Any]]
     rows: list[Any]
     held: float | None
     value: Any  # None when the read after the COMMIT failed
@@ -137,9 +142,12 @@ def _any_id(element: _InIds, compiler: Any, **kw: Any) -> str:
 class _Form:
     """One statement compiled for one dialect."""
 
-    __slots__ = ("_compiled", "defaults", "expanding", "_shapes", "row")
+    __slots__ = ("_compiled", "defaults", "expanding", "_shapes", "row", "name", "_numbered")
 
     def __init__(self, stmt: ClauseElement, dialect: Dialect) -> None:
+        # The name of its server-side prepared statement (``Runner.commit``).
+        self.name = f"socialgraph_{next(_FORM_NUMBERS)}"
+        self._numbered: tuple[str, list[str]] | None = None
         compiled = stmt.compile(dialect=dialect)
         assert isinstance(compiled, SQLCompiler)
         self._compiled = compiled
@@ -159,6 +167,23 @@ class _Form:
             sample[name] = [None] * size
         state = self._compiled.construct_expanded_state(sample)
         return _Shape(state.statement, state.positiontup, state.parameter_expansion)
+
+    def numbered(self) -> tuple[str, list[str]]:
+        """PostgreSQL: the statement with numbered parameters ($1, $2...),
+        as PREPARE takes it, and the name of each number's parameter."""
+        if self._numbered is None:
+            sql = self._shapes[()].sql
+            names: list[str] = []
+
+            def number(match: re.Match[str]) -> str:
+                if match[1] is None:
+                    return "%"  # an escaped percent sign
+                if match[1] not in names:
+                    names.append(match[1])
+                return f"${names.index(match[1]) + 1}"
+
+            self._numbered = (_PYFORMAT.sub(number, sql), names)
+        return self._numbered
 
     def bind(self, params: Params) -> tuple[str, Any]:
         """The SQL and the driver's parameters for ``params``."""
@@ -204,6 +229,58 @@ class Statement:
 
 
 _CLOCK = "SELECT clock_timestamp()"
+_FORM_NUMBERS = itertools.count()
+# A named parameter of psycopg's paramstyle, or an escaped percent sign.
+_PYFORMAT = re.compile(r"%\((\w+)\)s|%%")
+# The statements PREPAREd on each driver connection, by name.
+_PREPARED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+
+def forget_prepared(connection: Any) -> None:
+    """Forgets the statements PREPAREd on a driver connection that is about
+    to roll back: psycopg then deallocates every prepared statement
+    (DEALLOCATE ALL), these too. A connection with no transaction open
+    rolls nothing back and keeps them."""
+    if connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        _PREPARED.pop(connection, None)
+
+
+def _literals(connection: Any) -> Callable[[Any], str | None]:
+    """SQL literals of the common parameter values on ``connection``: text
+    quoted by libpq (``PQescapeLiteral``, which knows the connection's
+    encoding and quoting rules), numbers and booleans as they print; None
+    for any other value (psycopg renders those). psycopg's own rendering of
+    each value costs several times as much Python."""
+    escape = psycopg.pq.Escaping(connection.pgconn).escape_literal
+    encoding = connection.info.encoding
+
+    def literal(value: Any) -> str | None:
+        kind = type(value)
+        if kind is int:
+            return str(value)
+        if kind is str:
+            return bytes(escape(value.encode(encoding))).decode(encoding)
+        if value is None:
+            return "NULL"
+        if kind is bool:
+            return "true" if value else "false"
+        return None
+
+    return literal
+
+
+def _parameter_type(value: Any) -> str:
+    """The type PREPARE declares for a parameter, from a value it takes
+    (unknown: PostgreSQL infers it from where the parameter stands)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "bigint"
+    if isinstance(value, float):
+        return "double precision"
+    if isinstance(value, list | tuple) and value and all(isinstance(item, str) for item in value):
+        return "text[]"
+    return "unknown"
 
 
 class Runner:
@@ -250,36 +327,48 @@ class Runner:
             raise self._wrapped(error, sql, bound) from error
         return int(self._cursor.rowcount)
 
-    def commit(self, read: Statement, first: tuple[Statement, Params] | None = None) -> Committed:
+    def commit(
+        self,
+        read: Statement,
+        ahead: Sequence[tuple[Statement, Params]] = (),
+        held: tuple[Statement, Params] | None = None,
+    ) -> Committed:
         """PostgreSQL: COMMITs in one message with what goes with it (a
         simple query of several statements, parameters bound by psycopg on
-        the client): ``first``, run just before the COMMIT between two reads
-        of PostgreSQL's clock, and ``read``, a value read just after it. No
-        step of this process, which may wait for the GIL, comes between
-        them, so what ``first`` locks is held for its execution and the
-        commit only; and the value read after the commit costs no round
-        trip of its own. ``first`` is not prepared (``read`` and the COMMIT
-        never are)."""
-        read_sql = read.form(self._dialect).bind({})[0]
-        sql, bound = "", None
-        if first is not None:
-            form = first[0].form(self._dialect)
-            sql, bound = form.bind(first[1])
+        the client): ``ahead``, statements whose outcome nothing decides on
+        before the commit, in order; ``held``, run last before the COMMIT
+        between two reads of PostgreSQL's clock; and ``read``, a value read
+        just after it. No step of this process, which may wait for the GIL,
+        comes between them, so what ``held`` locks is held for its execution
+        and the commit only, and none of them costs a round trip of its own.
+        A failing statement fails the rest of the message, the COMMIT with
+        it. The statements ahead run as server-side prepared statements
+        (``EXECUTE`` with their parameters as literals), so PostgreSQL plans
+        none of them again; ``held`` and ``read`` are sent as text."""
         connection: Any = self._conn.connection.dbapi_connection
         cursor = psycopg.ClientCursor(connection)
+        forms = [statement.form(self._dialect) for statement, _params in ahead]
+        literal = _literals(connection)
+        parts = [self._executed(form, params, cursor, literal) for form, (_, params) in zip(forms, ahead, strict=True)]
+        held_form = None if held is None else held[0].form(self._dialect)
+        if held is not None:
+            assert held_form is not None
+            parts += [_CLOCK, cursor.mogrify(*held_form.bind(held[1])), "COMMIT", _CLOCK]
+        else:
+            parts.append("COMMIT")
+        parts.append(read.form(self._dialect).bind({})[0])
+        sql = "; ".join(parts)
         try:
-            if first is None:
-                cursor.execute(f"COMMIT; {read_sql}")
+            cursor.execute(sql)
+            rows = [self._result(form, cursor) for form in forms]
+            held_rows: list[Any] = []
+            before = after = None
+            if held_form is not None:
+                before = _only(cursor.fetchone())
                 cursor.nextset()
-                return Committed([], None, _only(cursor.fetchone()))
-            cursor.execute(f"{_CLOCK}; {sql}; COMMIT; {_CLOCK}; {read_sql}", bound)
-            before = _only(cursor.fetchone())
-            cursor.nextset()
-            fetched = cursor.fetchall()
-            make = self._row(form, cursor)._make
-            cursor.nextset()  # the COMMIT
-            cursor.nextset()
-            after = _only(cursor.fetchone())
+                held_rows = self._result(held_form, cursor)
+                cursor.nextset()  # the COMMIT
+                after = _only(cursor.fetchone())
             cursor.nextset()
             value = _only(cursor.fetchone())
         except self._dbapi.Error as error:
@@ -289,9 +378,52 @@ class Runner:
                 # constraint only a lost connection fails a COMMIT): what
                 # followed it failed. The write stands, without what was read.
                 log.warning("a read after COMMIT failed; the write is committed: %s", error)
-                return Committed([], None, None)
-            raise self._wrapped(error, sql or read_sql, bound) from error
-        return Committed([make(row) for row in fetched], max(0.0, (after - before).total_seconds()), value)
+                return Committed([[] for _ in forms], [], None, None)
+            if isinstance(error, psycopg.errors.InvalidSqlStatementName):
+                # Deallocated under us (psycopg does on a DROP or ALTER too):
+                # the storage reruns the transaction, which prepares them again.
+                _PREPARED.pop(connection, None)
+            raise self._wrapped(error, sql, None) from error
+        held_for = None if before is None or after is None else max(0.0, (after - before).total_seconds())
+        return Committed(rows, held_rows, held_for, value)
+
+    def _executed(self, form: _Form, params: Params, cursor: Any, literal: Callable[[Any], str | None]) -> str:
+        """The text that runs ``form`` with ``params`` in a simple query: an
+        EXECUTE of its prepared statement, PREPAREd on this connection
+        first if need be (a round trip once in the connection's life; a
+        prepared statement outlives a rolled-back transaction). A statement
+        with a list expanded into its text is sent as text."""
+        if form.expanding:
+            return str(cursor.mogrify(*form.bind(params)))
+        values = {**form.defaults, **params}
+        sql, names = form.numbered()
+        prepared = _PREPARED.setdefault(cursor.connection, set())
+        if form.name not in prepared:
+            types = ", ".join(_parameter_type(values[name]) for name in names)
+            declared = f"({types}) " if names else ""
+            try:
+                cursor.execute(f"PREPARE {form.name} {declared}AS {sql}")
+            except self._dbapi.Error as error:
+                raise self._wrapped(error, sql, None) from error
+            prepared.add(form.name)
+        if not names:
+            return f"EXECUTE {form.name}"
+        arguments = [literal(values[name]) for name in names]
+        if None in arguments:
+            arguments = [
+                text if text is not None else str(cursor.mogrify("%s", [values[name]]))
+                for name, text in zip(names, arguments, strict=True)
+            ]
+        return f"EXECUTE {form.name}({', '.join(arguments)})"  # type: ignore[arg-type]
+
+    def _result(self, form: _Form, cursor: Any) -> list[Any]:
+        """The rows of the result ``cursor`` is on, as named tuples (none for
+        a statement that returns none); then moves it to the next result."""
+        result = cursor.pgresult  # not ``description``, which builds every column's
+        fetched = cursor.fetchall() if result is not None and result.nfields else []
+        make = self._row(form, cursor)._make if fetched else None
+        cursor.nextset()
+        return [make(row) for row in fetched] if make is not None else []
 
     def _fetch(self, form: _Form, params: Params | None, *, all_rows: bool) -> Any:
         sql, bound = self._execute(form, params or {})
