@@ -138,6 +138,8 @@ class SqlStorage:
                             result = fn(tx)
                             position = tx.bump_position() if write and not self._postgres else None
                             tx.flush(position)
+                            # Only a write's COMMIT sends what was held back for it.
+                            assert write or not tx.held_back(), "a read changed counters or emitted events"
                             committing = True
                             committed = tx.commit() if write else None
                             if committed is not None:
@@ -278,12 +280,14 @@ def open_storage(url: str, *, pool_size: int = 16, deadline: float | None = None
 
 def _forget_prepared_on_rollback(engine: Engine) -> None:
     """psycopg deallocates every prepared statement of a connection it rolls
-    back, the ones the COMMIT's message EXECUTEs too (``Runner.commit``):
-    they are forgotten first, and prepared again when next needed."""
+    back (when it has prepared some of its own), the ones the COMMIT's
+    message EXECUTEs too (``Runner.commit``): which of them are there is
+    forgotten first, and asked of PostgreSQL when next needed."""
 
     @event.listens_for(engine, "rollback")
     def _on_rollback(conn: Connection) -> None:
-        forget_prepared(conn.connection.dbapi_connection)
+        if not conn.invalidated:  # an invalidated one is discarded, with its statements
+            forget_prepared(conn.connection.dbapi_connection)
 
     @event.listens_for(engine, "reset")
     def _on_reset(dbapi_conn: Any, _record: object, _state: object) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from ratelimit import InProcessLimiter, parse_windows
@@ -19,7 +20,7 @@ from server.rules import Graph, PermissionDenied, Policy
 from storage import SqlStorage, open_storage
 from storage.migrate import upgrade
 
-from .support import messages_sent, new_user, temporary_database
+from .support import POSTGRES_DSN, messages_sent, new_user, temporary_database
 
 pytestmark = pytest.mark.postgres
 
@@ -80,6 +81,9 @@ def test_a_follow_sends_its_counter_changes_and_event_in_the_commits_message(tmp
 def test_a_write_after_a_rollback_prepares_its_statements_again_before_its_commit(tmp_path: Path) -> None:
     with one_connection(tmp_path) as (storage, graph, driver):
         alice, bob = new_user(), new_user()
+        for _ in range(3):  # psycopg prepares a statement of its own on its fifth run
+            graph.follow(alice, bob)
+            graph.unfollow(alice, bob)
         graph.block(bob, alice, "")
         with pytest.raises(PermissionDenied):
             graph.follow(alice, bob)  # refused: rolled back, and psycopg sends DEALLOCATE ALL
@@ -105,3 +109,29 @@ def test_a_statement_deallocated_behind_the_storages_back_costs_a_rerun_not_the_
         assert graph.follow(follower, followee)[0]
         counts = {c.user_id: c for c in graph.get_counts([follower, followee])}
         assert (counts[follower].following, counts[followee].followers) == (1, 1)
+
+
+def test_refused_writes_between_writes_never_leave_a_statement_prepared_twice(tmp_path: Path) -> None:
+    """A rollback deallocates the statements only when psycopg has prepared
+    some of its own; taking them for gone would PREPARE them again over
+    themselves."""
+    with one_connection(tmp_path) as (_storage, graph, _driver):
+        a, b, c, d = (new_user() for _ in range(4))
+        graph.follow(c, d)
+        graph.block(b, a, "")
+        for _ in range(2):
+            with pytest.raises(PermissionDenied):
+                graph.follow(a, b)
+            graph.unfollow(c, d)
+            assert graph.follow(c, d)[0]
+        assert graph.get_relationship(c, d).following
+
+
+def test_a_pooled_connection_that_died_is_replaced_and_the_write_runs(tmp_path: Path) -> None:
+    with one_connection(tmp_path) as (storage, graph, driver):
+        a, b = new_user(), new_user()
+        graph.follow(a, b)
+        with psycopg.connect(POSTGRES_DSN, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (driver.info.backend_pid,))
+        graph.unfollow(a, b)
+        assert not graph.get_relationship(a, b).following

@@ -105,6 +105,10 @@ class TxBase:
         else:
             then(self._d.rows(statement, params))
 
+    def held_back(self) -> bool:
+        """Whether statements wait for the COMMIT's message (``_later``)."""
+        return bool(self._ahead)
+
     def _flush_counters(self) -> None:
         pending, self._deltas = list(self._deltas.items()), {}
         for i in range(0, len(pending), 2):

@@ -146,7 +146,7 @@ class _Form:
 
     def __init__(self, stmt: ClauseElement, dialect: Dialect) -> None:
         # The name of its server-side prepared statement (``Runner.commit``).
-        self.name = f"socialgraph_{next(_FORM_NUMBERS)}"
+        self.name = f"{_PREFIX}{next(_FORM_NUMBERS)}"
         self._numbered: tuple[str, list[str]] | None = None
         compiled = stmt.compile(dialect=dialect)
         assert isinstance(compiled, SQLCompiler)
@@ -232,15 +232,19 @@ _CLOCK = "SELECT clock_timestamp()"
 _FORM_NUMBERS = itertools.count()
 # A named parameter of psycopg's paramstyle, or an escaped percent sign.
 _PYFORMAT = re.compile(r"%\((\w+)\)s|%%")
-# The statements PREPAREd on each driver connection, by name.
+_PREFIX = "socialgraph_"
+# The statements of this process PREPAREd on each driver connection, by
+# name. A connection missing here is asked (``Runner._prepared``).
 _PREPARED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+_OURS = f"SELECT name FROM pg_prepared_statements WHERE starts_with(name, '{_PREFIX}')"
 
 
 def forget_prepared(connection: Any) -> None:
-    """Forgets the statements PREPAREd on a driver connection that is about
-    to roll back: psycopg then deallocates every prepared statement
-    (DEALLOCATE ALL), these too. A connection with no transaction open
-    rolls nothing back and keeps them."""
+    """Forgets which statements are PREPAREd on a driver connection that is
+    about to roll back: psycopg then deallocates every prepared statement
+    (DEALLOCATE ALL) when it has prepared some of its own, and the next
+    commit asks the connection again. A connection with no transaction
+    open rolls nothing back and keeps them."""
     if connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         _PREPARED.pop(connection, None)
 
@@ -258,7 +262,7 @@ def _literals(connection: Any) -> Callable[[Any], str | None]:
         kind = type(value)
         if kind is int:
             return str(value)
-        if kind is str:
+        if kind is str and "\x00" not in value:  # libpq would cut it there; psycopg refuses it
             return bytes(escape(value.encode(encoding))).decode(encoding)
         if value is None:
             return "NULL"
@@ -349,7 +353,11 @@ class Runner:
         cursor = psycopg.ClientCursor(connection)
         forms = [statement.form(self._dialect) for statement, _params in ahead]
         literal = _literals(connection)
-        parts = [self._executed(form, params, cursor, literal) for form, (_, params) in zip(forms, ahead, strict=True)]
+        prepared = self._prepared(cursor) if forms else set()
+        parts = [
+            self._executed(form, params, cursor, literal, prepared)
+            for form, (_, params) in zip(forms, ahead, strict=True)
+        ]
         held_form = None if held is None else held[0].form(self._dialect)
         if held is not None:
             assert held_form is not None
@@ -387,7 +395,23 @@ class Runner:
         held_for = None if before is None or after is None else max(0.0, (after - before).total_seconds())
         return Committed(rows, held_rows, held_for, value)
 
-    def _executed(self, form: _Form, params: Params, cursor: Any, literal: Callable[[Any], str | None]) -> str:
+    def _prepared(self, cursor: Any) -> set[str]:
+        """The names of this process's statements PREPAREd on the cursor's
+        connection: asked of PostgreSQL on its first commit and after
+        anything may have deallocated them (a round trip each time)."""
+        known = _PREPARED.get(cursor.connection)
+        if known is None:
+            try:
+                cursor.execute(_OURS)
+                names = {row[0] for row in cursor.fetchall()}
+            except self._dbapi.Error as error:
+                raise self._wrapped(error, _OURS, None) from error
+            known = _PREPARED[cursor.connection] = names
+        return known
+
+    def _executed(
+        self, form: _Form, params: Params, cursor: Any, literal: Callable[[Any], str | None], prepared: set[str]
+    ) -> str:
         """The text that runs ``form`` with ``params`` in a simple query: an
         EXECUTE of its prepared statement, PREPAREd on this connection
         first if need be (a round trip once in the connection's life; a
@@ -397,7 +421,6 @@ class Runner:
             return str(cursor.mogrify(*form.bind(params)))
         values = {**form.defaults, **params}
         sql, names = form.numbered()
-        prepared = _PREPARED.setdefault(cursor.connection, set())
         if form.name not in prepared:
             types = ", ".join(_parameter_type(values[name]) for name in names)
             declared = f"({types}) " if names else ""
