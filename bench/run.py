@@ -723,12 +723,13 @@ def print_table(results: list[Row], memory: Row, checks: list[Row]) -> None:
             f"{fmt(r['p50_ms'], '.2f'):>8} {fmt(r['p99_ms'], '.2f'):>8} {fmt(r['ratio'], '.2f'):>6} "
             f"{target:>7} {res:>6}  {r['verification']}")
     log("")
-    log(f"CPU per request, us: {'scenario':<36} {'w':>2} {'server':>7} {'pg':>6} {'redis':>6} {'gen':>6} "
-        f"{'kernel':>7} {'other':>6}")
+    log(f"CPU per request, us: {'scenario':<36} {'w':>2} {'server':>7} {'of it sys':>9} {'pg':>6} {'redis':>6} "
+        f"{'gen':>6} {'kernel':>7} {'other':>6}")
     for r in results:
         c = r.get("cpu_us_per_request") or {}
-        log(f"{'':<21}{r['name']:<36} {r['workers']:>2} {c.get('server', 0):>7} {c.get('postgres', 0):>6} "
-            f"{c.get('redis', 0):>6} {c.get('generator', 0):>6} {c.get('kernel', 0):>7} {c.get('other', 0):>6}")
+        log(f"{'':<21}{r['name']:<36} {r['workers']:>2} {c.get('server', 0):>7} {c.get('server_sys', 0):>9} "
+            f"{c.get('postgres', 0):>6} {c.get('redis', 0):>6} {c.get('generator', 0):>6} {c.get('kernel', 0):>7} "
+            f"{c.get('other', 0):>6}")
     if memory:
         log(f"memory (--workers {memory['workers']}, {memory['completed']} GetRelationship requests): "
             f"RSS MB {memory['rss_mb']}")

@@ -386,9 +386,10 @@ CPU_GROUPS = (
 
 class CpuMeter:
     """CPU time spent, from construction to ``per_request``, by the server's
-    processes, PostgreSQL, Redis, the load generators (this process's reaped
-    children, and any still running) and the kernel's workers: where a
-    scenario's cost goes on a shared machine."""
+    processes (and, as ``server_sys``, the part of it in the kernel:
+    system calls), PostgreSQL, Redis, the load generators (this process's
+    reaped children, and any still running) and the kernel's workers: where
+    a scenario's cost goes on a shared machine."""
 
     def __init__(self, server_pids: Iterable[int]) -> None:
         self.server_pids = set(server_pids)
@@ -407,6 +408,8 @@ class CpuMeter:
                 (g for g, prefixes in CPU_GROUPS if name.startswith(prefixes)), "other"
             )
             out[group] = out.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / _TICK
+            if group == "server":  # the part spent in the kernel for it (system calls)
+                out["server_sys"] = out.get("server_sys", 0.0) + int(fields[12]) / _TICK
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         out["generator"] = out.get("generator", 0.0) + usage.ru_utime + usage.ru_stime
         return out
@@ -416,7 +419,7 @@ class CpuMeter:
         end = self._sample()
         return {
             g: round((end.get(g, 0.0) - self.start.get(g, 0.0)) / max(requests, 1) * 1e6)
-            for g in ("server", "postgres", "redis", "generator", "kernel", "other")
+            for g in ("server", "server_sys", "postgres", "redis", "generator", "kernel", "other")
         }
 
 
