@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, exc, select
 from storage import SqlStorage, open_storage
 from storage.migrate import upgrade
 from storage.schema import follows, service_keys, user_counters
-from storage.sql.run import Runner, Statement
+from storage.sql.run import Runner, Statement, id_list, matches
 
 from .support import BACKENDS, POSTGRES_DSN, new_user, temporary_database
 
@@ -37,6 +37,11 @@ _ADD_KEY = Statement(
     .on_conflict_do_nothing(index_elements=["name"])
 )
 _INSERT_FOLLOW = Statement(follows.insert())
+_COUNTERS_AMONG = Statement(
+    select(user_counters.c.user_id)
+    .where(matches(user_counters.c.user_id, id_list("ids")))
+    .order_by(user_counters.c.user_id)
+)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -110,5 +115,32 @@ def test_a_dead_connection_is_invalidated_and_marked(tmp_path: Path) -> None:
                 assert conn.invalidated
             # The pool hands out a fresh connection: the storage works on.
             assert storage.read_only(lambda tx: tx.counts([new_user()])) == {}
+        finally:
+            storage.close()
+
+
+def test_an_id_list_takes_every_length_and_none(storage: SqlStorage) -> None:
+    users = sorted(new_user() for _ in range(5))
+    storage.read_write(lambda tx: tx.lock_users(users))
+    with storage.engine.begin() as conn:
+        run = Runner(conn)
+        for n in (1, 3, 5, 2):
+            assert [row.user_id for row in run.rows(_COUNTERS_AMONG, {"ids": users[:n]})] == users[:n]
+        if storage.engine.dialect.name == "postgresql":
+            assert run.rows(_COUNTERS_AMONG, {"ids": []}) == []
+
+
+@pytest.mark.postgres
+def test_an_id_holding_the_separator_is_refused_not_split(tmp_path: Path) -> None:
+    """On PostgreSQL an id list travels as one text PostgreSQL splits at
+    commas: an id with a comma in it would match other ids."""
+    with temporary_database("postgres", tmp_path) as url:
+        storage = open_storage(url, pool_size=1)
+        try:
+            upgrade(storage)
+            a, b = new_user(), new_user()
+            storage.read_write(lambda tx: tx.lock_users([a, b]))
+            with storage.engine.begin() as conn, pytest.raises(ValueError, match="separates"):
+                Runner(conn).rows(_COUNTERS_AMONG, {"ids": [f"{a},{b}"]})
         finally:
             storage.close()
